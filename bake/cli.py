@@ -1,0 +1,193 @@
+"""`python -m bake`: the commands the Dockerfile, CI, the worker and the tests all call.
+
+The parsers live here so the public interface reads in one place; each command's work lives in
+the module named for it and is imported only when that command runs (a worker that only verifies
+models never imports git or uv code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bake.errors import BakeError
+
+# command name -> "module:function"; the function takes the parsed args and returns an exit code.
+HANDLERS = {
+    "check": "bake.check:cli",
+    "nodes install": "bake.nodes_install:cli",
+    "models fetch": "bake.models_fetch:cli",
+    "models verify": "bake.models_verify:cli",
+    "python verify": "bake.pyverify:cli",
+    "build sageattention": "bake.sagebuild:cli",
+}
+
+
+def _lock_arg(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        metavar="FILE",
+        help=f"the {kind} to read (default: the one at the repository root)",
+    )
+
+
+def _comfyui_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--comfyui-dir",
+        type=Path,
+        default=Path(os.environ.get("COMFYUI_DIR", "/comfyui")),
+        metavar="DIR",
+        help="the ComfyUI root (default: $COMFYUI_DIR or /comfyui)",
+    )
+
+
+def _volume_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--volume-dir",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a network-volume root whose models/ folder is searched too (repeatable; "
+        "default: /workspace and /runpod-volume when present)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bake",
+        description="Pin, fetch and verify everything a ComfyUI worker image is built from.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser(
+        "check",
+        help="static checks of the three locks (no network)",
+        description="Validate nodes.lock.yaml, models.lock.yaml and requirements.lock, or the "
+        "one file given with --lock. Unlocked entries are warnings unless --strict.",
+    )
+    _lock_arg(check, "lockfile (kind taken from its name or content)")
+    check.add_argument(
+        "--strict", action="store_true", help="treat entries without a `locked` pin as errors"
+    )
+    check.set_defaults(handler="check")
+
+    nodes = sub.add_parser("nodes", help="ComfyUI and custom nodes at their locked commits")
+    nodes_sub = nodes.add_subparsers(dest="action", required=True, metavar="ACTION")
+    install = nodes_sub.add_parser(
+        "install",
+        help="install ComfyUI and every custom node at its locked commit, verified",
+        description="Put ComfyUI at DIR and each custom node at DIR/custom_nodes/NAME, each at "
+        "its locked commit, verify HEAD and the tree hash, and write a manifest. Re-running is a "
+        "no-op when everything matches and repairs what does not.",
+    )
+    _comfyui_dir_arg(install)
+    _lock_arg(install, "nodes lock")
+    install.set_defaults(handler="nodes install")
+
+    models = sub.add_parser("models", help="model files: fetch and verify by hash")
+    models_sub = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = models_sub.add_parser(
+        "fetch",
+        help="download every locked model of a placement, verified, atomically",
+        description="Download each locked model of the placement to a temporary file beside its "
+        "destination, verify size and hashes, and rename it into place. Files already present "
+        "and valid are skipped. Safe to run from several processes at once.",
+    )
+    _comfyui_dir_arg(fetch)
+    fetch.add_argument(
+        "--placement",
+        choices=("image", "volume", "all"),
+        default="all",
+        help="which entries to fetch (default: all)",
+    )
+    _volume_dir_arg(fetch)
+    _lock_arg(fetch, "models lock")
+    fetch.add_argument(
+        "--jobs", type=int, default=None, metavar="N", help="concurrent downloads (default: 4)"
+    )
+    fetch.set_defaults(handler="models fetch")
+
+    verify = models_sub.add_parser(
+        "verify",
+        help="hash every locked model present in the search paths",
+        description="Hash every locked model file found in the search paths (blake3, memory "
+        "mapped, all cores) and report missing, wrong-size and wrong-hash files.",
+    )
+    _comfyui_dir_arg(verify)
+    _volume_dir_arg(verify)
+    _lock_arg(verify, "models lock")
+    verify.add_argument(
+        "--mode",
+        choices=("full", "fast"),
+        default="full",
+        help="full re-hashes every file; fast trusts the stamp of files whose identity "
+        "(size, mtime, inode) is unchanged (default: full)",
+    )
+    verify.add_argument(
+        "--placement",
+        choices=("image", "volume", "all"),
+        default="all",
+        help="which entries must be present (default: all)",
+    )
+    verify.set_defaults(handler="models verify")
+
+    python = sub.add_parser("python", help="the Python environment against requirements.lock")
+    python_sub = python.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pyverify = python_sub.add_parser(
+        "verify",
+        help="check the running interpreter against requirements.lock",
+        description="Compare the installed distributions with requirements.lock (name and "
+        "version) and, when torch imports, its CUDA version and compiled arch list.",
+    )
+    _lock_arg(pyverify, "requirements lock")
+    pyverify.add_argument(
+        "--allow-extra",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a distribution allowed beside the lock (repeatable; our own project and "
+        "sageattention are always allowed)",
+    )
+    pyverify.set_defaults(handler="python verify")
+
+    build = sub.add_parser("build", help="source builds pinned in nodes.lock.yaml")
+    build_sub = build.add_subparsers(dest="action", required=True, metavar="TARGET")
+    sage = build_sub.add_parser(
+        "sageattention",
+        help="build the pinned SageAttention source into a wheel",
+        description="Fetch the locked rev of source_builds.sageattention and build a wheel with "
+        "its env (TORCH_CUDA_ARCH_LIST) and --no-build-isolation.",
+    )
+    sage.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the wheel goes")
+    _lock_arg(sage, "nodes lock")
+    sage.set_defaults(handler="build sageattention")
+    return parser
+
+
+def run_handler(name: str, args: argparse.Namespace) -> int:
+    module_name, _, func_name = HANDLERS[name].partition(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_handler(args.handler, args)
+    except BakeError as exc:
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Hashes: blake3 of files (memory-mapped, all cores), sha256 + blake3 of a byte stream in one
+pass, and the `tree` hash of a checked-out directory.
+
+The tree hash is our narHash: a blake3 over a canonical listing of the tree, one line per file,
+sorted by path bytes, so it is the same on every machine and file-system order:
+
+    <mode> <blake3 of content, or of the link target> <relative posix path>\n
+
+`mode` is git's notion of it (100644 file, 100755 executable, 120000 symlink), not the raw
+permission bits, which depend on the umask of whoever checked the tree out. Any `.git` entry
+(a directory, or the file a submodule or worktree leaves) is left out, as are empty directories,
+which git does not track either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import blake3 as _blake3
+
+TREE_PREFIX = "blake3:"
+_MMAP_MIN = 1 << 20  # below this a plain read is faster than setting up a mapping
+
+
+def blake3_file(path: Path | str, *, threads: int | None = None) -> str:
+    """Hex blake3 of a file, memory-mapped and hashed on all cores (or `threads`)."""
+    max_threads = _blake3.blake3.AUTO if threads is None else threads
+    hasher = _blake3.blake3(max_threads=max_threads)
+    path = os.fspath(path)
+    if os.path.getsize(path) >= _MMAP_MIN:
+        hasher.update_mmap(path)
+    else:
+        with open(path, "rb") as handle:
+            hasher.update(handle.read())
+    return hasher.hexdigest()
+
+
+class StreamHasher:
+    """sha256 and blake3 of bytes as they stream past, in one pass (for downloads)."""
+
+    def __init__(self) -> None:
+        self._sha256 = hashlib.sha256()
+        self._blake3 = _blake3.blake3(max_threads=_blake3.blake3.AUTO)
+        self.size = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._sha256.update(data)
+        self._blake3.update(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    @property
+    def blake3(self) -> str:
+        return self._blake3.hexdigest()
+
+
+def hash_stream(chunks, hasher: StreamHasher | None = None) -> StreamHasher:
+    """Feed an iterable of byte chunks through a StreamHasher and return it."""
+    hasher = hasher or StreamHasher()
+    for chunk in chunks:
+        hasher.update(chunk)
+    return hasher
+
+
+def hash_file_both(path: Path | str, chunk_size: int = 8 << 20) -> StreamHasher:
+    """sha256 and blake3 of a file in one read (e.g. to resume a partial download)."""
+    hasher = StreamHasher()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            hasher.update(chunk)
+    return hasher
+
+
+def tree_listing(root: Path | str) -> bytes:
+    """The canonical listing the tree hash is taken over (see the module docstring)."""
+    root = os.fspath(root)
+    rows: list[tuple[bytes, bytes]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in [*dirnames, *filenames]:
+            if name == ".git":
+                continue
+            full = os.path.join(dirpath, name)
+            info = os.lstat(full)
+            rel = os.path.relpath(full, root).replace(os.sep, "/").encode("utf-8",
+                                                                          "surrogateescape")
+            if stat.S_ISLNK(info.st_mode):
+                target = os.readlink(full).encode("utf-8", "surrogateescape")
+                digest = _blake3.blake3(target).hexdigest()
+                rows.append((rel, b"120000 " + digest.encode() + b" " + rel))
+            elif stat.S_ISREG(info.st_mode):
+                mode = b"100755" if info.st_mode & stat.S_IXUSR else b"100644"
+                digest = blake3_file(full, threads=1)
+                rows.append((rel, mode + b" " + digest.encode() + b" " + rel))
+            # directories are implied by their files; sockets and the like are not content
+        # symlinked directories are listed as links above and not descended into
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+    rows.sort()
+    return b"".join(row + b"\n" for _, row in rows)
+
+
+def tree_hash(root: Path | str) -> str:
+    """`blake3:<hex>` of the canonical listing of `root`."""
+    return TREE_PREFIX + _blake3.blake3(tree_listing(root)).hexdigest()
