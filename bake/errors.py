@@ -63,7 +63,7 @@ class MissingFileError(VerificationError):
 
 
 class GitError(BakeError):
-    """A git operation (ls-remote, fetch, checkout) failed; the message names the entry and remote."""
+    """A git operation (ls-remote, fetch, checkout) failed; the message names entry and remote."""
 
 
 class FetchError(BakeError):
@@ -71,7 +71,7 @@ class FetchError(BakeError):
 
 
 class AuthError(FetchError):
-    """The source refused our credentials; the message names the variable to set, never its value."""
+    """The source refused our credentials; the message names the variable to set, not its value."""
 
 
 class SourceNotFoundError(FetchError):

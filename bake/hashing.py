@@ -88,8 +88,9 @@ def tree_listing(root: Path | str) -> bytes:
                 continue
             full = os.path.join(dirpath, name)
             info = os.lstat(full)
-            rel = os.path.relpath(full, root).replace(os.sep, "/").encode("utf-8",
-                                                                          "surrogateescape")
+            rel = (
+                os.path.relpath(full, root).replace(os.sep, "/").encode("utf-8", "surrogateescape")
+            )
             if stat.S_ISLNK(info.st_mode):
                 target = os.readlink(full).encode("utf-8", "surrogateescape")
                 digest = _blake3.blake3(target).hexdigest()

@@ -59,8 +59,9 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def diff_entries(old: Mapping[str, Mapping[str, Any]],
-                 new: Mapping[str, Mapping[str, Any]]) -> LockDiff:
+def diff_entries(
+    old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]
+) -> LockDiff:
     added = tuple(sorted(set(new) - set(old)))
     removed = tuple(sorted(set(old) - set(new)))
     changed = []

@@ -92,8 +92,15 @@ class Checker:
                 ok = False
         return ok
 
-    def string(self, data: Mapping[str, Any], key: str, where: str, *, required: bool = True,
-               default: str | None = None) -> str | None:
+    def string(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        where: str,
+        *,
+        required: bool = True,
+        default: str | None = None,
+    ) -> str | None:
         value = data.get(key, _MISSING)
         if value is _MISSING or value is None:
             if required and value is None:
@@ -104,8 +111,16 @@ class Checker:
             return default
         return value
 
-    def pattern(self, data: Mapping[str, Any], key: str, where: str, regex: re.Pattern[str],
-                expected: str, *, required: bool = True) -> str | None:
+    def pattern(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        where: str,
+        regex: re.Pattern[str],
+        expected: str,
+        *,
+        required: bool = True,
+    ) -> str | None:
         value = self.string(data, key, where, required=required)
         if value is None:
             return None
@@ -119,8 +134,9 @@ class Checker:
         if value is _MISSING:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            self.add(join(where, key), f"expected a whole number of bytes >= 0, found "
-                     f"{describe(value)}")
+            self.add(
+                join(where, key), f"expected a whole number of bytes >= 0, found {describe(value)}"
+            )
             return None
         return value
 
@@ -149,8 +165,9 @@ class Checker:
         if value is _MISSING:
             self.add("version", f"required field is missing (expected {LOCK_VERSION})")
         elif value != LOCK_VERSION or isinstance(value, bool):
-            self.add("version", f"unknown lock version: expected {LOCK_VERSION}, found "
-                     f"{describe(value)}")
+            self.add(
+                "version", f"unknown lock version: expected {LOCK_VERSION}, found {describe(value)}"
+            )
 
 
 def join(where: str, key: str) -> str:

@@ -149,8 +149,7 @@ class ModelsLock:
             return self.models[name]
         except KeyError:
             known = ", ".join(sorted(self.models))
-            raise KeyError(f"no model named {name!r} in the models lock (known: {known})") \
-                from None
+            raise KeyError(f"no model named {name!r} in the models lock (known: {known})") from None
 
     def unlocked(self) -> list[ModelEntry]:
         return [e for e in self.entries() if e.locked is None]
@@ -173,8 +172,10 @@ class ModelsLock:
 
 _SOURCE_FIELDS = {
     "hf": (["repo", "path"], ["revision", "repo_type"]),
-    "s3": (["bucket", "key"], ["endpoint_url_env", "access_key_id_env",
-                               "secret_access_key_env", "region"]),
+    "s3": (
+        ["bucket", "key"],
+        ["endpoint_url_env", "access_key_id_env", "secret_access_key_env", "region"],
+    ),
     "url": (["url"], []),
 }
 
@@ -187,29 +188,41 @@ def _parse_source(check: Checker, data: Any, where: str) -> Source | None:
         return None
     kind = data.get("source")
     if kind not in _SOURCE_FIELDS:
-        check.add(join(where, "source"), f"unknown source kind: expected one of hf, s3, url, "
-                  f"found {describe(kind)}")
+        check.add(
+            join(where, "source"),
+            f"unknown source kind: expected one of hf, s3, url, found {describe(kind)}",
+        )
         return None
     required, optional = _SOURCE_FIELDS[kind]
     check.keys(data, where, required=["source", *required], optional=optional)
-    values = {name: check.string(data, name, where, required=name in required)
-              for name in (*required, *optional)}
+    values = {
+        name: check.string(data, name, where, required=name in required)
+        for name in (*required, *optional)
+    }
     if any(values[name] is None for name in required):
         return None
     if kind == "hf":
         if values["repo_type"] not in (None, "model", "dataset", "space"):
-            check.add(join(where, "repo_type"), f"expected model, dataset or space, found "
-                      f"{describe(values['repo_type'])}")
+            check.add(
+                join(where, "repo_type"),
+                f"expected model, dataset or space, found {describe(values['repo_type'])}",
+            )
         if values["path"] and (why := check_relative_path(values["path"])):
             check.add(join(where, "path"), f"{why}, found {values['path']!r}")
-        return HfSource(values["repo"], values["path"], values["revision"] or "main",
-                        values["repo_type"] or "model")
+        return HfSource(
+            values["repo"],
+            values["path"],
+            values["revision"] or "main",
+            values["repo_type"] or "model",
+        )
     if kind == "s3":
         for name in ("endpoint_url_env", "access_key_id_env", "secret_access_key_env"):
             value = values[name]
             if value is not None and not ENV_REF.fullmatch("${" + value + "}"):
-                check.add(join(where, name), f"expected the name of an environment variable, "
-                          f"found {value!r}")
+                check.add(
+                    join(where, name),
+                    f"expected the name of an environment variable, found {value!r}",
+                )
         given = {k: v for k, v in values.items() if v is not None and k not in ("bucket", "key")}
         return S3Source(values["bucket"], values["key"], **given)
     url = values["url"]
@@ -226,13 +239,22 @@ def _parse_pin(check: Checker, data: Any, where: str, source: Source | None) -> 
     check.keys(data, where, required=["size", "blake3"], optional=["sha256", "revision"])
     size = check.size(data, "size", where)
     blake3 = check.pattern(data, "blake3", where, HEX64, "64 lowercase hex characters")
-    sha256 = check.pattern(data, "sha256", where, HEX64, "64 lowercase hex characters",
-                           required=False)
-    revision = check.pattern(data, "revision", where, HEX40,
-                             "a full Hub commit (40 lowercase hex characters)", required=False)
+    sha256 = check.pattern(
+        data, "sha256", where, HEX64, "64 lowercase hex characters", required=False
+    )
+    revision = check.pattern(
+        data,
+        "revision",
+        where,
+        HEX40,
+        "a full Hub commit (40 lowercase hex characters)",
+        required=False,
+    )
     if isinstance(source, HfSource) and "revision" not in data:
-        check.add(join(where, "revision"), "required for a Hugging Face source (the commit the "
-                  "file was locked at)")
+        check.add(
+            join(where, "revision"),
+            "required for a Hugging Face source (the commit the file was locked at)",
+        )
     if size is None or blake3 is None:
         return None
     return ModelPin(size=size, blake3=blake3, sha256=sha256, revision=revision)
@@ -263,8 +285,9 @@ def parse_models_lock(data: Any, filename: str = "models.lock.yaml") -> ModelsLo
             entry_data = check.mapping(entry_data, where)
             if entry_data is None:
                 continue
-            check.keys(entry_data, where, required=["original", "dest"],
-                       optional=["placement", "locked"])
+            check.keys(
+                entry_data, where, required=["original", "dest"], optional=["placement", "locked"]
+            )
             source = _parse_source(check, entry_data.get("original"), join(where, "original"))
             dest = check.string(entry_data, "dest", where)
             if dest is not None:
@@ -274,13 +297,18 @@ def parse_models_lock(data: Any, filename: str = "models.lock.yaml") -> ModelsLo
                 else:
                     dest = normalise_path(dest)
                     if dest in dests:
-                        check.add(join(where, "dest"), f"{dest!r} is also the dest of "
-                                  f"{dests[dest]}: two entries cannot write one file")
+                        check.add(
+                            join(where, "dest"),
+                            f"{dest!r} is also the dest of "
+                            f"{dests[dest]}: two entries cannot write one file",
+                        )
                     dests.setdefault(dest, where)
             placement = entry_data.get("placement", "image")
             if placement not in PLACEMENTS:
-                check.add(join(where, "placement"), f"expected image or volume, found "
-                          f"{describe(placement)}")
+                check.add(
+                    join(where, "placement"),
+                    f"expected image or volume, found {describe(placement)}",
+                )
             locked = None
             if entry_data.get("locked") is not None:
                 locked = _parse_pin(check, entry_data["locked"], join(where, "locked"), source)
@@ -299,8 +327,9 @@ def load_models_lock(path: Path) -> ModelsLock:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise LockError([Problem(str(path), "", f"cannot read the models lock: {exc.strerror}")]) \
-            from None
+        raise LockError(
+            [Problem(str(path), "", f"cannot read the models lock: {exc.strerror}")]
+        ) from None
     return loads_models_lock(text, str(path))
 
 

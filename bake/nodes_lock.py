@@ -33,7 +33,8 @@ ALWAYS_EXCLUDED = ("ComfyUI-Manager",)
 
 HEADER = (
     "# Git pins for ComfyUI, its custom nodes and source builds.\n"
-    "# Edit `original` (url, ref) by hand; `locked` is written by scripts/update-locks.py --nodes.\n"
+    "# Edit `original` (url, ref) by hand; `locked` is written by "
+    "scripts/update-locks.py --nodes.\n"
 )
 
 
@@ -190,8 +191,10 @@ def _parse_entry(check: Checker, name: str, kind: Kind, data: Any, where: str) -
         raw_env = check.mapping(data["env"], join(where, "env"))
         for key, value in (raw_env or {}).items():
             if not isinstance(value, str):
-                check.add(join(where, f"env.{key}"), f"expected a string (quote numbers), found "
-                          f"{describe(value)}")
+                check.add(
+                    join(where, f"env.{key}"),
+                    f"expected a string (quote numbers), found {describe(value)}",
+                )
             else:
                 env[str(key)] = value
     if original is None:
@@ -221,8 +224,9 @@ def _parse_pin(check: Checker, data: Any, where: str, kind: Kind) -> GitPin | No
     check.keys(data, where, required=required, optional=["tree", "requirements"])
     rev = check.pattern(data, "rev", where, HEX40, "a full commit (40 lowercase hex characters)")
     date = check.iso_date(data, "date", where)
-    tree = check.pattern(data, "tree", where, TREE_HASH, "'blake3:' and 64 lowercase hex "
-                         "characters", required=False)
+    tree = check.pattern(
+        data, "tree", where, TREE_HASH, "'blake3:' and 64 lowercase hex characters", required=False
+    )
     requirements = check.string_list(data, "requirements", where)
     if rev is None or date is None:
         return None
@@ -237,8 +241,12 @@ def parse_nodes_lock(data: Any, filename: str = "nodes.lock.yaml") -> NodesLock:
         check.raise_if_any()
     assert data is not None
     check.version(data)
-    check.keys(data, "", required=["version", "comfyui"],
-               optional=["custom_nodes", "source_builds", "exclude"])
+    check.keys(
+        data,
+        "",
+        required=["version", "comfyui"],
+        optional=["custom_nodes", "source_builds", "exclude"],
+    )
     exclude = check.string_list(data, "exclude", "")
     exclude_all = tuple(dict.fromkeys((*ALWAYS_EXCLUDED, *exclude)))
 
@@ -259,8 +267,11 @@ def parse_nodes_lock(data: Any, filename: str = "nodes.lock.yaml") -> NodesLock:
             where = f"{section}.{name}"
             name = str(name)
             if name.lower() in seen:
-                check.add(where, f"duplicate name: {seen[name.lower()]} already uses it "
-                          "(names are compared without case)")
+                check.add(
+                    where,
+                    f"duplicate name: {seen[name.lower()]} already uses it "
+                    "(names are compared without case)",
+                )
                 continue
             seen[name.lower()] = where
             if "/" in name or name.startswith(".") or not name.strip():
@@ -270,8 +281,9 @@ def parse_nodes_lock(data: Any, filename: str = "nodes.lock.yaml") -> NodesLock:
             if entry is None:
                 continue
             if hit := excluded_by(name, entry.original.url, exclude_all):
-                check.add(where, f"{hit} is excluded (it installs code at run time); remove "
-                          "this entry")
+                check.add(
+                    where, f"{hit} is excluded (it installs code at run time); remove this entry"
+                )
                 continue
             sections[section][name] = entry
 
@@ -289,8 +301,9 @@ def load_nodes_lock(path: Path) -> NodesLock:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise LockError([Problem(str(path), "", f"cannot read the nodes lock: {exc.strerror}")]) \
-            from None
+        raise LockError(
+            [Problem(str(path), "", f"cannot read the nodes lock: {exc.strerror}")]
+        ) from None
     return loads_nodes_lock(text, str(path))
 
 

@@ -77,8 +77,11 @@ def parse_requirements_lock(text: str, filename: str = "requirements.lock") -> R
             if line.split()[0].split("=")[0] in _OPTIONS:
                 options.append(line)
             else:
-                bad(number, f"unsupported option line {line!r} (expected a pinned requirement "
-                    "or an index option)")
+                bad(
+                    number,
+                    f"unsupported option line {line!r} (expected a pinned requirement "
+                    "or an index option)",
+                )
             continue
         spec, *hash_parts = line.split(" --hash")
         hash_parts = ["--hash" + part.strip() for part in hash_parts]
@@ -88,30 +91,43 @@ def parse_requirements_lock(text: str, filename: str = "requirements.lock") -> R
             bad(number, f"not a requirement: {spec.strip()!r} ({exc})")
             continue
         specifiers = list(requirement.specifier)
-        if requirement.url or len(specifiers) != 1 or specifiers[0].operator != "==" \
-                or "*" in specifiers[0].version:
-            bad(number, f"{requirement.name}: expected an exact pin 'name==version', found "
-                f"{spec.strip()!r}")
+        if (
+            requirement.url
+            or len(specifiers) != 1
+            or specifiers[0].operator != "=="
+            or "*" in specifiers[0].version
+        ):
+            bad(
+                number,
+                f"{requirement.name}: expected an exact pin 'name==version', found "
+                f"{spec.strip()!r}",
+            )
             continue
         hashes = []
         for part in hash_parts:
             match = _HASH.match(part.replace("--hash ", "--hash="))
             if not match:
-                bad(number, f"{requirement.name}: expected --hash=sha256:<64 hex>, found "
-                    f"{part!r}")
+                bad(number, f"{requirement.name}: expected --hash=sha256:<64 hex>, found {part!r}")
             else:
                 hashes.append(f"{match.group(1)}:{match.group(2)}")
         if not hash_parts:
-            bad(number, f"{requirement.name}=={specifiers[0].version}: no --hash; every line "
-                "of the lock must carry the hashes of its files")
+            bad(
+                number,
+                f"{requirement.name}=={specifiers[0].version}: no --hash; every line "
+                "of the lock must carry the hashes of its files",
+            )
             continue
         name = canonicalize_name(requirement.name)
         if name in pins:
             bad(number, f"{name}: pinned twice (first on line {pins[name].line})")
             continue
         pins[name] = PinnedRequirement(
-            name, specifiers[0].version, tuple(hashes),
-            str(requirement.marker) if requirement.marker else None, number)
+            name,
+            specifiers[0].version,
+            tuple(hashes),
+            str(requirement.marker) if requirement.marker else None,
+            number,
+        )
     if problems:
         raise LockError(problems)
     return RequirementsLock(pins, tuple(options))
@@ -122,6 +138,7 @@ def load_requirements_lock(path: Path) -> RequirementsLock:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise LockError([Problem(str(path), "", f"cannot read the requirements lock: "
-                                 f"{exc.strerror}")]) from None
+        raise LockError(
+            [Problem(str(path), "", f"cannot read the requirements lock: {exc.strerror}")]
+        ) from None
     return parse_requirements_lock(text, str(path))

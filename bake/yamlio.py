@@ -41,14 +41,12 @@ _Dumper.add_representer(str, _represent_str)
 def load_yaml(text: str, filename: str) -> Any:
     """Parse YAML text; a syntax error becomes a LockError naming the file and line."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise LockError(
-            [Problem(filename, where, f"invalid YAML: {problem}")]
-        ) from None
+        raise LockError([Problem(filename, where, f"invalid YAML: {problem}")]) from None
 
 
 def dump_yaml(data: Any, header: str = "") -> str:

@@ -1,0 +1,139 @@
+"""`python -m bake check`: static checks of the three locks, no network.
+
+Malformed files are errors (one line per problem). Entries that are well-formed but not locked
+yet are warnings naming the `update-locks` command that fills them; `--strict` makes them errors,
+which is how the image build runs it for everything it bakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bake.errors import LockError, Problem
+from bake.lockfile import (
+    MODELS_LOCK,
+    NODES_LOCK,
+    REQUIREMENTS_LOCK,
+    lock_kind,
+    repo_root,
+)
+from bake.models_lock import ModelsLock, loads_models_lock
+from bake.nodes_lock import NodesLock, loads_nodes_lock
+from bake.requirements_lock import parse_requirements_lock
+
+UPDATE = "scripts/update-locks.py"
+
+
+@dataclass
+class CheckResult:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _unlocked(filename: str, entries: Iterable[tuple[str, str]], flag: str) -> list[str]:
+    return [
+        str(
+            Problem(
+                filename,
+                where,
+                f"not locked yet; run `{UPDATE} {flag} {name}` where the source is reachable",
+            )
+        )
+        for where, name in entries
+    ]
+
+
+def check_text(text: str, filename: str, kind: str, *, strict: bool = False) -> CheckResult:
+    """Check one lock's text; pure apart from nothing (no file or network access)."""
+    result = CheckResult(checked=[filename])
+    try:
+        if kind == "nodes":
+            nodes: NodesLock = loads_nodes_lock(text, filename)
+            pending = _unlocked(
+                filename, ((e.qualified, e.name) for e in nodes.unlocked()), "--nodes"
+            )
+            # The rev is already a content hash (git's); the tree hash adds proof that a tree
+            # which arrived another way is the same, so its absence is a note, not a failure.
+            result.warnings.extend(
+                str(
+                    Problem(
+                        filename,
+                        f"{e.qualified}.locked.tree",
+                        f"not recorded yet; run "
+                        f"`{UPDATE} --nodes {e.name}` where the remote is reachable",
+                    )
+                )
+                for e in nodes.entries()
+                if e.locked is not None and e.locked.tree is None
+            )
+        elif kind == "models":
+            models: ModelsLock = loads_models_lock(text, filename)
+            pending = _unlocked(
+                filename, ((e.qualified, e.name) for e in models.unlocked()), "--models"
+            )
+        else:
+            parse_requirements_lock(text, filename)
+            pending = []
+    except LockError as exc:
+        result.errors.extend(str(p) for p in exc.problems)
+        return result
+    (result.errors if strict else result.warnings).extend(pending)
+    return result
+
+
+def display(path: Path) -> str:
+    """A path as messages show it: relative to the working directory when below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def check_file(path: Path, *, strict: bool = False, kind: str | None = None) -> CheckResult:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return CheckResult(errors=[f"{display(path)}: cannot read: {exc.strerror}"])
+    return check_text(text, display(path), kind or lock_kind(path, text), strict=strict)
+
+
+def check_repo(root: Path, *, strict: bool = False) -> CheckResult:
+    """All three locks at `root`; a missing one is an error."""
+    total = CheckResult()
+    for name in (NODES_LOCK, MODELS_LOCK, REQUIREMENTS_LOCK):
+        path = root / name
+        if not path.exists():
+            total.errors.append(
+                f"{display(path)}: missing (every image is built from the three locks)"
+            )
+            continue
+        one = check_file(path, strict=strict)
+        total.errors += one.errors
+        total.warnings += one.warnings
+        total.checked += one.checked
+    return total
+
+
+def cli(args: argparse.Namespace) -> int:
+    if args.lock is not None:
+        result = check_file(Path(args.lock), strict=args.strict)
+    else:
+        result = check_repo(repo_root(), strict=args.strict)
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    for line in result.errors:
+        print(f"error: {line}", file=sys.stderr)
+    if result.ok:
+        suffix = f", {len(result.warnings)} warning(s)" if result.warnings else ""
+        print(f"ok: {', '.join(result.checked)}{suffix}")
+        return 0
+    return 1

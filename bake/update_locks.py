@@ -1,0 +1,152 @@
+"""`scripts/update-locks.py`: resolve `original` -> `locked` for every kind of lock.
+
+Each kind lives in its own module; this one parses the command line and runs the kinds asked
+for, one after another (nodes first: the Python lock is compiled from the requirement lines the
+nodes lock records), so a failing kind is reported without hiding the others' results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bake.errors import BakeError
+from bake.lockfile import MODELS_LOCK, NODES_LOCK, REQUIREMENTS_LOCK, default_lock, lock_kind
+
+KINDS = ("nodes", "python", "models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/update-locks.py",
+        description="Resolve every lock entry's `original` to an exact, content-addressed pin "
+        "and rewrite the locks canonically, printing what changed. With no kind flag, all "
+        "kinds are updated.",
+    )
+    parser.add_argument(
+        "--nodes",
+        action="store_true",
+        help="ComfyUI, custom nodes, source builds (nodes.lock.yaml)",
+    )
+    parser.add_argument(
+        "--python",
+        action="store_true",
+        help="requirements.in + the nodes' recorded requirements -> requirements.lock",
+    )
+    parser.add_argument("--models", action="store_true", help="model files (models.lock.yaml)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="resolve nothing new; exit 1 if "
+        "a lock is stale, inconsistent or incomplete, saying which entry and why",
+    )
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="use this lock instead of the one at the repository root "
+        "(repeatable; its kind comes from its name or content)",
+    )
+    parser.add_argument(
+        "--torch-index",
+        metavar="URL",
+        default=None,
+        help="resolve torch and its CUDA packages from this index (e.g. the "
+        "PyTorch cu128 index) instead of PyPI; recorded in requirements.lock",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="only these entries (nodes or models); default: all",
+    )
+    return parser
+
+
+def _lock_paths(given: Sequence[Path]) -> dict[str, Path]:
+    paths = {
+        "nodes": default_lock(NODES_LOCK),
+        "python": default_lock(REQUIREMENTS_LOCK),
+        "models": default_lock(MODELS_LOCK),
+    }
+    for path in given:
+        kind = lock_kind(path) if path.exists() else lock_kind(path, "")
+        paths["python" if kind == "requirements" else kind] = path
+    return paths
+
+
+def _runner(
+    kind: str, args: argparse.Namespace, paths: dict[str, Path], names: Sequence[str]
+) -> Callable[[], int]:
+    def load(module: str, name: str) -> Callable[..., int]:
+        return getattr(importlib.import_module(module), name)
+
+    if kind == "nodes":
+        return lambda: load("bake.nodes_resolve", "update_nodes")(
+            paths["nodes"], names, check=args.check
+        )
+    if kind == "models":
+        return lambda: load("bake.models_resolve", "update_models")(
+            paths["models"], names, check=args.check
+        )
+    return lambda: load("bake.pylock", "update_python")(
+        paths["python"], nodes_lock=paths["nodes"], check=args.check, torch_index=args.torch_index
+    )
+
+
+def _kinds_of_names(names: Sequence[str], paths: dict[str, Path]) -> dict[str, list[str]]:
+    """Without a kind flag, NAME arguments pick the locks that hold them."""
+    from bake.models_lock import load_models_lock
+    from bake.nodes_lock import load_nodes_lock
+
+    nodes = {n for e in load_nodes_lock(paths["nodes"]).entries() for n in (e.name, e.qualified)}
+    models = set(load_models_lock(paths["models"]).models)
+    unknown = [n for n in names if n not in nodes and n not in models]
+    if unknown:
+        raise KeyError(
+            f"no entry named {', '.join(unknown)} in {paths['nodes']} or {paths['models']}"
+        )
+    selection = {
+        "nodes": [n for n in names if n in nodes],
+        "models": [n for n in names if n in models],
+    }
+    return {kind: chosen for kind, chosen in selection.items() if chosen}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    flagged = [k for k in KINDS if getattr(args, k)]
+    if args.names and flagged == ["python"]:
+        print("error: NAME filters apply to --nodes and --models only", file=sys.stderr)
+        return 2
+    paths = _lock_paths(args.lock)
+    selection = {kind: list(args.names) for kind in flagged}
+    if not flagged:
+        try:
+            selection = (
+                _kinds_of_names(args.names, paths) if args.names else {kind: [] for kind in KINDS}
+            )
+        except (BakeError, KeyError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+            print(f"error: {message}", file=sys.stderr)
+            return 1
+    status = 0
+    for kind in KINDS:
+        if kind not in selection or (args.names and kind == "python"):
+            continue
+        print(f"== {kind} ({paths[kind]})")
+        try:
+            status |= _runner(kind, args, paths, selection[kind])()
+        except BakeError as exc:
+            for line in exc.lines():
+                print(f"error: {line}", file=sys.stderr)
+            status |= 1
+        except KeyError as exc:  # an unknown NAME
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            status |= 1
+    return status

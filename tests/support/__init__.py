@@ -1,0 +1,1 @@
+"""Real local stand-ins for the internet, shared by the test suites."""
