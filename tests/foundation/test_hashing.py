@@ -1,0 +1,89 @@
+"""blake3 of files, sha256+blake3 of streams, and the tree hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+
+import blake3
+import pytest
+
+from bake.hashing import StreamHasher, blake3_file, hash_file_both, tree_hash, tree_listing
+
+
+@pytest.mark.parametrize("size", [0, 1, 1023, 1 << 20, (3 << 20) + 7])
+def test_blake3_file_matches_the_reference(tmp_path, size):
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert blake3_file(path) == blake3.blake3(data).hexdigest()
+    assert blake3_file(path, threads=1) == blake3.blake3(data).hexdigest()
+
+
+def test_stream_hasher_gives_both_hashes_in_one_pass(tmp_path):
+    data = os.urandom(300_000)
+    hasher = StreamHasher()
+    for start in range(0, len(data), 65_536):
+        hasher.update(memoryview(data)[start:start + 65_536])
+    assert hasher.size == len(data)
+    assert hasher.sha256 == hashlib.sha256(data).hexdigest()
+    assert hasher.blake3 == blake3.blake3(data).hexdigest()
+    (tmp_path / "f").write_bytes(data)
+    both = hash_file_both(tmp_path / "f", chunk_size=4096)
+    assert (both.sha256, both.blake3, both.size) == (hasher.sha256, hasher.blake3, len(data))
+
+
+def _make_tree(root):
+    (root / "pkg" / "sub").mkdir(parents=True)
+    (root / "pkg" / "a.py").write_text("print('a')\n")
+    (root / "pkg" / "sub" / "b.txt").write_text("b\n")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "link").symlink_to("pkg/a.py")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (root / "pkg" / "sub" / ".git").write_text("gitdir: ../../.git/modules/sub\n")
+    (root / "empty").mkdir()
+
+
+def test_tree_listing_is_canonical(tmp_path):
+    _make_tree(tmp_path)
+    lines = tree_listing(tmp_path).decode().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == ["link", "pkg/a.py", "pkg/sub/b.txt",
+                                                         "run.sh"]
+    modes = {line.split(" ", 2)[2]: line.split(" ")[0] for line in lines}
+    assert modes == {"link": "120000", "pkg/a.py": "100644", "pkg/sub/b.txt": "100644",
+                     "run.sh": "100755"}
+    assert f"120000 {blake3.blake3(b'pkg/a.py').hexdigest()} link" in lines
+
+
+def test_tree_hash_ignores_git_metadata_umask_and_creation_order(tmp_path):
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    _make_tree(first)
+    _make_tree(second)
+    shutil.rmtree(second / ".git")
+    (second / "pkg" / "a.py").chmod(0o664)  # another umask: still an ordinary file
+    os.utime(second / "pkg" / "sub" / "b.txt", (0, 0))
+    assert tree_hash(first) == tree_hash(second)
+    assert tree_hash(first).startswith("blake3:") and len(tree_hash(first)) == 7 + 64
+
+
+@pytest.mark.parametrize("change", ["content", "mode", "rename", "link target", "new file"])
+def test_tree_hash_changes_with_any_real_change(tmp_path, change):
+    _make_tree(tmp_path)
+    before = tree_hash(tmp_path)
+    if change == "content":
+        (tmp_path / "pkg" / "a.py").write_text("print('b')\n")
+    elif change == "mode":
+        (tmp_path / "pkg" / "a.py").chmod(0o755)
+    elif change == "rename":
+        (tmp_path / "pkg" / "a.py").rename(tmp_path / "pkg" / "c.py")
+    elif change == "link target":
+        (tmp_path / "link").unlink()
+        (tmp_path / "link").symlink_to("run.sh")
+    else:
+        (tmp_path / "empty" / "new").write_text("")
+    assert tree_hash(tmp_path) != before
