@@ -106,8 +106,24 @@ def check_file(path: Path, *, strict: bool = False, kind: str | None = None) -> 
     return check_text(text, display(path), kind or lock_kind(path, text), strict=strict)
 
 
+def cross_check(nodes: NodesLock, models: ModelsLock, models_file: str) -> list[str]:
+    """Model files placed inside a custom node's folder must belong to a locked node: a
+    checkpoint for a node the image does not install is a typo or a stale entry."""
+    names = {name.lower() for name in nodes.custom_nodes}
+    problems = []
+    for entry in models.entries():
+        parts = entry.dest.split("/")
+        if len(parts) > 2 and parts[0] == "custom_nodes" and parts[1].lower() not in names:
+            problems.append(str(Problem(
+                models_file, f"{entry.qualified}.dest",
+                f"{entry.dest!r} is inside custom_nodes/{parts[1]}, which is not a custom node "
+                "of the nodes lock")))
+    return problems
+
+
 def check_repo(root: Path, *, strict: bool = False) -> CheckResult:
-    """All three locks at `root`; a missing one is an error."""
+    """All three locks at `root`; a missing one is an error. The nodes and models locks are
+    also checked against each other."""
     total = CheckResult()
     for name in (NODES_LOCK, MODELS_LOCK, REQUIREMENTS_LOCK):
         path = root / name
@@ -120,6 +136,12 @@ def check_repo(root: Path, *, strict: bool = False) -> CheckResult:
         total.errors += one.errors
         total.warnings += one.warnings
         total.checked += one.checked
+    if not total.errors:
+        total.errors += cross_check(
+            loads_nodes_lock((root / NODES_LOCK).read_text(encoding="utf-8")),
+            loads_models_lock((root / MODELS_LOCK).read_text(encoding="utf-8")),
+            display(root / MODELS_LOCK),
+        )
     return total
 
 

@@ -262,3 +262,19 @@ def test_missing_lock_file_is_one_clear_error(tmp_path):
     result = _run_check("--lock", str(tmp_path / "nodes.lock.yaml"))
     assert result.returncode == 1
     assert "cannot read" in result.stderr
+
+
+def test_model_inside_an_unknown_node_folder_is_refused():
+    from bake.check import cross_check
+
+    models = valid_models()
+    models["models"]["rife47"]["dest"] = "custom_nodes/ComfyUI-Frame-Interp/ckpts/rife47.pth"
+    problems = cross_check(parse_nodes_lock(valid_nodes()), parse_models_lock(models),
+                           "models.lock.yaml")
+    assert problems == [
+        "models.lock.yaml: models.rife47.dest: 'custom_nodes/ComfyUI-Frame-Interp/ckpts/"
+        "rife47.pth' is inside custom_nodes/ComfyUI-Frame-Interp, which is not a custom node "
+        "of the nodes lock"
+    ]
+    models["models"]["rife47"]["dest"] = "custom_nodes/comfyui-kjnodes/x.pth"
+    assert cross_check(parse_nodes_lock(valid_nodes()), parse_models_lock(models), "m") == []
