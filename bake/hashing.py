@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import blake3 as _blake3
@@ -77,35 +78,60 @@ def hash_file_both(path: Path | str, chunk_size: int = 8 << 20) -> StreamHasher:
     return hasher
 
 
+def _tree_row(full: str, rel: str) -> bytes | None:
+    """One line of the listing, or None for what is not content (directories, sockets)."""
+    info = os.lstat(full)
+    name = rel.encode("utf-8", "surrogateescape")
+    if stat.S_ISLNK(info.st_mode):
+        target = os.readlink(full).encode("utf-8", "surrogateescape")
+        return b"120000 " + _blake3.blake3(target).hexdigest().encode() + b" " + name
+    if stat.S_ISREG(info.st_mode):
+        mode = b"100755" if info.st_mode & stat.S_IXUSR else b"100644"
+        return mode + b" " + blake3_file(full, threads=1).encode() + b" " + name
+    return None
+
+
 def tree_listing(root: Path | str) -> bytes:
     """The canonical listing the tree hash is taken over (see the module docstring)."""
     root = os.fspath(root)
-    rows: list[tuple[bytes, bytes]] = []
+    rows: list[bytes] = []
     for dirpath, dirnames, filenames in os.walk(root):
+        # symlinked directories are listed as links, never descended into
         dirnames[:] = [d for d in dirnames if d != ".git"]
         for name in [*dirnames, *filenames]:
             if name == ".git":
                 continue
             full = os.path.join(dirpath, name)
-            info = os.lstat(full)
-            rel = (
-                os.path.relpath(full, root).replace(os.sep, "/").encode("utf-8", "surrogateescape")
-            )
-            if stat.S_ISLNK(info.st_mode):
-                target = os.readlink(full).encode("utf-8", "surrogateescape")
-                digest = _blake3.blake3(target).hexdigest()
-                rows.append((rel, b"120000 " + digest.encode() + b" " + rel))
-            elif stat.S_ISREG(info.st_mode):
-                mode = b"100755" if info.st_mode & stat.S_IXUSR else b"100644"
-                digest = blake3_file(full, threads=1)
-                rows.append((rel, mode + b" " + digest.encode() + b" " + rel))
-            # directories are implied by their files; sockets and the like are not content
-        # symlinked directories are listed as links above and not descended into
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-    rows.sort()
-    return b"".join(row + b"\n" for _, row in rows)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            if (row := _tree_row(full, rel)) is not None:
+                rows.append(row)
+    return _listing_by_path(rows)
+
+
+def _listing_by_path(rows: list[bytes]) -> bytes:
+    rows.sort(key=lambda row: row.split(b" ", 2)[2])
+    return b"".join(row + b"\n" for row in rows)
 
 
 def tree_hash(root: Path | str) -> str:
     """`blake3:<hex>` of the canonical listing of `root`."""
     return TREE_PREFIX + _blake3.blake3(tree_listing(root)).hexdigest()
+
+
+def tree_hash_paths(root: Path | str, paths: Iterable[str]) -> str:
+    """The tree hash of only `paths` (relative, posix) under `root`, in the same listing
+    format as `tree_hash`. For a checkout whose folder also holds untracked data (models under
+    ComfyUI, checkpoints under a node), pass git's list of tracked files: the result equals
+    `tree_hash` of a clean checkout. A listed path that is missing or a directory has no row,
+    as in `tree_listing`."""
+    root = os.fspath(root)
+    rows: list[bytes] = []
+    for rel in set(paths):
+        full = os.path.join(root, *rel.split("/"))
+        try:
+            row = _tree_row(full, rel)
+        except FileNotFoundError:
+            continue
+        if row is not None:
+            rows.append(row)
+    return TREE_PREFIX + _blake3.blake3(_listing_by_path(rows)).hexdigest()

@@ -87,3 +87,15 @@ def test_tree_hash_changes_with_any_real_change(tmp_path, change):
     else:
         (tmp_path / "empty" / "new").write_text("")
     assert tree_hash(tmp_path) != before
+
+
+def test_tree_hash_of_tracked_paths_ignores_untracked_data(tmp_path):
+    from bake.hashing import tree_hash_paths
+
+    _make_tree(tmp_path)
+    clean = tree_hash(tmp_path)
+    tracked = [line.split(" ", 2)[2] for line in tree_listing(tmp_path).decode().splitlines()]
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "big.safetensors").write_bytes(b"weights")
+    assert tree_hash(tmp_path) != clean
+    assert tree_hash_paths(tmp_path, tracked) == clean
