@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     _volume_dir_arg(fetch)
     _lock_arg(fetch, "models lock")
     fetch.add_argument(
+        "--name",
+        dest="names",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this entry (repeatable; the image fetches one model per layer this way)",
+    )
+    fetch.add_argument(
         "--jobs", type=int, default=None, metavar="N", help="concurrent downloads (default: 4)"
     )
     fetch.set_defaults(handler="models fetch")
