@@ -17,7 +17,8 @@ from packaging.utils import canonicalize_name
 from bake.errors import LockError, Problem
 
 _HASH = re.compile(r"--hash[= ](sha256):([0-9a-f]{64})$")
-_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--no-index")
+_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--no-index",
+            "--only-binary", "--no-binary")
 
 
 @dataclass(frozen=True)
