@@ -1,0 +1,202 @@
+# syntax=docker/dockerfile:1
+# ComfyUI worker for RTX 5090 (sm_120, CUDA 12.8) on RunPod serverless, built from the locks only.
+# Every step that does real work is a `python -m bake` command, the same commands the tests run.
+# Build: see docs/image.md. WITH_MODELS=0 leaves the image-placement models out (volume deploys).
+
+ARG WITH_MODELS=1
+
+# -- python: the locked interpreter environment ---------------------------------------------
+# The devel base carries nvcc >= 12.8, which SageAttention needs to emit sm_120 code.
+FROM nvidia/cuda:12.8.0-cudnn-devel-ubuntu24.04@sha256:81d4dd36435f4ccf0aafb111c6b09182084f0a3ff044ffa5b74bbeb7c5a5fd33 AS python
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+# Ubuntu's archive drops superseded package versions, so version pins would break rebuilds;
+# the base image digest fixes the release these come from.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3.12 python3.12-venv python3.12-dev git build-essential ninja-build ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+# Only the lock is copied here, so a code change never reinstalls the environment. With
+# --require-hashes pip refuses any file whose sha256 is not in the lock, and --no-deps keeps it
+# from resolving anything the lock does not name.
+RUN python3.12 -m venv /opt/venv
+COPY requirements.lock /opt/bake/requirements.lock
+RUN pip install --no-cache-dir --no-deps --require-hashes -r /opt/bake/requirements.lock
+
+# -- sage: SageAttention built from its locked rev for sm_120 only ---------------------------
+FROM python AS sage
+# SHELL is inherited from the parent stage; restated so linters see bash here too.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# setup.py reads the arch list literally ("12.0"; "sm_120" is silently skipped); the lock's
+# entry sets the same value, this makes it visible where the build happens.
+ENV TORCH_CUDA_ARCH_LIST="12.0" \
+    CUDA_HOME=/usr/local/cuda
+COPY nodes.lock.yaml /opt/bake/nodes.lock.yaml
+COPY bake /opt/bake/bake
+WORKDIR /opt/bake
+RUN python -m bake build sageattention --out /wheels
+# A wheel that imports but carries no sm_120 cubin would only fail on the GPU: fail here instead.
+RUN mkdir /tmp/sage \
+    && python -m zipfile -e /wheels/sageattention-*.whl /tmp/sage \
+    && find /tmp/sage -name '*.so' | sort > /tmp/modules \
+    && if [ ! -s /tmp/modules ]; then echo "no extension module in the wheel" >&2; exit 1; fi \
+    && while read -r so; do \
+        archs="$(cuobjdump --list-elf "$so" | grep -o 'sm_[0-9]*[a-z]*' | sort -u | xargs)"; \
+        echo "${so#/tmp/sage/}: ${archs:-no cubins}"; \
+        case " $archs " in \
+            *" sm_120 "* | *" sm_120a "*) ;; \
+            *) echo "${so#/tmp/sage/}: no sm_120 code, the build missed its target" >&2; exit 1 ;; \
+        esac; \
+    done < /tmp/modules \
+    && rm -rf /tmp/sage /tmp/modules
+
+# -- comfyui: ComfyUI and the custom nodes at their locked commits, trees verified -----------
+FROM python AS comfyui
+COPY nodes.lock.yaml /opt/bake/nodes.lock.yaml
+COPY bake /opt/bake/bake
+WORKDIR /opt/bake
+RUN python -m bake nodes install --comfyui-dir /comfyui
+
+# -- models: one stage, hence one image layer, per image-placement model ---------------------
+# A changed model re-pushes only its own layer. Timestamps are reset so that re-fetching an
+# unchanged file (after a code change busts this cache) yields the same layer digest, which the
+# registry and RunPod hosts already have. Credentials come only from BuildKit secrets (Hugging
+# Face, and R2 as S3), each optional: public Hugging Face files need none. Every stage mounts the
+# same set so that moving a model between sources is a lock edit only.
+FROM python AS fetcher
+COPY models.lock.yaml /opt/bake/models.lock.yaml
+COPY bake /opt/bake/bake
+WORKDIR /opt/bake
+
+FROM fetcher AS model-wan-high
+RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
+    --mount=type=secret,id=aws_access_key_id,env=AWS_ACCESS_KEY_ID \
+    --mount=type=secret,id=aws_secret_access_key,env=AWS_SECRET_ACCESS_KEY \
+    --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
+    python -m bake models fetch --comfyui-dir /comfyui --placement image \
+        --name wan2.2_i2v_high_noise_14B_fp8_scaled \
+    && find /comfyui -exec touch -h -d @0 {} +
+
+FROM fetcher AS model-wan-low
+RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
+    --mount=type=secret,id=aws_access_key_id,env=AWS_ACCESS_KEY_ID \
+    --mount=type=secret,id=aws_secret_access_key,env=AWS_SECRET_ACCESS_KEY \
+    --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
+    python -m bake models fetch --comfyui-dir /comfyui --placement image \
+        --name wan2.2_i2v_low_noise_14B_fp8_scaled \
+    && find /comfyui -exec touch -h -d @0 {} +
+
+FROM fetcher AS model-umt5
+RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
+    --mount=type=secret,id=aws_access_key_id,env=AWS_ACCESS_KEY_ID \
+    --mount=type=secret,id=aws_secret_access_key,env=AWS_SECRET_ACCESS_KEY \
+    --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
+    python -m bake models fetch --comfyui-dir /comfyui --placement image \
+        --name umt5_xxl_fp8_e4m3fn_scaled \
+    && find /comfyui -exec touch -h -d @0 {} +
+
+FROM fetcher AS model-vae
+RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
+    --mount=type=secret,id=aws_access_key_id,env=AWS_ACCESS_KEY_ID \
+    --mount=type=secret,id=aws_secret_access_key,env=AWS_SECRET_ACCESS_KEY \
+    --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
+    python -m bake models fetch --comfyui-dir /comfyui --placement image \
+        --name wan_2.1_vae \
+    && find /comfyui -exec touch -h -d @0 {} +
+
+FROM fetcher AS model-lora-high
+RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
+    --mount=type=secret,id=aws_access_key_id,env=AWS_ACCESS_KEY_ID \
+    --mount=type=secret,id=aws_secret_access_key,env=AWS_SECRET_ACCESS_KEY \
+    --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
+    python -m bake models fetch --comfyui-dir /comfyui --placement image \
+        --name wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise \
+    && find /comfyui -exec touch -h -d @0 {} +
+
+FROM fetcher AS model-lora-low
+RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
+    --mount=type=secret,id=aws_access_key_id,env=AWS_ACCESS_KEY_ID \
+    --mount=type=secret,id=aws_secret_access_key,env=AWS_SECRET_ACCESS_KEY \
+    --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
+    python -m bake models fetch --comfyui-dir /comfyui --placement image \
+        --name wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise \
+    && find /comfyui -exec touch -h -d @0 {} +
+
+FROM fetcher AS model-rife
+RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
+    --mount=type=secret,id=aws_access_key_id,env=AWS_ACCESS_KEY_ID \
+    --mount=type=secret,id=aws_secret_access_key,env=AWS_SECRET_ACCESS_KEY \
+    --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
+    python -m bake models fetch --comfyui-dir /comfyui --placement image \
+        --name rife47 \
+    && find /comfyui -exec touch -h -d @0 {} +
+
+# -- runtime: CUDA runtime base plus what Triton compiles with at first use ------------------
+# Triton builds small C launchers at run time: it needs gcc and Python.h, not nvcc (its wheel
+# ships ptxas). So the runtime base plus gcc and python3.12-dev, several GB below devel.
+FROM nvidia/cuda:12.8.0-cudnn-runtime-ubuntu24.04@sha256:c40d1065da90274969f9faa7fe1a7fcd1c374d5783482eec09ee5b516746088f AS runtime
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3.12 python3.12-dev gcc libc6-dev ffmpeg ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY --from=python /opt/venv /opt/venv
+COPY --from=sage /wheels /wheels
+# The wheel was built two stages up from the locked rev; nothing is resolved.
+RUN pip install --no-cache-dir --no-deps --no-index /wheels/sageattention-*.whl && rm -rf /wheels
+
+COPY --from=comfyui /comfyui /comfyui
+
+# Our own code last: it changes most often. Installed without dependencies, since the lock
+# already holds every one of them.
+COPY requirements.lock nodes.lock.yaml models.lock.yaml pyproject.toml README.md /opt/bake/
+COPY bake /opt/bake/bake
+COPY worker /opt/bake/worker
+WORKDIR /opt/bake
+RUN pip install --no-cache-dir --no-deps --no-index --no-build-isolation /opt/bake \
+    && python -m bake check --strict \
+    && python -m bake python verify --allow-extra pip
+
+# Nothing may download or install at run time: what a node needs is baked and pinned.
+ENV BAKE_ROOT=/opt/bake \
+    COMFYUI_DIR=/comfyui \
+    HF_HUB_OFFLINE=1 \
+    PIP_NO_INDEX=1 \
+    UV_OFFLINE=1
+
+WORKDIR /comfyui
+ENTRYPOINT ["/opt/bake/worker/start.sh"]
+
+# -- the image: models copied in last with --link, so each stays its own layer --------------
+# --link layers do not depend on the layers below: rebuilding the code never re-pushes them.
+FROM runtime AS models-0
+
+FROM runtime AS models-1
+COPY --link --from=model-wan-high /comfyui/ /comfyui/
+COPY --link --from=model-wan-low /comfyui/ /comfyui/
+COPY --link --from=model-umt5 /comfyui/ /comfyui/
+COPY --link --from=model-vae /comfyui/ /comfyui/
+COPY --link --from=model-lora-high /comfyui/ /comfyui/
+COPY --link --from=model-lora-low /comfyui/ /comfyui/
+COPY --link --from=model-rife /comfyui/ /comfyui/
+
+# The stage is chosen by the build arg; both candidates are stages of this file, not images.
+# hadolint ignore=DL3006
+FROM models-${WITH_MODELS} AS image
