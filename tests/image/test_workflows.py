@@ -1,0 +1,120 @@
+"""The GitHub workflows: they parse, they pin every third-party action to a commit, the test
+workflow runs the README's test command, and the build passes credentials only as BuildKit
+secrets that the Dockerfile mounts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from support.dockerfile import parse
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+USES = re.compile(r"^\s*(?:-\s*)?uses:\s*(\S+)(.*)$")
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def load(name: str) -> dict:
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    # YAML 1.1 reads the key `on` as the boolean True.
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def steps(workflow: dict) -> list[dict]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+@pytest.mark.parametrize("name", ["test.yml", "build.yml"])
+def test_workflow_parses_and_has_jobs(name):
+    workflow = load(name)
+    assert workflow["jobs"], name
+    for job in workflow["jobs"].values():
+        assert job.get("runs-on") and job.get("steps")
+
+
+@pytest.mark.parametrize("name", ["test.yml", "build.yml"])
+def test_third_party_actions_are_pinned_by_commit(name):
+    lines = (WORKFLOWS / name).read_text().splitlines()
+    uses = [(n, m) for n, line in enumerate(lines, 1) if (m := USES.match(line))]
+    assert uses
+    for number, match in uses:
+        ref, comment = match.group(1), match.group(2)
+        if ref.startswith("./"):
+            continue
+        assert PINNED.match(ref), f"{name}:{number}: {ref} is not pinned to a 40-hex commit"
+        assert re.search(r"#\s*v\d", comment), f"{name}:{number}: say which version the sha is"
+
+
+def test_the_test_workflow_runs_the_readme_command_on_pushes_and_pull_requests():
+    workflow = load("test.yml")
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    commands = [step["run"].strip() for step in steps(workflow) if "run" in step]
+    assert commands == ["./scripts/test"]
+    assert (ROOT / "scripts" / "test").is_file()
+
+
+def build_step(workflow: dict) -> dict:
+    found = [
+        s for s in steps(workflow) if s.get("uses", "").startswith("docker/build-push-action@")
+    ]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_the_build_frees_disk_then_builds_with_the_actions_cache_and_pushes():
+    workflow = load("build.yml")
+    all_steps = steps(workflow)
+    build = build_step(workflow)
+    free = [i for i, s in enumerate(all_steps) if "rm -rf" in s.get("run", "")]
+    assert free and free[0] < all_steps.index(build), "free disk space before building"
+    uses = [s.get("uses", "").split("@")[0] for s in all_steps]
+    assert "docker/setup-buildx-action" in uses
+    login = next(s for s in all_steps if s.get("uses", "").startswith("docker/login-action@"))
+    assert login["with"]["registry"] == "ghcr.io"
+    options = build["with"]
+    assert options["push"] is True
+    assert options["cache-from"].startswith("type=gha")
+    assert options["cache-to"].startswith("type=gha") and "mode=max" in options["cache-to"]
+    assert workflow["permissions"]["packages"] == "write"
+
+
+def test_the_build_tags_the_commit_and_latest_on_the_default_branch():
+    workflow = load("build.yml")
+    meta = next(s for s in steps(workflow) if s.get("uses", "").startswith("docker/metadata"))
+    tags = meta["with"]["tags"]
+    assert "type=sha,format=long" in tags
+    assert "type=raw,value=latest,enable={{is_default_branch}}" in tags
+    assert build_step(workflow)["with"]["tags"] == "${{ steps.meta.outputs.tags }}"
+
+
+def test_build_secrets_reach_only_buildkit_secret_mounts():
+    workflow = load("build.yml")
+    build = build_step(workflow)
+    passed = {}
+    for line in build["with"]["secrets"].strip().splitlines():
+        secret_id, _, value = line.strip().partition("=")
+        assert re.fullmatch(r"\$\{\{ secrets\.[A-Z0-9_]+ \}\}", value), line
+        passed[secret_id] = value
+    # Everywhere else in the workflow, only the registry login may touch a secret.
+    for step in steps(workflow):
+        text = yaml.safe_dump({k: v for k, v in step.items() if k != "name"})
+        if step is build:
+            text = yaml.safe_dump({k: v for k, v in build["with"].items() if k != "secrets"})
+        elif step.get("uses", "").startswith("docker/login-action@"):
+            assert step["with"]["password"] == "${{ secrets.GITHUB_TOKEN }}"
+            continue
+        assert "secrets." not in text, f"a secret outside BuildKit secrets: {step}"
+    assert "env" not in workflow and all("env" not in j for j in workflow["jobs"].values())
+    # The ids passed are exactly the ids the Dockerfile mounts.
+    mounted = {
+        mount["id"]
+        for instruction in parse(ROOT / "Dockerfile").instructions
+        for mount in instruction.mounts()
+        if mount.get("type") == "secret"
+    }
+    assert set(passed) == mounted
