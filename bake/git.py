@@ -1,0 +1,238 @@
+"""Running git for pins: resolve a ref, fetch exactly one commit, check it out, look at it.
+
+Git runs as the user configured it (global and system config are read, nothing is overridden
+but the terminal prompt), so `url.<base>.insteadOf` mirrors, credential helpers and proxies
+work for the build exactly as for `git clone`. Only one thing is pinned on the command line:
+`core.autocrlf=false` for checkouts, because a machine's line-ending setting would otherwise
+change the checked-out bytes and so the tree hash.
+
+Every failure is a `GitError` naming the entry (its address in nodes.lock.yaml) and the remote,
+with credentials embedded in URLs (`https://user:token@host/...`) redacted, in our words and in
+git's output alike.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from bake.errors import GitError
+from bake.hashing import tree_hash_paths
+
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+_TIMEOUT_ENV = "BAKE_GIT_TIMEOUT"
+_DEFAULT_TIMEOUT = 600.0
+
+
+def redact(text: str) -> str:
+    """`text` with the user-info part of every URL in it (`user:token@`) replaced by `***@`."""
+    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+
+
+def strip_credentials(url: str) -> str:
+    """`url` without user-info, for what is stored on disk (an installed checkout's origin)."""
+    return _USERINFO.sub(lambda m: m.group("scheme"), url)
+
+
+def _timeout() -> float:
+    raw = os.environ.get(_TIMEOUT_ENV)
+    try:
+        return float(raw) if raw else _DEFAULT_TIMEOUT
+    except ValueError:
+        return _DEFAULT_TIMEOUT
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # A build has no one to type a password: fail instead of waiting at a prompt.
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env.setdefault("GCM_INTERACTIVE", "never")
+    # Messages are matched below and quoted to users: keep them in one language.
+    env["LC_ALL"] = "C"
+    return env
+
+
+def _stderr_summary(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+    picked = (fatal or lines)[-2:]
+    return redact("; ".join(picked)) or "no output"
+
+
+def run(args: Sequence[str], *, cwd: Path | None = None, entry: str, url: str | None = None,
+        what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `git args...`; on failure (or timeout) raise GitError naming entry, remote, action."""
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+            timeout=_timeout(), check=False, stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        where = f" ({redact(url)})" if url else ""
+        raise GitError(f"{entry}: git {what}{where} did not finish within {_timeout():.0f} s; "
+                       f"check the network or raise {_TIMEOUT_ENV}") from None
+    except FileNotFoundError:
+        raise GitError(f"{entry}: git is not installed (needed to {what})") from None
+    if check and proc.returncode != 0:
+        where = f" from {redact(url)}" if url else ""
+        raise GitError(f"{entry}: git {what}{where} failed: {_stderr_summary(proc.stderr)}")
+    return proc
+
+
+def _unreachable(entry: str, url: str, stderr: str) -> GitError:
+    return GitError(
+        f"{entry}: cannot reach the remote {redact(url)}: {_stderr_summary(stderr)}. Check "
+        "original.url, the network and credentials, and any url.<base>.insteadOf mirror in "
+        "your git config"
+    )
+
+
+def ls_remote(url: str, *, entry: str) -> dict[str, str]:
+    """Every ref the remote advertises (peeled tags as `<name>^{}`) -> sha."""
+    proc = run(["ls-remote", "--", url], entry=entry, url=url, what="ls-remote", check=False)
+    if proc.returncode != 0:
+        raise _unreachable(entry, url, proc.stderr)
+    refs: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        sha, _, name = line.partition("\t")
+        if name:
+            refs[name] = sha
+    return refs
+
+
+def pick_ref(refs: dict[str, str], ref: str) -> str | None:
+    """The commit `ref` names among advertised `refs`, in git's own order of precedence
+    (exact, tag, branch), tags peeled to their commit; None when nothing matches."""
+    for name in (ref, f"refs/tags/{ref}", f"refs/heads/{ref}"):
+        if f"{name}^{{}}" in refs:
+            return refs[f"{name}^{{}}"]
+        if name in refs:
+            return refs[name]
+    return None
+
+
+def resolve_ref(url: str, ref: str, *, entry: str) -> str:
+    """The full commit that `ref` (branch, tag, HEAD or a full commit) names on `url`.
+    A full commit is returned as given: whether the remote has it shows at fetch."""
+    if FULL_SHA.fullmatch(ref):
+        return ref
+    refs = ls_remote(url, entry=entry)
+    sha = pick_ref(refs, ref)
+    if sha is None:
+        hint = ""
+        if re.fullmatch(r"[0-9a-fA-F]{7,39}", ref):
+            hint = " (an abbreviated commit cannot be resolved remotely: write all 40 characters)"
+        raise GitError(
+            f"{entry}: ref {ref!r} does not exist on {redact(url)}: no branch or tag of that "
+            f"name{hint}. Fix original.ref in nodes.lock.yaml (a branch, a tag or a full commit)"
+        )
+    return sha
+
+
+def init(repo: Path, url: str, *, entry: str) -> None:
+    """An empty repository at `repo` whose origin is `url` (credentials stripped), so relative
+    submodule URLs resolve against it. Existing repositories keep their objects."""
+    repo.mkdir(parents=True, exist_ok=True)
+    if not (repo / ".git").exists():
+        run(["init", "--quiet", str(repo)], entry=entry, what="init")
+    stored = strip_credentials(url)
+    current = run(["config", "--get", "remote.origin.url"], cwd=repo, entry=entry,
+                  what="config", check=False).stdout.strip()
+    if not current:
+        run(["remote", "add", "origin", stored], cwd=repo, entry=entry, what="remote add")
+    elif current != stored:
+        run(["remote", "set-url", "origin", stored], cwd=repo, entry=entry, what="remote set-url")
+
+
+def has_commit(repo: Path, rev: str) -> bool:
+    proc = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=repo, env=_env(),
+                          capture_output=True, check=False)
+    return proc.returncode == 0
+
+
+def fetch_commit(repo: Path, url: str, rev: str, *, entry: str) -> None:
+    """Fetch exactly `rev` (depth 1, no tags) from `url` into `repo`. Tells a remote that
+    cannot be reached apart from one that no longer has the commit."""
+    proc = run(["fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, rev], cwd=repo,
+               entry=entry, url=url, what="fetch", check=False)
+    if proc.returncode == 0 and has_commit(repo, rev):
+        return
+    ls_remote(url, entry=entry)  # raises the "cannot reach" error when that is the cause
+    name = entry.split(".", 1)[1] if entry.startswith(("custom_nodes.", "source_builds.")) \
+        else entry
+    raise GitError(
+        f"{entry}: the locked commit {rev} is not on {redact(url)} any more (force-pushed away "
+        f"or deleted; git said: {_stderr_summary(proc.stderr)}). Run scripts/update-locks.py "
+        f"--nodes {name} to pin a commit the remote has, or point a url.<base>.insteadOf mirror "
+        "that still has it at this URL"
+    )
+
+
+def checkout(repo: Path, rev: str, *, entry: str) -> None:
+    """Detached, forced checkout of `rev` (tracked files only: untracked files stay), then every
+    submodule, recursively, at the commit the superproject records (shallow)."""
+    run(["-c", "core.autocrlf=false", "-c", "advice.detachedHead=false", "checkout",
+         "--quiet", "--force", "--detach", rev], cwd=repo, entry=entry, what="checkout")
+    if (repo / ".gitmodules").is_file():
+        run(["-c", "core.autocrlf=false", "submodule", "update", "--init", "--recursive",
+             "--force", "--depth", "1"], cwd=repo, entry=entry, what="submodule update")
+
+
+def fetch_checkout(repo: Path, url: str, rev: str, *, entry: str) -> None:
+    """`repo` (new or existing) holding exactly `rev` from `url`, checked out."""
+    init(repo, url, entry=entry)
+    if not has_commit(repo, rev):
+        fetch_commit(repo, url, rev, entry=entry)
+    checkout(repo, rev, entry=entry)
+
+
+def head(repo: Path) -> str | None:
+    """The commit checked out at `repo`, or None when `repo` is not a checkout of its own."""
+    if not (repo / ".git").exists():
+        return None
+    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+                          cwd=repo, env=_env(), capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def commit_date(repo: Path, rev: str, *, entry: str) -> str:
+    """The committer date of `rev`, ISO 8601 with the committer's offset."""
+    return run(["show", "-s", "--format=%cI", rev], cwd=repo, entry=entry,
+               what="show").stdout.strip()
+
+
+def read_file_at(repo: Path, rev: str, path: str, *, entry: str) -> str | None:
+    """The text of `path` in commit `rev`, or None when the commit has no such file."""
+    proc = run(["cat-file", "blob", f"{rev}:{path}"], cwd=repo, entry=entry, what="cat-file",
+               check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def tracked_files(repo: Path, *, entry: str) -> list[str]:
+    """Every file git tracks in the checkout, submodules' files included."""
+    out = run(["ls-files", "-z", "--recurse-submodules"], cwd=repo, entry=entry,
+              what="ls-files").stdout
+    return [p for p in out.split("\0") if p]
+
+
+def modified_files(repo: Path, *, entry: str) -> list[str]:
+    """Tracked files (and submodules) whose content differs from the commit checked out."""
+    out = run(["status", "--porcelain=v1", "-z", "--untracked-files=no",
+               "--ignore-submodules=none"], cwd=repo, entry=entry, what="status").stdout
+    return [item[3:] for item in out.split("\0") if len(item) > 3]
+
+
+def worktree_tree_hash(repo: Path, *, entry: str) -> str:
+    """The tree hash of what is checked out at `repo`, over git's tracked files only (content
+    read from disk, not from git's index), so untracked data beside them does not count."""
+    return tree_hash_paths(repo, tracked_files(repo, entry=entry))
+
+
+def local_diff(repo: Path, *, entry: str) -> str:
+    """The local edits to tracked files as a binary patch (what a repair is about to undo)."""
+    return run(["diff", "--binary", "HEAD"], cwd=repo, entry=entry, what="diff",
+               check=False).stdout
