@@ -141,7 +141,9 @@ RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
 
 # -- runtime: CUDA runtime base plus what Triton compiles with at first use ------------------
 # Triton builds small C launchers at run time: it needs gcc and Python.h, not nvcc (its wheel
-# ships ptxas). So the runtime base plus gcc and python3.12-dev, several GB below devel.
+# ships ptxas), and links them with -lcuda. The driver mounts only libcuda.so.1 into the
+# container, so the link stub (cuda-driver-dev) sits on LIBRARY_PATH as a fallback; the loaded
+# library is still the host driver's. Several GB below the devel base.
 FROM nvidia/cuda:12.8.0-cudnn-runtime-ubuntu24.04@sha256:c40d1065da90274969f9faa7fe1a7fcd1c374d5783482eec09ee5b516746088f AS runtime
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -149,12 +151,13 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    LIBRARY_PATH=/usr/local/cuda/lib64/stubs
 
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3.12 python3.12-dev gcc libc6-dev ffmpeg ca-certificates \
+        python3.12 python3.12-dev gcc libc6-dev cuda-driver-dev-12-8 ffmpeg ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
 COPY --from=python /opt/venv /opt/venv

@@ -128,9 +128,11 @@ def test_the_build_proves_the_wheel_holds_sm_120_code(dockerfile):
 
 
 def test_the_runtime_has_what_triton_compiles_with(dockerfile):
-    # Triton builds its launchers with a C compiler against Python.h at first use.
+    # Triton builds its launchers with a C compiler against Python.h at first use and links
+    # them with -lcuda, which needs the stub when the driver provides only libcuda.so.1.
     packages = apt_packages(dockerfile, "runtime")
-    assert {"gcc", "python3.12-dev", "ffmpeg"} <= packages, packages
+    assert {"gcc", "python3.12-dev", "cuda-driver-dev-12-8", "ffmpeg"} <= packages, packages
+    assert dockerfile.env(dockerfile.final)["LIBRARY_PATH"] == "/usr/local/cuda/lib64/stubs"
 
 
 # -- installs that cannot drift ---------------------------------------------------------------
