@@ -1,0 +1,144 @@
+"""Boot the real worker (worker/start.sh) against the fake ComfyUI and send it jobs.
+
+    with WorkerProcess(tmp_path, env={"MODEL_VERIFY": "off"}) as worker:
+        worker.wait_ready()
+        answer = worker.runsync({"workflow": {...}})   # RunPod's local /runsync, real HTTP
+
+Every process it starts is stopped by PID in `stop()`; ports are free loopback ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from support.fake_comfyui import free_port, install
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class WorkerProcess:
+    def __init__(self, tmp: Path, *, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] | None = None, serve_api: bool = True):
+        self.tmp = Path(tmp)
+        self.comfyui_dir = install(self.tmp / "comfyui")
+        self.comfy_port = free_port()
+        self.api_port = free_port()
+        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.comfy_url = f"http://127.0.0.1:{self.comfy_port}"
+        (self.tmp / "volume").mkdir(exist_ok=True)
+        self.env = {
+            **os.environ,
+            "COMFYUI_DIR": str(self.comfyui_dir),
+            "COMFYUI_PYTHON": sys.executable,
+            "WORKER_PYTHON": sys.executable,
+            "COMFYUI_PORT": str(self.comfy_port),
+            "MODEL_VERIFY": "off",
+            "SAGE_ATTENTION": "off",
+            "VOLUME_ROOTS": str(self.tmp / "volume"),
+            "IMAGE_URL_ALLOW_PRIVATE": "1",
+            "UVICORN_LOG_LEVEL": "warning",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        if args is None:
+            args = ("--rp_serve_api", "--rp_api_port", str(self.api_port),
+                    "--rp_api_host", "127.0.0.1") if serve_api else ()
+        self.args = args
+        self.log_path = self.tmp / "worker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen([str(REPO / "worker" / "start.sh"), *self.args],
+                                     cwd=self.tmp, env=self.env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until RunPod's local API answers; fails with the worker's log if it exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log()}")
+            try:
+                requests.get(self.url + "/docs", timeout=1, allow_redirects=False)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError(f"worker not ready after {timeout} s:\n{self.log()}")
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker still running:\n{self.log()}") from None
+
+    def runsync(self, job_input: Any, timeout: float = 60) -> dict[str, Any]:
+        resp = requests.post(self.url + "/runsync", json={"input": job_input}, timeout=timeout)
+        resp.raise_for_status()
+        return resp.json()
+
+    def comfy_pid(self) -> int | None:
+        """The PID of the ComfyUI child, read from /proc (Linux)."""
+        assert self.proc is not None
+        for child in _children(self.proc.pid):
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if any(part.endswith(b"main.py") for part in cmdline):
+                return child
+        return None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            comfy = self.comfy_pid()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            if comfy is not None:
+                _kill_if_alive(comfy)
+        if hasattr(self, "_log"):
+            self._log.close()
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in map(int, children):
+            found.append(child)
+            found.extend(_children(child))
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def _kill_if_alive(pid: int) -> None:
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
