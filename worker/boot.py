@@ -1,0 +1,147 @@
+"""The boot sequence behind worker/start.sh: verify, start ComfyUI, then serve jobs.
+
+Model verification runs in a thread while ComfyUI starts (ComfyUI loads no weights at start),
+the SageAttention import check runs beside both, and the handler starts only when all three
+succeeded. Any failure exits non-zero with every reason printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+from worker.comfy_client import ComfyClient
+from worker.comfy_process import (
+    ComfyProcess,
+    ComfyStartError,
+    finish_sage_check,
+    start_sage_check,
+)
+from worker.config import Config, ConfigError
+from worker.models_check import ModelCheck, check_models
+
+log = logging.getLogger("worker")
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[worker] %(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _preload() -> None:
+    # The RunPod SDK (and its FastAPI server) take seconds to import: do it while ComfyUI
+    # starts instead of after.
+    import worker.rp_handler  # noqa: F401
+
+    if "--rp_serve_api" in sys.argv:
+        import runpod.serverless.modules.rp_fastapi  # noqa: F401
+
+
+def main() -> int:
+    started = time.monotonic()
+    _setup_logging()
+    # The SDK logs every job's full output at its default level (DEBUG): base64 outputs would
+    # be formatted and written twice per job.
+    os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        log.error("configuration: %s", exc)
+        return 2
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    log.info("mode %s, ComfyUI in %s on %s:%d, models %s, SageAttention %s", config.mode,
+             config.comfyui_dir, config.listen, config.comfyui_port, config.model_verify,
+             "on" if config.sage_attention else "off")
+    if not (config.comfyui_dir / "main.py").is_file():
+        log.error("no ComfyUI at %s (COMFYUI_DIR): %s/main.py does not exist",
+                  config.comfyui_dir, config.comfyui_dir)
+        return 1
+
+    checked: list[ModelCheck] = []
+
+    def verify() -> None:
+        try:
+            checked.append(check_models(config))
+        except Exception as exc:  # a crash in verification must still stop the boot
+            log.exception("model verification crashed")
+            checked.append(ModelCheck(ok=False, errors=[f"verification crashed: {exc}"]))
+
+    verifier = threading.Thread(target=verify, name="verify-models", daemon=True)
+    verifier.start()
+    sage_check = start_sage_check(config)
+    comfy = ComfyProcess(config, sage=config.sage_attention)
+    comfy.start()
+    preload = threading.Thread(target=_preload, name="preload", daemon=True)
+    if config.mode == "serverless":
+        preload.start()
+    try:
+        sage_problem = finish_sage_check(sage_check, config.comfyui_python,
+                                         config.start_timeout)
+        if sage_problem:
+            log.error("%s", sage_problem)
+            return 1
+        try:
+            comfy_seconds = comfy.wait_ready()
+        except ComfyStartError as exc:
+            log.error("%s", exc)
+            return 1
+        verifier.join()
+        check = checked[0]
+        for line in check.warnings:
+            log.warning("models: %s", line)
+        if not check.ok:
+            log.error("model verification failed; no job will run on these files:")
+            for line in check.errors:
+                log.error("  %s", line)
+            return 1
+        log.info("models: %d verified (%.1f MiB hashed in %.2f s)", check.verified,
+                 check.hashed_bytes / 2**20, check.seconds)
+        log.info("ready in %.2f s (ComfyUI answered after %.2f s, model verification %.2f s)",
+                 time.monotonic() - started, comfy_seconds, check.seconds)
+        if config.mode == "pod":
+            return _supervise(comfy)
+        preload.join()
+        _serve(config, comfy)
+        return 0
+    finally:
+        comfy.stop()
+
+
+def _serve(config: Config, comfy: ComfyProcess) -> None:
+    from worker import rp_handler
+    from worker.outputs import BucketUploader
+
+    client = ComfyClient(config.comfyui_url, alive=comfy.alive,
+                         reconnect_timeout=config.ws_reconnect_timeout)
+    client.ensure_connected()
+    uploader = BucketUploader(config.bucket) if config.bucket else None
+    rp_handler.install(rp_handler.Runtime(config, comfy, client, uploader))
+    rp_handler.serve()
+
+
+def _supervise(comfy: ComfyProcess) -> int:
+    """Pod mode: keep ComfyUI up for interactive use until the worker is told to stop."""
+    log.info("pod mode: ComfyUI is served on %s:%d", comfy.config.listen,
+             comfy.config.comfyui_port)
+    while True:
+        assert comfy.proc is not None
+        code = comfy.proc.wait()
+        log.warning("ComfyUI exited with code %s; restarting it. Its last log lines:\n%s",
+                    code, comfy.tail())
+        time.sleep(min(30, 2 ** min(comfy.restarts, 5)))
+        try:
+            comfy.restart()
+        except ComfyStartError as exc:
+            log.error("%s", exc)

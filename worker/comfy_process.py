@@ -1,0 +1,174 @@
+"""ComfyUI as a supervised child process: its command line, start, readiness, logs and stop."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+
+import requests
+
+from worker.config import Config
+
+log = logging.getLogger("worker")
+
+SAGE_MISSING_EXIT = 255  # what ComfyUI itself exits with when the sage flag cannot be honoured
+
+
+class ComfyStartError(RuntimeError):
+    """ComfyUI did not come up; the message says why and carries its last log lines."""
+
+
+def comfy_command(config: Config, *, sage: bool) -> list[str]:
+    """The exact ComfyUI command line the worker runs."""
+    cmd = [config.comfyui_python, str(config.comfyui_dir / "main.py"),
+           "--listen", config.listen, "--port", str(config.comfyui_port),
+           "--fast", "fp16_accumulation", "--preview-method", "none"]
+    if sage:
+        cmd.append("--use-sage-attention")
+    cmd += ["--extra-model-paths-config", str(config.extra_model_paths)]
+    cmd += list(config.comfyui_extra_args)
+    return cmd
+
+
+def sage_check_command(python: str) -> list[str]:
+    return [python, "-c", "import sageattention"]
+
+
+def start_sage_check(config: Config) -> subprocess.Popen[str] | None:
+    """Start `import sageattention` in ComfyUI's interpreter; None when sage is off."""
+    if not config.sage_attention:
+        return None
+    return subprocess.Popen(sage_check_command(config.comfyui_python), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish_sage_check(proc: subprocess.Popen[str] | None, python: str,
+                      timeout: float) -> str | None:
+    """None when sageattention imports (or the check was not started); else the reason."""
+    if proc is None:
+        return None
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return f"`import sageattention` did not finish within {timeout:.0f} s"
+    if proc.returncode == 0:
+        return None
+    last = [line for line in out.strip().splitlines() if line.strip()][-1:] or ["no output"]
+    return (f"SAGE_ATTENTION is on, but `import sageattention` fails in ComfyUI's interpreter "
+            f"({python}): {last[0]}. Install the SageAttention wheel built for this GPU into "
+            f"that environment, or set SAGE_ATTENTION=off to run without it.")
+
+
+def _die_with_parent() -> None:
+    # If the worker is killed outright, ComfyUI must not linger holding the GPU and the port.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ComfyProcess:
+    """One ComfyUI child: started, watched, restarted and stopped by the worker."""
+
+    def __init__(self, config: Config, *, sage: bool, log_lines: int = 60):
+        self.config = config
+        self.sage = sage
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.last_lines: deque[str] = deque(maxlen=log_lines)
+        self._pump: threading.Thread | None = None
+        self.restarts = 0
+
+    @property
+    def command(self) -> list[str]:
+        return comfy_command(self.config, sage=self.sage)
+
+    def start(self) -> None:
+        self.last_lines.clear()
+        log.info("starting ComfyUI: %s", " ".join(self.command))
+        self.proc = subprocess.Popen(self.command, cwd=self.config.comfyui_dir,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self._pump = threading.Thread(target=self._pass_log, args=(self.proc,),
+                                      name="comfyui-log", daemon=True)
+        self._pump.start()
+
+    def _pass_log(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        prefix = self.config.log_prefix
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.last_lines.append(line)
+            sys.stdout.write(f"{prefix}{line}\n")
+            sys.stdout.flush()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def tail(self, n: int = 20) -> str:
+        if self._pump is not None and not self.alive():
+            self._pump.join(timeout=2)  # let the last lines of a dead process arrive
+        lines = list(self.last_lines)[-n:]
+        return "\n".join(lines) if lines else "(no output)"
+
+    def wait_ready(self, timeout: float | None = None) -> float:
+        """Block until /system_stats answers; returns the seconds waited."""
+        timeout = self.config.start_timeout if timeout is None else timeout
+        started = time.monotonic()
+        url = self.config.comfyui_url + "/system_stats"
+        session = requests.Session()
+        while True:
+            if not self.alive():
+                code = self.returncode
+                hint = ""
+                if code == SAGE_MISSING_EXIT and self.sage:
+                    hint = (" (ComfyUI exits with 255 when --use-sage-attention is given and "
+                            "sageattention does not import; SAGE_ATTENTION=off runs without it)")
+                raise ComfyStartError(f"ComfyUI exited with code {code} before it was ready"
+                                      f"{hint}. Its last log lines:\n{self.tail()}")
+            try:
+                if session.get(url, timeout=2).status_code == 200:
+                    return time.monotonic() - started
+            except requests.RequestException:
+                pass
+            if time.monotonic() - started > timeout:
+                self.stop()
+                raise ComfyStartError(f"ComfyUI did not answer {url} within {timeout:.0f} s "
+                                      f"(COMFYUI_START_TIMEOUT). Its last log lines:\n"
+                                      f"{self.tail()}")
+            time.sleep(0.05)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after COMFYUI_STOP_TIMEOUT; returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            log.info("stopping ComfyUI (pid %d)", proc.pid)
+            proc.terminate()
+            try:
+                proc.wait(self.config.stop_timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("ComfyUI ignored SIGTERM for %.0f s; killing it",
+                            self.config.stop_timeout)
+                proc.kill()
+                proc.wait()
+        if self._pump is not None:
+            self._pump.join(timeout=2)
+        return proc.returncode
+
+    def restart(self) -> None:
+        self.stop()
+        self.restarts += 1
+        self.start()
+        self.wait_ready()

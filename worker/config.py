@@ -1,0 +1,158 @@
+"""The worker's configuration: every setting comes from the environment, with a default.
+
+docs/worker.md lists each variable; `Config.from_env` is the only place that reads them, so a
+typo'd value fails at boot with the variable named instead of misbehaving later.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+WORKER_DIR = Path(__file__).resolve().parent
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower() or default
+    aliases = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
+    if "on" in choices:
+        value = aliases.get(value, value)
+    if value not in choices:
+        raise ConfigError(f"{name}={env.get(name)!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    return _choice(env, name, "on" if default else "off", ("on", "off")) == "on"
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class BucketConfig:
+    endpoint_url: str
+    bucket: str
+    access_key_id: str | None
+    secret_access_key: str | None
+    region: str
+    prefix: str
+    url_expires: int
+
+
+@dataclass(frozen=True)
+class Config:
+    comfyui_dir: Path = Path("/comfyui")
+    comfyui_python: str = sys.executable
+    comfyui_host: str = "127.0.0.1"
+    comfyui_port: int = 8188
+    comfyui_extra_args: tuple[str, ...] = ()
+    extra_model_paths: Path = WORKER_DIR / "extra_model_paths.yaml"
+    mode: str = "serverless"  # or "pod"
+    sage_attention: bool = True
+    model_verify: str = "full"  # full | fast | off
+    models_lock: Path | None = None  # None: the lock shipped beside the code
+    volume_roots: tuple[Path, ...] = (Path("/workspace"), Path("/runpod-volume"))
+    fetch_missing: bool = False
+    start_timeout: float = 600.0
+    stop_timeout: float = 20.0
+    job_timeout: float = 1800.0
+    interrupt_grace: float = 15.0
+    ws_reconnect_timeout: float = 30.0
+    allow_raw_workflows: bool = True
+    workflows_dir: Path = WORKER_DIR / "workflows"
+    image_url_max_bytes: int = 50 * 1024 * 1024
+    image_url_timeout: float = 30.0
+    image_url_allow_private: bool = False
+    max_inline_bytes: int = 10_000_000
+    black_frame_guard: bool = True
+    black_threshold: int = 10
+    progress_interval: float = 1.0
+    bucket: BucketConfig | None = None
+    log_prefix: str = "[comfyui] "
+
+    @property
+    def listen(self) -> str:
+        return "127.0.0.1" if self.mode == "serverless" else "0.0.0.0"
+
+    @property
+    def comfyui_url(self) -> str:
+        return f"http://{self.comfyui_host}:{self.comfyui_port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        port = int(_number(env, "COMFYUI_PORT", 8188, minimum=1))
+        lock = env.get("MODELS_LOCK", "").strip()
+        roots = env.get("VOLUME_ROOTS", "/workspace:/runpod-volume")
+        return cls(
+            comfyui_dir=Path(env.get("COMFYUI_DIR", "/comfyui")),
+            comfyui_python=env.get("COMFYUI_PYTHON", "").strip() or sys.executable,
+            comfyui_port=port,
+            comfyui_extra_args=tuple(env.get("COMFYUI_EXTRA_ARGS", "").split()),
+            extra_model_paths=Path(env.get("EXTRA_MODEL_PATHS",
+                                           str(WORKER_DIR / "extra_model_paths.yaml"))),
+            mode=_choice(env, "WORKER_MODE", "serverless", ("serverless", "pod")),
+            sage_attention=_flag(env, "SAGE_ATTENTION", True),
+            model_verify=_choice(env, "MODEL_VERIFY", "full", ("full", "fast", "off")),
+            models_lock=Path(lock) if lock else None,
+            volume_roots=tuple(Path(p) for p in roots.split(":") if p.strip()),
+            fetch_missing=_flag(env, "FETCH_MISSING", False),
+            start_timeout=_number(env, "COMFYUI_START_TIMEOUT", 600.0, minimum=1),
+            stop_timeout=_number(env, "COMFYUI_STOP_TIMEOUT", 20.0),
+            job_timeout=_number(env, "JOB_TIMEOUT", 1800.0, minimum=0.1),
+            interrupt_grace=_number(env, "INTERRUPT_GRACE", 15.0),
+            ws_reconnect_timeout=_number(env, "WEBSOCKET_RECONNECT_TIMEOUT", 30.0),
+            allow_raw_workflows=_flag(env, "ALLOW_RAW_WORKFLOWS", True),
+            workflows_dir=Path(env.get("WORKFLOWS_DIR", str(WORKER_DIR / "workflows"))),
+            image_url_max_bytes=int(_number(env, "IMAGE_URL_MAX_BYTES", 50 * 1024 * 1024)),
+            image_url_timeout=_number(env, "IMAGE_URL_TIMEOUT", 30.0, minimum=0.1),
+            image_url_allow_private=_flag(env, "IMAGE_URL_ALLOW_PRIVATE", False),
+            max_inline_bytes=int(_number(env, "MAX_INLINE_BYTES", 10_000_000)),
+            black_frame_guard=_flag(env, "BLACK_FRAME_GUARD", True),
+            black_threshold=int(_number(env, "BLACK_THRESHOLD", 10)),
+            progress_interval=_number(env, "PROGRESS_INTERVAL", 1.0),
+            bucket=_bucket_from_env(env),
+        )
+
+
+def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
+    endpoint = env.get("BUCKET_ENDPOINT_URL", "").strip()
+    if not endpoint:
+        return None
+    name = env.get("BUCKET_NAME", "").strip()
+    if not name:
+        # worker-comfyui's convention: https://<bucket>.s3.<region>.amazonaws.com
+        from urllib.parse import urlparse
+
+        host = urlparse(endpoint).hostname or ""
+        name = host.split(".")[0] if host.count(".") >= 2 else ""
+    if not name:
+        raise ConfigError("BUCKET_ENDPOINT_URL is set but BUCKET_NAME is not, and the endpoint "
+                          "does not start with the bucket name: set BUCKET_NAME")
+    return BucketConfig(
+        endpoint_url=endpoint,
+        bucket=name,
+        access_key_id=env.get("BUCKET_ACCESS_KEY_ID") or None,
+        secret_access_key=env.get("BUCKET_SECRET_ACCESS_KEY") or None,
+        region=env.get("BUCKET_REGION", "").strip() or "us-east-1",
+        prefix=env.get("BUCKET_PREFIX", "outputs").strip().strip("/"),
+        url_expires=int(_number(env, "BUCKET_URL_EXPIRES", 86400, minimum=1)),
+    )

@@ -1,0 +1,108 @@
+"""Model verification at boot: no job runs on a model file that does not match the lock.
+
+A wrong file (size or hash) and a missing `image` model are fatal. A missing `volume` model is
+fetched onto the network volume when FETCH_MISSING=1 and its credentials are set, else it is a
+warning: jobs that do not use it still work, and ComfyUI names the file if one does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker.config import Config
+
+log = logging.getLogger("worker")
+
+
+@dataclass
+class ModelCheck:
+    ok: bool = True
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    verified: int = 0
+    seconds: float = 0.0
+    hashed_bytes: int = 0
+
+
+def lock_path(config: Config) -> Path:
+    """MODELS_LOCK, else the models.lock.yaml shipped with the code ($BAKE_ROOT or the
+    directory above the installed `bake` package)."""
+    if config.models_lock is not None:
+        return config.models_lock
+    from bake.lockfile import MODELS_LOCK, default_lock
+
+    return default_lock(MODELS_LOCK)
+
+
+def missing_credentials(entry: object, env: Mapping[str, str]) -> list[str]:
+    """Environment variables a fetch of `entry` needs but does not have."""
+    source = getattr(entry, "source", None)
+    if getattr(source, "kind", None) != "s3":
+        return []
+    names = (source.endpoint_url_env, source.access_key_id_env,  # type: ignore[union-attr]
+             source.secret_access_key_env)  # type: ignore[union-attr]
+    return [name for name in names if not env.get(name)]
+
+
+def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelCheck:
+    env = os.environ if env is None else env
+    result = ModelCheck()
+    if config.model_verify == "off":
+        result.warnings.append("MODEL_VERIFY=off: model files are NOT verified against the lock")
+        return result
+    from bake.errors import BakeError
+    from bake.models_lock import load_models_lock
+    from bake.models_verify import missing_line, verify_models
+
+    started = time.monotonic()
+    path = lock_path(config)
+    try:
+        lock = load_models_lock(path)
+    except (BakeError, OSError) as exc:
+        result.ok = False
+        result.errors.append(f"cannot read the models lock {path} (MODELS_LOCK): {exc}")
+        return result
+    volumes = [root for root in config.volume_roots if root.is_dir()]
+    roots = [config.comfyui_dir, *volumes]
+    report = verify_models(lock, config.comfyui_dir, volumes, mode=config.model_verify)
+    result.verified = len(report.verified)
+    result.hashed_bytes = report.hashed_bytes
+    result.errors += report.problems
+    for entry in report.unlocked:
+        result.warnings.append(f"{entry.name}: not locked in {path}, so not verified")
+    to_fetch = []
+    for entry in report.missing:
+        if entry.placement == "image":
+            result.errors.append(missing_line(entry, roots) + " (an image model: the image "
+                                 "is incomplete)")
+            continue
+        lacking = missing_credentials(entry, env)
+        if not config.fetch_missing:
+            result.warnings.append(missing_line(entry, roots) + "; FETCH_MISSING=1 fetches it")
+        elif not volumes:
+            result.warnings.append(f"{entry.name}: missing, and no network volume is mounted "
+                                   f"({', '.join(map(str, config.volume_roots))}) to fetch it to")
+        elif lacking:
+            result.warnings.append(f"{entry.name}: missing, and not fetched: "
+                                   f"{', '.join(lacking)} not set")
+        else:
+            to_fetch.append(entry.name)
+    if to_fetch:
+        from bake.models_fetch import fetch_models
+
+        log.info("fetching missing volume models: %s", ", ".join(to_fetch))
+        try:
+            fetched = fetch_models(lock, config.comfyui_dir, volumes, placement="volume",
+                                   names=to_fetch)
+            result.errors += fetched.failed
+            result.verified += len(fetched.fetched) + len(fetched.present)
+        except BakeError as exc:
+            result.errors += exc.lines()
+    result.ok = not result.errors
+    result.seconds = time.monotonic() - started
+    return result

@@ -1,0 +1,122 @@
+"""The job's outputs: find every file a prompt produced and hand it back, inline or by bucket."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import mimetypes
+from dataclasses import dataclass
+from typing import Any
+
+from worker.config import BucketConfig
+
+log = logging.getLogger("worker")
+
+# ComfyUI's output keys, and under which result key their files are returned.
+# VideoHelperSuite reports videos (mp4 included) under `gifs`.
+KINDS = {"images": "images", "gifs": "videos", "videos": "videos", "video": "videos",
+         "audio": "audio"}
+RESULT_KEYS = ("images", "videos", "audio", "files")
+CONTENT_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska",
+                 ".mov": "video/quicktime", ".webp": "image/webp", ".gif": "image/gif",
+                 ".png": "image/png", ".flac": "audio/flac", ".mp3": "audio/mpeg",
+                 ".wav": "audio/wav", ".opus": "audio/opus"}
+
+
+class OutputError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    node_id: str
+    kind: str  # images | videos | audio | files
+    filename: str
+    subfolder: str
+    type: str
+    format: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        ext = "." + self.filename.rsplit(".", 1)[-1].lower() if "." in self.filename else ""
+        return (CONTENT_TYPES.get(ext) or mimetypes.guess_type(self.filename)[0]
+                or "application/octet-stream")
+
+
+def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile]:
+    """Every saved file in a history entry's `outputs`, in node order.
+
+    Files of type `temp` (previews; ComfyUI wipes temp/ itself) are not results.
+    """
+    files: list[OutputFile] = []
+    seen: set[tuple[str, str, str]] = set()
+    for node_id in sorted(outputs, key=_node_order):
+        for key, entries in (outputs[node_id] or {}).items():
+            if not isinstance(entries, list):
+                continue
+            for entry in entries:
+                if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
+                    continue
+                type_ = str(entry.get("type", "output"))
+                ident = (entry["filename"], str(entry.get("subfolder", "")), type_)
+                if type_ == "temp" or ident in seen:
+                    continue
+                seen.add(ident)
+                files.append(OutputFile(node_id, KINDS.get(key, "files"), entry["filename"],
+                                        str(entry.get("subfolder", "")), type_,
+                                        entry.get("format")))
+    return files
+
+
+def _node_order(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
+
+
+def base64_size(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def check_inline_size(sizes: list[int], limit: int) -> None:
+    total = sum(base64_size(n) for n in sizes)
+    if total > limit:
+        raise OutputError(
+            f"the outputs are {total / 1e6:.1f} MB as base64, over the {limit / 1e6:.0f} MB a "
+            "RunPod response can carry (MAX_INLINE_BYTES). Configure an S3/R2 bucket "
+            "(BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY, "
+            "BUCKET_NAME) so that outputs are returned as URLs.")
+
+
+def inline_entry(file: OutputFile, data: bytes) -> dict[str, Any]:
+    return {"filename": file.filename, "type": "base64",
+            "data": base64.b64encode(data).decode("ascii"),
+            "content_type": file.content_type, "node_id": file.node_id}
+
+
+class BucketUploader:
+    """Uploads outputs to S3/R2 with boto3 and returns presigned GET URLs."""
+
+    def __init__(self, bucket: BucketConfig):
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        self.bucket = bucket
+        self.client = boto3.client(
+            "s3", endpoint_url=bucket.endpoint_url, region_name=bucket.region,
+            aws_access_key_id=bucket.access_key_id,
+            aws_secret_access_key=bucket.secret_access_key,
+            config=BotoConfig(signature_version="s3v4", retries={"max_attempts": 3},
+                              s3={"addressing_style": "path"}))
+
+    def upload(self, file: OutputFile, data: bytes, job_id: str) -> dict[str, Any]:
+        key = "/".join(p for p in (self.bucket.prefix, job_id, file.filename) if p)
+        try:
+            self.client.put_object(Bucket=self.bucket.bucket, Key=key, Body=data,
+                                   ContentType=file.content_type)
+            url = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket.bucket, "Key": key},
+                ExpiresIn=self.bucket.url_expires)
+        except Exception as exc:
+            raise OutputError(f"uploading {file.filename} to bucket {self.bucket.bucket!r} at "
+                              f"{self.bucket.endpoint_url} failed: {exc}") from None
+        return {"filename": file.filename, "type": "s3_url", "data": url,
+                "content_type": file.content_type, "node_id": file.node_id}

@@ -1,0 +1,207 @@
+"""The RunPod handler: one serverless job in, one ComfyUI prompt run, its outputs back.
+
+`serve()` is started by the boot sequence (worker/__main__.py) once the models are verified
+and ComfyUI answers; it hands `handler` to `runpod.serverless.start`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import runpod
+
+from worker.black_frames import BLACK_OUTPUT_MESSAGE, output_is_black
+from worker.comfy_client import (
+    ComfyClient,
+    ComfyError,
+    ComfyGone,
+    JobTimeout,
+)
+from worker.comfy_process import ComfyProcess, ComfyStartError
+from worker.config import Config
+from worker.image_fetch import fetch_image
+from worker.job_input import (
+    JobInputError,
+    JobSpec,
+    parse_job_input,
+    rename_references,
+    scope_outputs,
+)
+from worker.outputs import (
+    RESULT_KEYS,
+    BucketUploader,
+    OutputError,
+    OutputFile,
+    check_inline_size,
+    collect_outputs,
+    inline_entry,
+)
+
+log = logging.getLogger("worker")
+
+
+@dataclass
+class Runtime:
+    config: Config
+    comfy: ComfyProcess
+    client: ComfyClient
+    uploader: BucketUploader | None = None
+    jobs: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+_runtime: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+class _Progress:
+    """Forwards ComfyUI's `progress` messages as RunPod progress updates, at most one per
+    PROGRESS_INTERVAL (each update is an HTTP call) and always the last step of a node."""
+
+    def __init__(self, job: dict[str, Any], spec: JobSpec, interval: float):
+        self.job = job
+        self.spec = spec
+        self.interval = interval
+        self.last = 0.0
+        # Only RunPod's job-done webhook receives these; without it there is no one to tell.
+        self.enabled = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+
+    def __call__(self, node: str, value: int, maximum: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < self.interval and value < maximum):
+            return
+        self.last = now
+        node_info = self.spec.prompt.get(node, {})
+        runpod.serverless.progress_update(self.job, {
+            "node": node, "class_type": node_info.get("class_type"),
+            "title": self.spec.titles.get(node), "step": value, "max": maximum})
+
+
+def handler(job: dict[str, Any]) -> dict[str, Any]:
+    rt = _runtime
+    if rt is None:
+        return {"error": "the worker is not initialised (start it with worker/start.sh)"}
+    rt.jobs += 1
+    started = time.perf_counter()
+    try:
+        spec = parse_job_input(job.get("input"), workflows_dir=rt.config.workflows_dir,
+                               allow_raw=rt.config.allow_raw_workflows)
+    except JobInputError as exc:
+        return {"error": f"invalid input: {exc}"}
+    failure = None
+    if not rt.comfy.alive():
+        failure = _restart(rt, "ComfyUI was not running when the job arrived")
+    if failure is not None:
+        return failure
+    scope = f"job-{uuid.uuid4().hex[:12]}"
+    uploaded: list[str] = []
+    try:
+        return _run(rt, job, spec, scope, uploaded, started)
+    except JobInputError as exc:
+        return {"error": f"invalid input: {exc}"}
+    except ComfyGone:
+        code = rt.comfy.returncode
+        message = (f"ComfyUI exited (code {code}) while running the job. Its last log lines:\n"
+                   f"{rt.comfy.tail()}")
+        return _restart(rt, message) or {"error": message + "\nComfyUI has been restarted."}
+    except JobTimeout as exc:
+        if not exc.stopped:
+            return _restart(rt, str(exc)) or {
+                "error": f"{exc}; it did not stop, so ComfyUI was restarted"}
+        return {"error": str(exc)}
+    except (ComfyError, OutputError) as exc:
+        return {"error": str(exc)}
+    except Exception as exc:
+        log.exception("job failed unexpectedly")
+        return {"error": f"internal error in the worker: {type(exc).__name__}: {exc}"}
+    finally:
+        _cleanup(rt.config, scope, uploaded)
+
+
+def _run(rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str, uploaded: list[str],
+         started: float) -> dict[str, Any]:
+    config, client = rt.config, rt.client
+    renames: dict[str, str] = {}
+    for image in spec.images:
+        data = image.data
+        if data is None:
+            assert image.url is not None
+            data = fetch_image(image.url, max_bytes=config.image_url_max_bytes,
+                               timeout=config.image_url_timeout,
+                               allow_private=config.image_url_allow_private)
+        stored = client.upload_image(image.name, data)
+        uploaded.append(stored)
+        renames[image.name] = stored
+    prompt = scope_outputs(rename_references(spec.prompt, renames), scope)
+    inputs_done = time.perf_counter()
+    result = client.run(prompt, timeout=config.job_timeout,
+                        on_progress=_Progress(job, spec, config.progress_interval),
+                        extra_data=spec.extra_data, titles=spec.titles,
+                        interrupt_grace=config.interrupt_grace)
+    ran = time.perf_counter()
+    files = collect_outputs(result.outputs)
+    if not files:
+        raise OutputError("the workflow finished but saved no output files: it needs a saving "
+                          "node (SaveImage, VHS_VideoCombine with save_output on, ...)")
+    contents = [(f, client.view(f.filename, f.subfolder, f.type)) for f in files]
+    if config.black_frame_guard:
+        _guard_black(contents, config.black_threshold)
+    output: dict[str, Any] = {"images": [], "videos": []}
+    if rt.uploader is not None:
+        for f, data in contents:
+            output.setdefault(f.kind, []).append(rt.uploader.upload(f, data, str(job["id"])))
+    else:
+        check_inline_size([len(data) for _, data in contents], config.max_inline_bytes)
+        for f, data in contents:
+            output.setdefault(f.kind, []).append(inline_entry(f, data))
+    done = time.perf_counter()
+    output = {k: output[k] for k in RESULT_KEYS if k in output}
+    output["prompt_id"] = result.prompt_id
+    output["timings"] = {"inputs_ms": round((inputs_done - started) * 1000, 1),
+                         "comfyui_ms": round((ran - inputs_done) * 1000, 1),
+                         "outputs_ms": round((done - ran) * 1000, 1),
+                         "total_ms": round((done - started) * 1000, 1)}
+    return output
+
+
+def _guard_black(contents: list[tuple[OutputFile, bytes]], threshold: int) -> None:
+    for f, data in contents:
+        if f.kind in ("images", "videos") and output_is_black(data, f.filename, threshold):
+            raise OutputError(BLACK_OUTPUT_MESSAGE.format(name=f.filename))
+
+
+def _restart(rt: Runtime, why: str) -> dict[str, Any] | None:
+    """Restart ComfyUI; None when it is back, else a result that asks RunPod for a new worker."""
+    log.warning("%s; restarting ComfyUI", why.splitlines()[0])
+    try:
+        rt.comfy.restart()
+    except ComfyStartError as exc:
+        log.error("ComfyUI did not come back: %s", exc)
+        return {"error": f"{why}\nComfyUI could not be restarted ({exc}); this worker is being "
+                         "replaced.", "refresh_worker": True}
+    rt.client.ws = None  # the old socket belonged to the dead process
+    return None
+
+
+def _cleanup(config: Config, scope: str, uploaded: list[str]) -> None:
+    """Remove this job's files from ComfyUI's folders once its result is built."""
+    shutil.rmtree(config.comfyui_dir / "output" / scope, ignore_errors=True)
+    for name in uploaded:
+        path = config.comfyui_dir / "input" / name
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def serve() -> None:
+    runpod.serverless.start({"handler": handler})
