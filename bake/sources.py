@@ -1,0 +1,50 @@
+"""One way to download any model entry: the source kind picks its module (hf, s3, url).
+
+Source modules are imported on first use, so verifying models never imports boto3 or the Hub
+client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bake.errors import BakeError
+from bake.models_lock import HfSource, ModelEntry, S3Source, UrlSource
+from bake.store import Sink
+
+
+def origin(entry: ModelEntry, revision: str | None = None) -> str:
+    """Where the entry's bytes come from, safe to print (no credentials, no query strings)."""
+    source = entry.source
+    if isinstance(source, HfSource):
+        return f"hf://{source.repo}/{source.path}@{revision or source.revision}"
+    if isinstance(source, S3Source):
+        from bake import source_s3
+
+        try:
+            bucket, key = source_s3.location(source)
+        except BakeError:
+            return source.describe()
+        return f"s3://{bucket}/{key}"
+    from bake import source_url
+
+    return source_url.redact(source.url)
+
+
+def downloader(entry: ModelEntry, revision: str | None = None) -> Callable[[Sink], None]:
+    """A function writing the entry's bytes into a Sink (from its offset on). `revision` is
+    the Hub commit for hf sources (default: the locked one)."""
+    source = entry.source
+    if isinstance(source, HfSource):
+        from bake import source_hf
+
+        commit = revision or (entry.locked.revision if entry.locked else None) or source.revision
+        return lambda sink: source_hf.download(source, commit, sink)
+    if isinstance(source, S3Source):
+        from bake import source_s3
+
+        return lambda sink: source_s3.download(source, sink)
+    assert isinstance(source, UrlSource)
+    from bake import source_url
+
+    return lambda sink: source_url.download(source, sink)
