@@ -1,0 +1,51 @@
+"""The black-frame guard on images and animated outputs."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from worker.black_frames import BLACK_OUTPUT_MESSAGE, output_is_black
+
+
+def png(color, size=(32, 24)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def animated(colors, fmt="GIF") -> bytes:
+    frames = [Image.new("RGB", (32, 24), c) for c in colors]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=60, loop=0)
+    return buf.getvalue()
+
+
+def test_black_and_near_black_images_are_black():
+    assert output_is_black(png((0, 0, 0)), "a.png", 10) is True
+    assert output_is_black(png((4, 6, 3)), "a.png", 10) is True
+
+
+def test_a_dark_but_real_image_is_not():
+    img = Image.new("RGB", (32, 24), (0, 0, 0))
+    img.putpixel((5, 5), (200, 180, 90))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    assert output_is_black(buf.getvalue(), "a.png", 10) is False
+
+
+def test_animation_is_black_only_when_every_frame_is():
+    assert output_is_black(animated([(0, 0, 0)] * 5), "v.gif", 10) is True
+    assert output_is_black(animated([(0, 0, 0)] * 4 + [(90, 90, 90)]), "v.gif", 10) is False
+    assert output_is_black(animated([(0, 0, 0)] * 3, "WEBP"), "v.webp", 10) is True
+
+
+def test_undecodable_output_is_not_guessed():
+    assert output_is_black(b"\x00\x00\x00\x18ftypisom" + bytes(64), "v.mp4", 10) is None
+
+
+def test_the_message_names_the_cause_and_the_switch():
+    message = BLACK_OUTPUT_MESSAGE.format(name="v.mp4")
+    assert "SageAttention" in message and "Wan 2.2 FP8" in message
+    assert "SAGE_ATTENTION=off" in message

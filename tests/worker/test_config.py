@@ -1,0 +1,76 @@
+"""Configuration from the environment: defaults, the derived values and refusing bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.comfy_process import comfy_command
+from worker.config import Config, ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults():
+    config = Config.from_env({})
+    assert config.comfyui_dir == Path("/comfyui")
+    assert config.comfyui_port == 8188
+    assert config.mode == "serverless" and config.listen == "127.0.0.1"
+    assert config.sage_attention and config.model_verify == "full"
+    assert config.volume_roots == (Path("/workspace"), Path("/runpod-volume"))
+    assert not config.fetch_missing and config.allow_raw_workflows
+    assert config.bucket is None
+    assert config.extra_model_paths == REPO / "worker" / "extra_model_paths.yaml"
+
+
+def test_the_exact_comfyui_command_line():
+    config = Config.from_env({"COMFYUI_DIR": "/c", "COMFYUI_PYTHON": "/py",
+                              "COMFYUI_EXTRA_ARGS": "--cpu --verbose DEBUG"})
+    assert comfy_command(config, sage=True) == [
+        "/py", "/c/main.py", "--listen", "127.0.0.1", "--port", "8188", "--fast",
+        "fp16_accumulation", "--preview-method", "none", "--use-sage-attention",
+        "--extra-model-paths-config", str(REPO / "worker" / "extra_model_paths.yaml"),
+        "--cpu", "--verbose", "DEBUG"]
+    assert "--use-sage-attention" not in comfy_command(config, sage=False)
+
+
+def test_pod_mode_listens_on_all_interfaces():
+    assert Config.from_env({"WORKER_MODE": "pod"}).listen == "0.0.0.0"
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"SAGE_ATTENTION": "maybe"}, "SAGE_ATTENTION='maybe': expected one of on, off"),
+    ({"MODEL_VERIFY": "quick"}, "MODEL_VERIFY='quick': expected one of full, fast, off"),
+    ({"COMFYUI_PORT": "http"}, "COMFYUI_PORT='http': expected a number"),
+    ({"JOB_TIMEOUT": "-1"}, "JOB_TIMEOUT='-1': must be at least"),
+    ({"BUCKET_ENDPOINT_URL": "http://127.0.0.1:9000"}, "set BUCKET_NAME"),
+])
+def test_bad_values_are_refused_with_the_variable_named(env, expected):
+    with pytest.raises(ConfigError) as info:
+        Config.from_env(env)
+    assert expected in str(info.value)
+
+
+def test_switches_accept_the_usual_spellings():
+    assert not Config.from_env({"SAGE_ATTENTION": "0"}).sage_attention
+    assert Config.from_env({"FETCH_MISSING": "1"}).fetch_missing
+    assert not Config.from_env({"ALLOW_RAW_WORKFLOWS": "false"}).allow_raw_workflows
+
+
+def test_bucket_name_from_a_virtual_host_endpoint():
+    bucket = Config.from_env({"BUCKET_ENDPOINT_URL": "https://outs.s3.eu-west-1.amazonaws.com",
+                              "BUCKET_ACCESS_KEY_ID": "testing"}).bucket
+    assert bucket is not None and bucket.bucket == "outs" and bucket.access_key_id == "testing"
+
+
+def test_extra_model_paths_cover_both_volumes_and_every_folder():
+    import yaml
+
+    data = yaml.safe_load((REPO / "worker" / "extra_model_paths.yaml").read_text())
+    bases = {entry["base_path"] for entry in data.values()}
+    assert bases == {"/workspace/models", "/runpod-volume/models"}
+    for entry in data.values():
+        for folder in ("diffusion_models", "text_encoders", "loras", "vae", "checkpoints",
+                       "clip_vision", "upscale_models", "audio_encoders", "model_patches"):
+            assert entry[folder] == f"{folder}/"

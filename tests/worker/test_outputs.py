@@ -1,0 +1,54 @@
+"""Which files of a prompt are results, and how they travel back."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from worker.outputs import (
+    OutputError,
+    OutputFile,
+    check_inline_size,
+    collect_outputs,
+    inline_entry,
+)
+
+HISTORY_OUTPUTS = {
+    "9": {"images": [{"filename": "b_00001_.png", "subfolder": "job", "type": "output"}]},
+    "10": {"images": [{"filename": "ComfyUI_temp_x_00001_.png", "subfolder": "", "type": "temp"}]},
+    "4": {"gifs": [{"filename": "v_00001.mp4", "subfolder": "job", "type": "output",
+                    "format": "video/h264-mp4", "frame_rate": 16.0,
+                    "workflow": "v_00001.png", "fullpath": "/comfyui/output/job/v_00001.mp4"}],
+          "text": ["not a file"]},
+    "5": {"audio": [{"filename": "a.flac", "subfolder": "", "type": "output"}],
+          "3d": [{"filename": "m.glb", "subfolder": "", "type": "output"}]},
+}
+
+
+def test_every_saved_file_is_collected_with_its_kind():
+    files = collect_outputs(HISTORY_OUTPUTS)
+    assert [(f.node_id, f.kind, f.filename) for f in files] == [
+        ("4", "videos", "v_00001.mp4"),
+        ("5", "audio", "a.flac"),
+        ("5", "files", "m.glb"),
+        ("9", "images", "b_00001_.png"),
+    ]
+    assert files[0].content_type == "video/mp4"
+    assert files[3].content_type == "image/png"
+
+
+def test_previews_in_temp_are_not_results():
+    assert not any(f.type == "temp" for f in collect_outputs(HISTORY_OUTPUTS))
+
+
+def test_inline_entries_are_plain_base64():
+    entry = inline_entry(OutputFile("9", "images", "x.png", "", "output"), b"abc")
+    assert entry == {"filename": "x.png", "type": "base64", "data": base64.b64encode(b"abc")
+                     .decode(), "content_type": "image/png", "node_id": "9"}
+
+
+def test_results_over_the_payload_limit_ask_for_a_bucket():
+    check_inline_size([300, 300], 800)
+    with pytest.raises(OutputError, match="BUCKET_ENDPOINT_URL"):
+        check_inline_size([300, 300], 799)
