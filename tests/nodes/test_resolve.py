@@ -261,3 +261,37 @@ def test_unknown_name_is_an_error(remotes, tmp_path):
     assert code == 1
     assert lines == ["error: nodes lock has no entry named 'Nope' (known: comfyui, "
                      "ComfyUI-Easy-Use, ComfyUI-KJNodes)"]
+
+
+BARRIER = """#!/bin/sh
+# Every connection waits here until PARTIES connections have arrived (or 20 s passed):
+# resolved one after another, the first would wait alone.
+here=$(dirname "$0")
+mkdir -p "$here/arrivals" && : > "$here/arrivals/$$"
+tries=0
+while [ "$(ls "$here/arrivals" | wc -l)" -lt PARTIES ] && [ $tries -lt 400 ]; do
+    sleep 0.05; tries=$((tries + 1))
+done
+if [ "$(ls "$here/arrivals" | wc -l)" -ge PARTIES ]; then echo met >> "$here/log"
+else echo alone >> "$here/log"; fi
+exec git "$1" "$2"
+"""
+
+
+def test_remotes_are_resolved_at_the_same_time(remotes, tmp_path):
+    # git's ext:: transport runs a command per connection: here, a barrier before upload-pack.
+    remotes.world.set_config("protocol.ext.allow", "always")
+    script = tmp_path / "barrier" / "connect.sh"
+    script.parent.mkdir()
+    script.write_text(BARRIER.replace("PARTIES", "3"))
+    lock = remotes.lock(tmp_path / "nodes.lock.yaml")
+    text = lock.read_text()
+    for repo in (remotes.comfy, *remotes.nodes.values()):
+        text = text.replace(repo.url, f"ext::sh {script} %s {repo.path}")
+    lock.write_text(text)
+
+    code, lines = _update(lock)
+    assert code == 0, lines
+    log = (script.parent / "log").read_text().split()
+    assert log and set(log) == {"met"}  # no connection ever waited alone
+    assert load_nodes_lock(lock).comfyui.locked.rev == remotes.comfy.head()
