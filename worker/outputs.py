@@ -80,8 +80,9 @@ def check_inline_size(sizes: list[int], limit: int) -> None:
     total = sum(base64_size(n) for n in sizes)
     if total > limit:
         raise OutputError(
-            f"the outputs are {total / 1e6:.1f} MB as base64, over the {limit / 1e6:.0f} MB a "
-            "RunPod response can carry (MAX_INLINE_BYTES). Configure an S3/R2 bucket "
+            f"the outputs are {total:,} bytes as base64, over the {limit:,} bytes a response "
+            "may carry (MAX_INLINE_BYTES; RunPod accepts 10 MB from /run and 20 MB from "
+            "/runsync). Configure an S3/R2 bucket "
             "(BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY, "
             "BUCKET_NAME) so that outputs are returned as URLs.")
 

@@ -611,12 +611,13 @@ class Server:
             frames[0].save(folder / name, save_all=True, append_images=frames[1:],
                            duration=int(1000 / rate), loop=int(inputs.get("loop_count", 0)))
         else:
-            # No encoder here: an ISO-BMFF `ftyp` header and the raw frames stand in for the
-            # real container, so sizes grow with the frames and the bytes round-trip.
+            # No encoder here: an ISO-BMFF `ftyp` box, then a `free` box whose JSON says what
+            # a real encoder would have received (tests read it back).
+            meta = json.dumps({"frames": len(frames), "width": frames[0].width,
+                               "height": frames[0].height, "frame_rate": rate}).encode()
             with open(folder / name, "wb") as f:
                 f.write(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2")
-                for frame in frames[:4]:
-                    f.write(frame.tobytes())
+                f.write((8 + len(meta)).to_bytes(4, "big") + b"free" + meta)
         entry = {"filename": name, "subfolder": subfolder, "type": type_, "format": fmt,
                  "frame_rate": rate, "workflow": f"{stem}_{counter:05}.png",
                  "fullpath": str(folder / name)}
