@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -286,6 +287,25 @@ def _check_node_lines(nodes: Mapping[str, tuple[str, ...]]) -> list[str]:
     return problems
 
 
+def who_asks(inputs: Inputs, message: str) -> list[str]:
+    """Each input line whose package `message` names, as `<input>: <line>`: uv's conflict
+    report says which versions clash, this says which node or intent asked for them."""
+    words = {canonicalize_name(w) for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", message)}
+    sources = [(inputs.requirements_in_name, requirement_lines(inputs.requirements_in)),
+               (inputs.overrides_name, requirement_lines(inputs.overrides or ""))]
+    sources += [(f"{NODES_LOCK} {name}", lines) for name, lines in inputs.nodes.items()]
+    found = []
+    for label, lines in sources:
+        for line in lines:
+            try:
+                req = _requirement(line)
+            except InvalidRequirement:
+                continue
+            if req is not None and canonicalize_name(req.name) in words:
+                found.append(f"{label}: {line}")
+    return found
+
+
 def version_diff(old: RequirementsLock | None, new: RequirementsLock) -> list[str]:
     """`+ name==version`, `- name==version` and `~ name: old -> new`, by name."""
     before = old.pins if old else {}
@@ -384,8 +404,11 @@ def uv_compile(inputs: Inputs, previous: str | None = None, *, uv: str | None = 
                                 check=False)
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().replace(scratch + "/", "")
-            raise UvError(f"uv pip compile failed for {TARGET} (exit {result.returncode}):\n"
-                          f"{detail}")
+            message = f"uv pip compile failed for {TARGET} (exit {result.returncode}):\n{detail}"
+            if askers := who_asks(inputs, detail):
+                message += "\nthe inputs that ask for the packages named above:\n" + \
+                    "\n".join(f"  {line}" for line in askers)
+            raise UvError(message)
         output = (work / REQUIREMENTS_LOCK).read_text(encoding="utf-8")
     return stamp(output, input_records(inputs))
 
