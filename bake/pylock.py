@@ -211,7 +211,10 @@ def unsatisfied(lock: RequirementsLock, inputs: Inputs) -> list[str]:
     """
     overrides: dict[str, Requirement] = {}
     for line in requirement_lines(inputs.overrides or ""):
-        req = _requirement(line)
+        try:
+            req = _requirement(line)
+        except InvalidRequirement:
+            continue  # uv refuses it when it compiles; nothing to apply here
         if req is not None:
             overrides[canonicalize_name(req.name)] = req
     problems = []
@@ -223,7 +226,12 @@ def unsatisfied(lock: RequirementsLock, inputs: Inputs) -> list[str]:
     sources += [(f"{NODES_LOCK} {name}", lines) for name, lines in inputs.nodes.items()]
     for label, lines in sources:
         for line in lines:
-            req = _requirement(line)
+            try:
+                req = _requirement(line)
+            except InvalidRequirement as exc:
+                problems.append(f"{label}: '{line}' is not a requirement uv and pip agree on "
+                                f"({exc})")
+                continue
             if req is None or not _applies(req):
                 continue
             name = canonicalize_name(req.name)
@@ -250,7 +258,10 @@ def missing_project_dependencies(pyproject_text: str, requirements_in: str) -> l
     declared = tomllib.loads(pyproject_text).get("project", {}).get("dependencies", [])
     intents: dict[str, Requirement] = {}
     for line in requirement_lines(requirements_in):
-        req = _requirement(line)
+        try:
+            req = _requirement(line)
+        except InvalidRequirement:
+            continue  # reported by `unsatisfied`, and by uv when it compiles
         if req is not None:
             intents[canonicalize_name(req.name)] = req
     problems = []
@@ -455,16 +466,16 @@ def update_python(
             raise PythonEnvError("\n".join(problems))
         if check:
             return _check(lock_path, previous, inputs, out)
-        text = uv_compile(inputs, previous)
-        new = parse_requirements_lock(text, label)
-        if problems := unsatisfied(new, inputs):
-            raise PythonEnvError("\n".join(f"uv's result fails an input: {p}" for p in problems))
         old = None
         if previous is not None:
             try:
                 old = parse_requirements_lock(previous, label)
             except BakeError:
-                old = None  # a broken lock is replaced whole; nothing to diff against
+                previous = None  # a broken lock is replaced whole: no preferences, no diff
+        text = uv_compile(inputs, previous)
+        new = parse_requirements_lock(text, label)
+        if problems := unsatisfied(new, inputs):
+            raise PythonEnvError("\n".join(f"uv's result fails an input: {p}" for p in problems))
         if previous == text:
             out(f"{label}: up to date ({len(new.pins)} pins)")
             return 0

@@ -159,3 +159,10 @@ def test_an_unlocked_node_stops_the_compile(world):
     assert world.out == ["requirements.lock: nodes.lock.yaml: custom_nodes.Fresh not locked "
                          "yet, so their requirements are unknown; run scripts/update-locks.py "
                          "--nodes first"]
+
+
+def test_a_broken_lock_is_replaced_whole(world):
+    world.lock.write_text("torch>=2\n")  # not a pin, no hash: no preference can come from it
+    assert world.update() == 0, world.output
+    assert world.out[0] == "requirements.lock: written (7 pins)"
+    assert world.check() == 0
