@@ -61,11 +61,21 @@ def markers():
         "sys_platform": sys.platform,
     }
 
+def name_version(dist):
+    # A .dist-info folder's name carries the name and version (PEP 427), which spares parsing
+    # every METADATA file; anything else (.egg-info, odd layouts) is read the long way.
+    path = getattr(dist, "_path", None)
+    folder = getattr(path, "name", "")
+    if folder.endswith(".dist-info") and folder.count("-") == 1:
+        name, version = folder[: -len(".dist-info")].split("-")
+        return name, version.replace("_", "-"), str(path)
+    return dist.metadata["Name"], dist.version, str(path or "")
+
 dists = []
 for dist in metadata.distributions():
-    name = dist.metadata["Name"]
+    name, version, where = name_version(dist)
     if name:
-        dists.append([name, dist.version, str(getattr(dist, "_path", ""))])
+        dists.append([name, version, where])
 
 torch = None
 if any(d[0].lower() == "torch" for d in dists):
