@@ -10,7 +10,6 @@ size is reported without reading the file. This is what the worker runs at boot.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from bake.models_lock import ModelEntry, ModelPin, ModelsLock, load_models_lock
 
 DEFAULT_VOLUME_ROOTS = (Path("/workspace"), Path("/runpod-volume"))
 MODES = ("full", "fast")
+LARGE_FILE = 64 << 20
 
 
 def default_volume_dirs() -> list[Path]:
@@ -94,10 +94,15 @@ def verify_models(
         if not found:
             report.missing.append(entry)
         work += [(root, entry) for root in found]
-    # blake3 spreads one file over all cores; a few files at once keep small files and
-    # stat-only checks from waiting behind a large one
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1, max(len(work), 1))) as pool:
-        results = list(pool.map(lambda item: _check(item[0], item[1], mode), work))
+    # blake3 spreads one large file over all cores already; reading several large files at
+    # once only turns sequential reads into seeks on a cold disk. Small files (and the
+    # stat-only checks of fast mode) go through a pool so they do not wait behind a large one.
+    large = {i for i, (_, e) in enumerate(work) if e.locked and e.locked.size >= LARGE_FILE}
+    with ThreadPoolExecutor(max_workers=1) as serial, \
+            ThreadPoolExecutor(max_workers=min(4, max(len(work), 1))) as pool:
+        futures = [(serial if i in large else pool).submit(_check, root, entry, mode)
+                   for i, (root, entry) in enumerate(work)]
+        results = [f.result() for f in futures]
     for (root, entry), (problem, hashed) in zip(work, results, strict=True):
         report.hashed_bytes += hashed
         if problem is None:

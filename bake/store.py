@@ -12,17 +12,20 @@ version is never resumed into this one.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import blake3 as _blake3
 import filelock
 
 from bake import stamps
 from bake.errors import FetchError, HashMismatchError, SizeMismatchError
-from bake.hashing import StreamHasher, blake3_file
+from bake.hashing import blake3_file
 from bake.models_lock import ModelPin
 from bake.progress import Progress
 
@@ -51,27 +54,54 @@ def _write_chunk(handle, data: bytes) -> None:
     handle.write(data)
 
 
-class _HashPipe:
-    """Hash chunks on a thread of their own, so hashing overlaps with the network and the
-    disk (sha256 and blake3 release the GIL) instead of adding to them."""
+@dataclass(frozen=True)
+class Digests:
+    size: int
+    sha256: str
+    blake3: str
 
-    def __init__(self, hasher: StreamHasher):
+
+class _Worker:
+    """One hash function fed from a queue on a thread of its own (hashlib and blake3 release
+    the GIL), so hashing overlaps with the network and the disk instead of adding to them."""
+
+    def __init__(self, hasher) -> None:
         self.hasher = hasher
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
-        self._thread = threading.Thread(target=self._run, name="hash-pipe", daemon=True)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        self._thread = threading.Thread(target=self._run, name="hash", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (chunk := self._queue.get()) is not None:
             self.hasher.update(chunk)
 
-    def update(self, data: bytes) -> None:
+    def put(self, data: bytes | None) -> None:
         self._queue.put(data)
 
-    def close(self) -> StreamHasher:
-        self._queue.put(None)
+    def join(self) -> str:
         self._thread.join()
-        return self.hasher
+        return self.hasher.hexdigest()
+
+
+class _HashPipe:
+    """sha256 and blake3 of a stream, each on its own thread: on a fast link neither the
+    download nor the other hash waits for the slower one (sha256)."""
+
+    def __init__(self) -> None:
+        # one blake3 thread: the other cores are busy downloading and computing sha256
+        self._workers = (_Worker(hashlib.sha256()), _Worker(_blake3.blake3()))
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        for worker in self._workers:
+            worker.put(data)
+        self.size += len(data)
+
+    def close(self) -> Digests:
+        for worker in self._workers:
+            worker.put(None)
+        sha256, blake3 = (worker.join() for worker in self._workers)
+        return Digests(self.size, sha256, blake3)
 
 
 class Sink:
@@ -88,7 +118,7 @@ class Sink:
         self._handle = handle
         self._limit = limit
         self._progress = progress
-        self._pipe = _HashPipe(StreamHasher())
+        self._pipe = _HashPipe()
         self._pending: int | None = None
         self.position = 0
         if prefix is not None and handle is not None:
@@ -147,7 +177,7 @@ class Sink:
             raise OSError(errno.ESPIPE, "cannot rewind a hash-only download part way")
         dropped = self.position - keep
         self._pipe.close()
-        self._pipe = _HashPipe(StreamHasher())
+        self._pipe = _HashPipe()
         self.position = 0
         if self._handle is not None:
             self._handle.flush()
@@ -164,12 +194,12 @@ class Sink:
         if self._handle is not None:
             self._handle.flush()
 
-    def close_hash(self) -> StreamHasher:
+    def close_hash(self) -> Digests:
         return self._pipe.close()
 
 
 def download_hashes(download: Callable[[Sink], None], *, limit: int | None = None,
-                    progress: Progress | None = None) -> StreamHasher:
+                    progress: Progress | None = None) -> Digests:
     """Stream a file through sha256 and blake3 without keeping it (what `update-locks` does)."""
     sink = Sink(limit=limit, progress=progress)
     try:
@@ -217,7 +247,12 @@ def place(root: Path, rel: str, pin: ModelPin, download: Callable[[Sink], None],
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         guard = filelock.FileLock(str(lock_path(dest)))
-        guard.acquire()
+        try:
+            guard.acquire(timeout=0)
+        except filelock.Timeout:
+            if progress is not None:
+                progress.message(f"{label}: another process is fetching {dest}; waiting for it")
+            guard.acquire()
     except OSError as exc:
         raise FetchError(f"{label}: cannot create {dest.parent} or its lock file: "
                          f"{exc.strerror}; make the directory writable") from None
@@ -265,7 +300,7 @@ def _download_locked(root: Path, rel: str, pin: ModelPin, download: Callable[[Si
 
 
 def _stream_to(tmp: Path, dest: Path, pin: ModelPin, download: Callable[[Sink], None], *,
-               label: str, origin: str, progress: Progress | None) -> StreamHasher:
+               label: str, origin: str, progress: Progress | None) -> Digests:
     """Download into `tmp` (resuming what it holds) and return the hashes of all its bytes."""
     written = 0
     try:
@@ -280,7 +315,8 @@ def _stream_to(tmp: Path, dest: Path, pin: ModelPin, download: Callable[[Sink], 
             sink = Sink(handle, limit=pin.size, progress=progress,
                         prefix=tmp if resume else None)
             try:
-                download(sink)
+                if sink.offset < pin.size:  # a complete partial (killed before the rename)
+                    download(sink)           # needs no request: a Range past the end is a 416
             finally:
                 written = sink.position
                 hasher = sink.close_hash()

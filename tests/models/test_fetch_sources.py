@@ -57,6 +57,18 @@ def test_hf_connection_drop_resumes(hub, tmp_path):
     assert hub.downloads(PATH) == 2  # the cut request and one resumed from the cut
 
 
+def test_hf_resumes_the_partial_file_of_an_interrupted_run(hub, tmp_path):
+    from bake.store import temp_path
+
+    e = hf_entry(hub)
+    partial = temp_path(tmp_path / DEST, e.locked)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(DATA[:MB])
+    assert fetch_one(e, tmp_path).ok
+    assert (tmp_path / DEST).read_bytes() == DATA and not partial.exists()
+    assert hub.ranges == [(PATH, f"bytes={MB}-")]
+
+
 def test_hf_upstream_file_swapped(hub, tmp_path):
     e = hf_entry(hub)
     hub.corrupt[PATH] = blob(3 * MB, 13)

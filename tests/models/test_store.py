@@ -172,3 +172,17 @@ def test_lock_and_temp_files_are_hidden_beside_the_destination(tmp_path):
     dest = tmp_path / REL
     assert temp_path(dest, pin).parent == dest.parent == lock_path(dest).parent
     assert temp_path(dest, pin).name.startswith(".") and lock_path(dest).name.startswith(".")
+
+
+def test_a_complete_partial_file_is_renamed_without_a_request(tmp_path):
+    data = blob(MB)
+    pin = pin_of(data)
+    dest = tmp_path / REL
+    dest.parent.mkdir(parents=True)
+    temp_path(dest, pin).write_bytes(data)  # a run killed between the last byte and the rename
+
+    def no_request(sink):
+        raise AssertionError("asked the server for bytes past the end")
+
+    assert place(tmp_path, REL, pin, no_request, label="x", origin="o")
+    assert dest.read_bytes() == data

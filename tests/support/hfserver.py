@@ -70,6 +70,8 @@ class HubServer(LoopbackServer):
         self.repos: dict[str, _Repo] = {}
         self.drop_after: dict[str, int] = {}
         self.corrupt: dict[str, bytes] = {}
+        self.rate: float | None = None  # bytes per second, None: as fast as loopback goes
+        self.ranges: list[tuple[str, str | None]] = []  # (file path, Range header) per GET
         self._seq = 0
 
     @property
@@ -182,8 +184,10 @@ class HubServer(LoopbackServer):
             headers["ETag"] = f'"{git_blob_oid(data)}"'
         with self._lock:
             drop = None if head else self.drop_after.pop(file_path, None)
+            if not head:
+                self.ranges.append((file_path, handler.headers.get("Range")))
         served = self.corrupt.get(file_path, data)
-        serve_bytes(handler, served, head=head, drop_after=drop, headers=headers)
+        serve_bytes(handler, served, head=head, drop_after=drop, headers=headers, rate=self.rate)
         return None
 
     def _api_get(self, handler: BaseHTTPRequestHandler, parts: list[str], head: bool) -> None:

@@ -6,6 +6,7 @@
         server.status["/secret.pth"] = 403       # answer 401/403/404/... instead
         server.drop_after["/rife47.pth"] = 1000  # next GET: send 1000 bytes, then cut the line
         server.truncate["/rife47.pth"] = 1000    # every GET: a clean, consistent short file
+        server.rate = 200e6                      # at most 200 MB/s, like a real link
         server.gets("/rife47.pth")               # how many GETs that path has seen
 
 It honours `Range: bytes=N-` with 206 (unless `honor_range` is False), runs in a daemon thread
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -26,9 +28,10 @@ _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 def serve_bytes(handler: BaseHTTPRequestHandler, data: bytes, *, head: bool = False,
                 drop_after: int | None = None, honor_range: bool = True,
-                headers: dict[str, str] | None = None) -> None:
+                headers: dict[str, str] | None = None, rate: float | None = None) -> None:
     """Answer with `data` (200, or 206 for a Range), optionally cutting the connection after
-    `drop_after` body bytes while the headers promised more."""
+    `drop_after` body bytes while the headers promised more, or sending at most `rate` bytes
+    per second (a link slower than loopback, for benchmarks)."""
     start, end = 0, len(data)
     status = 200
     wanted = handler.headers.get("Range")
@@ -65,8 +68,13 @@ def serve_bytes(handler: BaseHTTPRequestHandler, data: bytes, *, head: bool = Fa
         handler.connection.shutdown(socket.SHUT_RDWR)
         return
     view = memoryview(body)
+    started = time.monotonic()
     for offset in range(0, len(view), 1 << 20):
         handler.wfile.write(view[offset:offset + (1 << 20)])
+        if rate:
+            ahead = (offset + (1 << 20)) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -152,6 +160,7 @@ class FileServer(LoopbackServer):
         self.drop_after: dict[str, int] = {}  # one-shot: removed after it fires
         self.truncate: dict[str, int] = {}
         self.honor_range = honor_range
+        self.rate: float | None = None  # bytes per second, None: as fast as loopback goes
         self.ranges: list[tuple[str, str | None]] = []
 
     def add(self, path: str, data: bytes) -> str:
@@ -181,4 +190,5 @@ class FileServer(LoopbackServer):
         data = self.files[path]
         if path in self.truncate:
             data = data[: self.truncate[path]]
-        serve_bytes(handler, data, head=head, drop_after=drop, honor_range=self.honor_range)
+        serve_bytes(handler, data, head=head, drop_after=drop, honor_range=self.honor_range,
+                    rate=self.rate)
