@@ -91,9 +91,12 @@ def _unreachable(entry: str, url: str, stderr: str) -> GitError:
     )
 
 
-def ls_remote(url: str, *, entry: str) -> dict[str, str]:
-    """Every ref the remote advertises (peeled tags as `<name>^{}`) -> sha."""
-    proc = run(["ls-remote", "--", url], entry=entry, url=url, what="ls-remote", check=False)
+def ls_remote(url: str, *patterns: str, entry: str) -> dict[str, str]:
+    """The refs the remote advertises (peeled tags as `<name>^{}`) -> sha; with `patterns`,
+    only refs ending in one of them (the server sends only those: GitHub's big repositories
+    advertise thousands of pull-request refs otherwise)."""
+    proc = run(["ls-remote", "--", url, *patterns], entry=entry, url=url, what="ls-remote",
+               check=False)
     if proc.returncode != 0:
         raise _unreachable(entry, url, proc.stderr)
     refs: dict[str, str] = {}
@@ -120,7 +123,7 @@ def resolve_ref(url: str, ref: str, *, entry: str) -> str:
     A full commit is returned as given: whether the remote has it shows at fetch."""
     if FULL_SHA.fullmatch(ref):
         return ref
-    refs = ls_remote(url, entry=entry)
+    refs = ls_remote(url, ref, f"{ref}^{{}}", entry=entry)  # the second: a tag's commit
     sha = pick_ref(refs, ref)
     if sha is None:
         hint = ""
@@ -161,7 +164,7 @@ def fetch_commit(repo: Path, url: str, rev: str, *, entry: str) -> None:
                entry=entry, url=url, what="fetch", check=False)
     if proc.returncode == 0 and has_commit(repo, rev):
         return
-    ls_remote(url, entry=entry)  # raises the "cannot reach" error when that is the cause
+    ls_remote(url, "HEAD", entry=entry)  # raises the "cannot reach" error if that is why
     name = entry.split(".", 1)[1] if entry.startswith(("custom_nodes.", "source_builds.")) \
         else entry
     raise GitError(

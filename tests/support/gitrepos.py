@@ -112,6 +112,7 @@ class BareRepo:
     name: str
     path: Path  # the bare repository
     work: Path  # a private clone the commits are authored in
+    _branch: str | None = None  # the branch checked out in `work`, once known
 
     @property
     def url(self) -> str:
@@ -130,10 +131,12 @@ class BareRepo:
         """Write (or, with None, delete) files on `branch`, commit, push; return the sha.
         A branch that does not exist yet starts from the current tip of main."""
         self._checkout(branch)
+        gone = [rel for rel, content in files.items() if content is None]
+        if gone:
+            self._git("rm", "-r", "--quiet", "--", *gone)
         for rel, content in files.items():
             path = self.work / rel
             if content is None:
-                self._git("rm", "-r", "--quiet", "--", rel)
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):
@@ -141,20 +144,25 @@ class BareRepo:
             else:
                 path.write_text(content, encoding="utf-8")
             path.chmod(0o755 if rel in executable else 0o644)
-            self._git("add", "--", rel)
         for rel, target in (symlinks or {}).items():
             path = self.work / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.is_symlink() or path.exists():
                 path.unlink()
             path.symlink_to(target)
-            self._git("add", "--", rel)
+        added = [rel for rel, content in files.items() if content is not None]
+        added += list(symlinks or {})
+        if added:
+            self._git("add", "--", *added)
         run_git("commit", "--quiet", "--allow-empty", "-m", message, cwd=self.work,
                 env=self._commit_env())
         self._git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}")
         return self.head(branch)
 
     def _checkout(self, branch: str) -> None:
+        if self._branch == branch:
+            return
+        self._branch = branch
         has_commits = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"],
                                      cwd=self.work, env=self.world.env(),
                                      capture_output=True).returncode == 0
@@ -184,8 +192,7 @@ class BareRepo:
         """Move `branch` to `rev` on the remote, as a force-push that rewrites history does."""
         self._git("push", "--quiet", "--force", "origin", f"{rev}:refs/heads/{branch}")
         self._git("fetch", "--quiet", "origin")
-        current = self._git("rev-parse", "--abbrev-ref", "HEAD")
-        if current == branch:
+        if self._branch == branch:
             self._git("reset", "--quiet", "--hard", rev)
         else:
             self._git("branch", "--force", branch, rev)
