@@ -287,3 +287,41 @@ def test_cli_installs_and_reports_failures(remotes, tmp_path):
     failed = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert failed.returncode == 1
     assert failed.stderr.startswith(f"error: custom_nodes.{KJ}: cannot reach the remote ")
+
+
+def test_submodule_moved_upstream_follows_the_lock(remotes, tmp_path):
+    lock_path = _locked(remotes, tmp_path)
+    comfy = tmp_path / "ComfyUI"
+    _install(lock_path, comfy)
+    front_tip = remotes.front.head()
+    easy_rev = remotes.nodes[EASY].move_submodule("ComfyUI-Easy-Use-Frontend", front_tip)
+    lines: list[str] = []
+    assert update_nodes(lock_path, [EASY], out=lines.append) == 0
+    assert "    locked.tree: " in "\n".join(lines)  # the submodule's files are in the tree
+
+    _install(lock_path, comfy)
+    node = comfy / "custom_nodes" / EASY
+    assert _head(node) == easy_rev
+    assert _head(node / "ComfyUI-Easy-Use-Frontend") == front_tip
+    assert (node / "ComfyUI-Easy-Use-Frontend/app.js").read_text() == "console.log(2)\n"
+
+
+def test_installed_checkouts_never_store_credentials(world, tmp_path):
+    from bake import git
+
+    repo = tmp_path / "checkout"
+    git.init(repo, "https://builder:t0ken@git.example.invalid/x/Node.git", entry="e")
+    assert run_git("config", "--get", "remote.origin.url", cwd=repo) == \
+        "https://git.example.invalid/x/Node.git"
+
+
+def test_stage_left_by_a_killed_install_is_cleared(remotes, tmp_path):
+    lock_path = _locked(remotes, tmp_path)
+    comfy = tmp_path / "ComfyUI"
+    _install(lock_path, comfy)
+    stale = comfy / "custom_nodes" / f".{KJ}.bake-stage-x1y2z3"
+    (stale / "half").mkdir(parents=True)
+    remotes.nodes[KJ].commit({"y.py": "1\n"}, "next")
+    assert update_nodes(lock_path, [KJ], out=lambda _: None) == 0
+    _install(lock_path, comfy)
+    assert not stale.exists() and _no_stages(comfy)
