@@ -325,3 +325,31 @@ def test_stage_left_by_a_killed_install_is_cleared(remotes, tmp_path):
     assert update_nodes(lock_path, [KJ], out=lambda _: None) == 0
     _install(lock_path, comfy)
     assert not stale.exists() and _no_stages(comfy)
+
+
+def test_public_urls_install_through_insteadof_mirrors(world, tmp_path):
+    # The lock and .gitmodules name public https URLs, as the real ones do; git's config maps
+    # them to local mirrors, submodule included.
+    public = "https://github.example.invalid/"
+    front = world.repo("Frontend")
+    pinned = front.commit({"app.js": "1\n"})
+    node = world.repo("Node")
+    node.commit({"__init__.py": "X = 1\n"})
+    node.add_submodule("web", front, pinned, url=f"{public}o/Frontend.git")
+    comfy = world.repo("ComfyUI")
+    comfy.commit({"main.py": "x\n"})
+    for repo in (front, node, comfy):
+        world.mirror(f"{public}o/{repo.name}.git", repo)
+    from bake.nodes_lock import NodesLock, write_nodes_lock
+
+    lock_path = tmp_path / "nodes.lock.yaml"
+    write_nodes_lock(NodesLock(
+        NodeEntry("comfyui", "comfyui", GitSource(f"{public}o/ComfyUI.git", "main")),
+        {"Node": NodeEntry("Node", "custom_node", GitSource(f"{public}o/Node.git", "main"))},
+        {}), lock_path)
+    assert update_nodes(lock_path, out=lambda _: None) == 0
+    target = tmp_path / "ComfyUI"
+    _install(lock_path, target)
+    assert (target / "custom_nodes/Node/web/app.js").read_text() == "1\n"
+    assert run_git("config", "--get", "remote.origin.url", cwd=target / "custom_nodes/Node") \
+        == f"{public}o/Node.git"
