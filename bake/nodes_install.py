@@ -134,10 +134,11 @@ def _stage(final: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _check_tree(entry: NodeEntry, found: str, expected: str | None, where: str) -> None:
+def _check_tree(entry: NodeEntry, rev: str, found: str, expected: str | None,
+                where: str) -> None:
     if expected is not None and found != expected:
         raise TreeMismatchError(
-            f"{entry.qualified}: the tree {where} at {entry.locked.rev[:12]} is {found}, "  # type: ignore[union-attr]
+            f"{entry.qualified}: the tree {where} at {rev[:12]} is {found}, "
             f"the lock says {expected}; a mirror served other content, a git filter on this "
             "machine altered the checkout, or the lock was edited by hand. Nothing was "
             f"installed at its path; run scripts/update-locks.py --check --nodes {entry.name}"
@@ -148,11 +149,11 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
-def _restore_in_place(entry: NodeEntry, target: Path, expected: str | None,
+def _restore_in_place(entry: NodeEntry, rev: str, target: Path, expected: str | None,
                       comfyui_dir: Path, log: Log) -> str | None:
     """HEAD is right but tracked files differ: save the edits, undo them from the local
     objects. The new tree, or None when that did not give the expected tree."""
-    label, rev = entry.qualified, entry.locked.rev  # type: ignore[union-attr]
+    label = entry.qualified
     changed = git.modified_files(target, entry=label)
     patch = git.local_diff(target, entry=label)
     saved = ""
@@ -192,7 +193,7 @@ def install_entry(entry: NodeEntry, comfyui_dir: Path, *, manifest: Manifest | N
         if tree == expected or (expected is None and not git.modified_files(target, entry=label)):
             log(f"{label}: ok at {rev[:12]}")
             return done(tree)
-        repaired = _restore_in_place(entry, target, expected, comfyui_dir, log)
+        repaired = _restore_in_place(entry, rev, target, expected, comfyui_dir, log)
         if repaired is not None:
             return done(repaired)
         reason = "its files differ from the locked tree"
@@ -206,7 +207,7 @@ def install_entry(entry: NodeEntry, comfyui_dir: Path, *, manifest: Manifest | N
     with _stage(target) as stage:
         git.fetch_checkout(stage, url, rev, entry=label)
         staged = tree = git.worktree_tree_hash(stage, entry=label)
-        _check_tree(entry, staged, expected, "fetched")
+        _check_tree(entry, rev, staged, expected, "fetched")
         if not reason:
             if target.exists():
                 target.rmdir()
@@ -220,7 +221,7 @@ def install_entry(entry: NodeEntry, comfyui_dir: Path, *, manifest: Manifest | N
                     cwd=target, entry=label, what="fetch from the verified copy")
             git.checkout(target, rev, entry=label)
             tree = git.worktree_tree_hash(target, entry=label)
-            _check_tree(entry, tree, staged, "checked out")
+            _check_tree(entry, rev, tree, staged, "checked out")
             log(f"{label}: repaired: {reason}; now at {rev[:12]}")
     if entry.locked.tree is None:
         log(f"{label}: note: the lock has no tree for {rev[:12]} yet (run "

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from filelock import FileLock
 
@@ -35,6 +36,7 @@ from bake.nodes_lock import (
 )
 
 CACHE_ENV = "BAKE_CACHE_DIR"
+T = TypeVar("T")
 MAX_JOBS = 16
 
 
@@ -143,11 +145,11 @@ def _select(lock: NodesLock, names: Sequence[str]) -> list[NodeEntry]:
     return list(unique.values())
 
 
-def _run_all(entries: list[NodeEntry], work: Callable[[NodeEntry], object],
-             jobs: int | None) -> dict[str, object | BakeError]:
+def _run_all(entries: list[NodeEntry], work: Callable[[NodeEntry], T],
+             jobs: int | None) -> dict[str, T | BakeError]:
     """`work` on every entry in a thread pool; each result or the BakeError it raised."""
 
-    def one(entry: NodeEntry) -> object | BakeError:
+    def one(entry: NodeEntry) -> T | BakeError:
         try:
             return work(entry)
         except BakeError as exc:
@@ -178,7 +180,7 @@ def update_nodes(lock_path: Path, names: Sequence[str] = (), *, check: bool = Fa
         problems: list[str] = []
         for entry in entries:
             result = results[entry.qualified]
-            problems += result.lines() if isinstance(result, BakeError) else result  # type: ignore[arg-type]
+            problems += result.lines() if isinstance(result, BakeError) else result
         for line in problems:
             out(f"{lock_path.name}: {line}")
         if not problems:
@@ -192,7 +194,6 @@ def update_nodes(lock_path: Path, names: Sequence[str] = (), *, check: bool = Fa
         if isinstance(result, BakeError):
             failures += result.lines()
         else:
-            assert isinstance(result, Snapshot)
             new = new.with_pin(entry.qualified, result.pin())
     lines = format_diff(diff_locks(lock, new))
     for line in lines:
