@@ -549,7 +549,7 @@ class Server:
             total = max(last - first, 1)
             delay = float(os.environ.get("FAKE_COMFYUI_STEP_DELAY", "0"))
             for step in range(1, total + 1):
-                await self._sleep_checking(delay)
+                await asyncio.sleep(delay)
                 if self.interrupt_flag:
                     raise Interrupted()
                 await progress(step, total)
