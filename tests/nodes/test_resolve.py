@@ -138,8 +138,11 @@ def test_unreachable_remote_fails_with_one_clear_line(remotes, tmp_path):
     assert "insteadOf" in error
 
 
-def test_credentials_in_urls_never_reach_messages(world, tmp_path):
+def test_credentials_in_urls_never_reach_messages(world, tmp_path, monkeypatch):
     # A closed port on loopback: refused at once, no network beyond this machine.
+    for proxy in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy",
+                  "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
     url = "https://maintainer:s3cr3t-t0ken@127.0.0.1:9/private/Node.git"
     remotes_lock = tmp_path / "nodes.lock.yaml"
     comfy = world.repo("ComfyUI")
