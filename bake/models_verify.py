@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +79,10 @@ def verify_models(
     *,
     mode: str = "full",
     placement: str = "all",
+    on_file: Callable[[str], None] | None = None,
 ) -> VerifyReport:
-    """Check every locked entry of `placement` in the search paths; see the module doc."""
+    """Check every locked entry of `placement` in the search paths; see the module doc.
+    `on_file` is told of each file as its check ends (a log line), from a worker thread."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     roots = [Path(comfyui_dir), *(Path(v) for v in volume_dirs)]
@@ -100,7 +102,20 @@ def verify_models(
     large = {i for i, (_, e) in enumerate(work) if e.locked and e.locked.size >= LARGE_FILE}
     with ThreadPoolExecutor(max_workers=1) as serial, \
             ThreadPoolExecutor(max_workers=min(4, max(len(work), 1))) as pool:
-        futures = [(serial if i in large else pool).submit(_check, root, entry, mode)
+        def check(root: Path, entry: ModelEntry) -> tuple[str | None, int]:
+            started = time.monotonic()
+            result = _check(root, entry, mode)
+            if on_file is not None:
+                problem, hashed = result
+                if hashed:
+                    how = f"hashed in {time.monotonic() - started:.1f}s"
+                else:
+                    how = "unchanged since stamped" if problem is None else "not read"
+                state = "ok" if problem is None else "WRONG"
+                on_file(f"{state} {entry.name} {root / entry.dest} ({how})")
+            return result
+
+        futures = [(serial if i in large else pool).submit(check, root, entry)
                    for i, (root, entry) in enumerate(work)]
         results = [f.result() for f in futures]
     for (root, entry), (problem, hashed) in zip(work, results, strict=True):
@@ -123,7 +138,8 @@ def cli(args: argparse.Namespace) -> int:
     volume_dirs = args.volume_dir if args.volume_dir else default_volume_dirs()
     started = time.monotonic()
     report = verify_models(lock, args.comfyui_dir, volume_dirs, mode=args.mode,
-                           placement=getattr(args, "placement", "all"))
+                           placement=getattr(args, "placement", "all"),
+                           on_file=lambda line: print(line, file=sys.stderr, flush=True))
     took = time.monotonic() - started
     roots = [args.comfyui_dir, *volume_dirs]
     for entry in report.unlocked:

@@ -63,7 +63,9 @@ class Snapshot:
 def render(snap: Snapshot, verb: str = "downloading") -> str:
     """'downloading 2 files: 1.0 GiB / 4.0 GiB (25%), 120.0 MiB/s, ETA 25s'."""
     files = f"{snap.active} file" + ("" if snap.active == 1 else "s")
-    pct = f" ({100 * snap.done // snap.total}%)" if snap.total else ""
+    if not snap.total:  # sizes unknown (resolving a source that does not announce them)
+        return f"{verb} {files}: {format_bytes(snap.done)}, {format_bytes(snap.rate)}/s"
+    pct = f" ({100 * snap.done // snap.total}%)"
     return (
         f"{verb} {files}: {format_bytes(snap.done)} / {format_bytes(snap.total)}{pct}, "
         f"{format_bytes(snap.rate)}/s, ETA {format_duration(snap.eta)}"

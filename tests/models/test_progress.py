@@ -20,6 +20,8 @@ def test_formats():
 def test_render_has_bytes_rate_and_eta():
     line = render(Snapshot(done=2**30, total=4 * 2**30, elapsed=8.0, active=2))
     assert line == ("downloading 2 files: 1.0 GiB / 4.0 GiB (25%), 128.0 MiB/s, ETA 24s")
+    unknown = render(Snapshot(done=2**30, total=0, elapsed=8.0, active=1), "hashing")
+    assert unknown == "hashing 1 file: 1.0 GiB, 128.0 MiB/s"
 
 
 class Clock:

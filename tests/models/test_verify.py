@@ -165,6 +165,7 @@ def test_cli_exits_1_with_one_line_per_problem(layout, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr()
     assert "3 verified" in out.out and "warning: new: not locked" in out.err
+    assert f"ok vae {comfy / 'models/vae/vae.safetensors'} (hashed in" in out.err
     (volume / "models/diffusion_models/d.safetensors").unlink()
     put(comfy, "models/vae/vae.safetensors", blob(MB, 7))
     assert main([*args, "--mode", "fast"]) == 1
