@@ -272,8 +272,8 @@ def _download_locked(root: Path, rel: str, pin: ModelPin, download: Callable[[Si
     try:
         hasher = _stream_to(tmp, dest, pin, download, label=label, origin=origin,
                             progress=progress)
-    except DownloadInterrupted:
-        raise
+    except (DownloadInterrupted, KeyboardInterrupt):
+        raise  # the partial file stays for the next run to resume
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -186,3 +186,17 @@ def test_a_complete_partial_file_is_renamed_without_a_request(tmp_path):
 
     assert place(tmp_path, REL, pin, no_request, label="x", origin="o")
     assert dest.read_bytes() == data
+
+
+def test_ctrl_c_keeps_the_partial_file_for_a_resume(tmp_path):
+    data = blob(2 * MB)
+    pin = pin_of(data)
+
+    def interrupted(sink):
+        sink.write(data[:MB])
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        place(tmp_path, REL, pin, interrupted, label="x", origin="o")
+    assert not (tmp_path / REL).exists()
+    assert temp_path(tmp_path / REL, pin).stat().st_size == MB
