@@ -67,7 +67,9 @@ class _Worker:
 
     def __init__(self, hasher) -> None:
         self.hasher = hasher
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        # bounded: a stalled hash holds back the download, never fills memory (hub chunks
+        # are 10 MiB, so at most ~80 MiB per file in flight)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._run, name="hash", daemon=True)
         self._thread.start()
 
