@@ -66,12 +66,15 @@ WORKDIR /opt/bake
 RUN python -m bake nodes install --comfyui-dir /comfyui
 
 # -- models: one stage, hence one image layer, per image-placement model ---------------------
-# A changed model re-pushes only its own layer. Timestamps are reset so that re-fetching an
-# unchanged file (after a code change busts this cache) yields the same layer digest, which the
-# registry and RunPod hosts already have. Credentials come only from BuildKit secrets (Hugging
-# Face, and R2 as S3), each optional: public Hugging Face files need none. Every stage mounts the
-# same set so that moving a model between sources is a lock edit only.
+# A changed model re-pushes only its own layer. The layer holds the file alone, timestamps reset,
+# so re-fetching an unchanged file (after a code change busts this cache) yields the same layer
+# digest, which the registry and RunPod hosts already have. Credentials come only from BuildKit
+# secrets (Hugging Face, and R2 as S3), each optional: public Hugging Face files need none. Every
+# stage mounts the same set so that moving a model between sources is a lock edit only.
 FROM python AS fetcher
+# Stamps (file identity -> hash) would change with every fetch and go stale at the first boot
+# anyway: keep them out of the layer, with the per-file lock files.
+ENV BAKE_STAMP_DIR=/tmp/bake-stamps
 COPY models.lock.yaml /opt/bake/models.lock.yaml
 COPY bake /opt/bake/bake
 WORKDIR /opt/bake
@@ -83,7 +86,7 @@ RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
     --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
     python -m bake models fetch --comfyui-dir /comfyui --placement image \
         --name wan2.2_i2v_high_noise_14B_fp8_scaled \
-    && find /comfyui -exec touch -h -d @0 {} +
+    && find /comfyui -name '.*.lock' -delete -o -exec touch -h -d @0 {} +
 
 FROM fetcher AS model-wan-low
 RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
@@ -92,7 +95,7 @@ RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
     --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
     python -m bake models fetch --comfyui-dir /comfyui --placement image \
         --name wan2.2_i2v_low_noise_14B_fp8_scaled \
-    && find /comfyui -exec touch -h -d @0 {} +
+    && find /comfyui -name '.*.lock' -delete -o -exec touch -h -d @0 {} +
 
 FROM fetcher AS model-umt5
 RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
@@ -101,7 +104,7 @@ RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
     --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
     python -m bake models fetch --comfyui-dir /comfyui --placement image \
         --name umt5_xxl_fp8_e4m3fn_scaled \
-    && find /comfyui -exec touch -h -d @0 {} +
+    && find /comfyui -name '.*.lock' -delete -o -exec touch -h -d @0 {} +
 
 FROM fetcher AS model-vae
 RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
@@ -110,7 +113,7 @@ RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
     --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
     python -m bake models fetch --comfyui-dir /comfyui --placement image \
         --name wan_2.1_vae \
-    && find /comfyui -exec touch -h -d @0 {} +
+    && find /comfyui -name '.*.lock' -delete -o -exec touch -h -d @0 {} +
 
 FROM fetcher AS model-lora-high
 RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
@@ -119,7 +122,7 @@ RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
     --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
     python -m bake models fetch --comfyui-dir /comfyui --placement image \
         --name wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise \
-    && find /comfyui -exec touch -h -d @0 {} +
+    && find /comfyui -name '.*.lock' -delete -o -exec touch -h -d @0 {} +
 
 FROM fetcher AS model-lora-low
 RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
@@ -128,7 +131,7 @@ RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
     --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
     python -m bake models fetch --comfyui-dir /comfyui --placement image \
         --name wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise \
-    && find /comfyui -exec touch -h -d @0 {} +
+    && find /comfyui -name '.*.lock' -delete -o -exec touch -h -d @0 {} +
 
 FROM fetcher AS model-rife
 RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
@@ -137,7 +140,7 @@ RUN --mount=type=secret,id=hf_token,env=HF_TOKEN \
     --mount=type=secret,id=aws_endpoint_url,env=AWS_ENDPOINT_URL \
     python -m bake models fetch --comfyui-dir /comfyui --placement image \
         --name rife47 \
-    && find /comfyui -exec touch -h -d @0 {} +
+    && find /comfyui -name '.*.lock' -delete -o -exec touch -h -d @0 {} +
 
 # -- runtime: CUDA runtime base plus what Triton compiles with at first use ------------------
 # Triton builds small C launchers at run time: it needs gcc and Python.h, not nvcc (its wheel

@@ -337,6 +337,16 @@ def test_each_image_model_in_the_lock_has_its_own_layer(dockerfile):
     assert sorted(copied) == sorted(stages), "every model stage is copied in as its own layer"
 
 
+def test_model_layers_hold_the_model_alone(dockerfile):
+    # Stamps record inodes and mtimes: baked, they would make every re-fetch a new layer.
+    stamp_dir = dockerfile.env(dockerfile.stage("fetcher")).get("BAKE_STAMP_DIR", "")
+    assert stamp_dir and not stamp_dir.startswith("/comfyui"), stamp_dir
+    for instruction, argv in bake_runs(dockerfile):
+        if argv[:2] == ["models", "fetch"]:
+            assert "touch -h -d @0" in instruction.value, f"line {instruction.line}"
+            assert "-name '.*.lock' -delete" in instruction.value, f"line {instruction.line}"
+
+
 def test_models_can_be_left_out_with_a_build_arg(dockerfile):
     assert dockerfile.global_args.get("WITH_MODELS") == "1"
     assert dockerfile.final.base == "models-${WITH_MODELS}"
