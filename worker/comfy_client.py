@@ -100,6 +100,8 @@ class ComfyClient:
         self.reconnect_timeout = reconnect_timeout
         self.history_poll = history_poll
         self.session = requests.Session()
+        # Loopback only: no proxy or netrc lookups (they walk the environment on every call).
+        self.session.trust_env = False
         self.ws: websocket.WebSocket | None = None
 
     # -- HTTP ------------------------------------------------------------------------------
@@ -165,8 +167,11 @@ class ComfyClient:
         delay = 0.05
         while True:
             try:
+                # ComfyUI sends JSON it encoded itself; validating every frame's UTF-8 in
+                # pure Python costs more than the rest of the message handling.
                 ws = websocket.create_connection(f"{self.ws_url}?clientId={self.client_id}",
-                                                 timeout=10, enable_multithread=False)
+                                                 timeout=10, enable_multithread=False,
+                                                 skip_utf8_validation=True)
                 return ws
             except (OSError, websocket.WebSocketException) as exc:
                 if not self.alive():

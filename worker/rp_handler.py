@@ -9,10 +9,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import runpod
@@ -194,13 +197,29 @@ def _restart(rt: Runtime, why: str) -> dict[str, Any] | None:
     return None
 
 
+_cleanups: queue.Queue[Path] = queue.Queue()
+
+
 def _cleanup(config: Config, scope: str, uploaded: list[str]) -> None:
-    """Remove this job's files from ComfyUI's folders once its result is built."""
-    shutil.rmtree(config.comfyui_dir / "output" / scope, ignore_errors=True)
+    """Remove this job's files from ComfyUI's folders once its result is built.
+
+    Inputs go at once (the next job may upload the same name). The output folder is unique
+    to the job, so its removal (a walk and an rmdir) waits on a background thread instead of
+    delaying the response.
+    """
     for name in uploaded:
-        path = config.comfyui_dir / "input" / name
         with contextlib.suppress(OSError):
-            path.unlink()
+            (config.comfyui_dir / "input" / name).unlink()
+    _cleanups.put(config.comfyui_dir / "output" / scope)
+
+
+def _remove_folders() -> None:
+    while True:
+        shutil.rmtree(_cleanups.get(), ignore_errors=True)
+        _cleanups.task_done()
+
+
+threading.Thread(target=_remove_folders, name="remove-job-outputs", daemon=True).start()
 
 
 def serve() -> None:

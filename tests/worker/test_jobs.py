@@ -12,6 +12,7 @@ import json
 import os
 import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -128,7 +129,13 @@ def run_error(worker: WorkerProcess, job_input: dict) -> str:
 
 
 def leftover_files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """Files still in `root` once the worker's background removal has had its moment."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
 
 
 def test_image_job_returns_the_inverted_image(worker):
