@@ -178,7 +178,7 @@ COPY worker /opt/bake/worker
 WORKDIR /opt/bake
 RUN pip install --no-cache-dir --no-deps --no-index --no-build-isolation /opt/bake \
     && python -m bake check --strict \
-    && python -m bake python verify --allow-extra pip
+    && python -m bake python verify
 
 # Nothing may download or install at run time: what a node needs is baked and pinned.
 ENV BAKE_ROOT=/opt/bake \

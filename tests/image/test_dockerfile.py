@@ -86,6 +86,11 @@ def test_hadolint_catches_what_it_should():
 # -- bases and the CUDA target ----------------------------------------------------------------
 
 
+def test_the_recipe_asks_for_a_frontend_with_secret_env_mounts(dockerfile):
+    # `--mount=type=secret,env=...` needs Dockerfile frontend 1.10 or newer; `1` is the newest 1.x.
+    assert dockerfile.directives.get("syntax") == "docker/dockerfile:1"
+
+
 def test_build_stages_use_the_cuda_12_8_devel_base(dockerfile):
     sage = stage_running(dockerfile, "build", "sageattention")
     base = dockerfile.root_image(sage)
