@@ -183,6 +183,23 @@ def test_python_installs_are_hash_checked_or_local(dockerfile):
     assert from_lock == 1, "the environment is installed from requirements.lock exactly once"
 
 
+def test_the_environment_is_installed_with_the_documented_command(dockerfile):
+    # docs/python.md names the install command, and tests/pylock runs it against tiny wheels
+    # (tampered hashes included): the Dockerfile must run that same command.
+    documented = [
+        shell_commands(line)[0]
+        for line in (ROOT / "docs" / "python.md").read_text().splitlines()
+        if line.startswith("pip install ") and "--require-hashes" in line
+    ]
+    assert documented, "docs/python.md documents no hash-checked pip install"
+    python = dockerfile.stage("python")
+    used = [argv for i in python.of("RUN") for argv in pip_invocations(i.value) if "-r" in argv]
+    assert len(used) == 1
+    lock = used[0].index("-r") + 1
+    assert Path(used[0][lock]).name == "requirements.lock"
+    assert [*used[0][:lock], "requirements.lock"] == documented[0]
+
+
 def test_the_environment_is_installed_before_any_code_is_copied(dockerfile):
     # Cache order: a code change must not reinstall the environment (many GB).
     python = dockerfile.stage("python")
