@@ -163,12 +163,14 @@ RUN apt-get update \
         python3.12 python3.12-dev gcc libc6-dev cuda-driver-dev-12-8 ffmpeg ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
-COPY --from=python /opt/venv /opt/venv
+# --link: these big layers do not depend on the apt layer below, so an apt change (a security
+# update on rebuild) neither rebuilds nor re-pushes them.
+COPY --link --from=python /opt/venv /opt/venv
 COPY --from=sage /wheels /wheels
 # The wheel was built two stages up from the locked rev; nothing is resolved.
 RUN pip install --no-cache-dir --no-deps --no-index /wheels/sageattention-*.whl && rm -rf /wheels
 
-COPY --from=comfyui /comfyui /comfyui
+COPY --link --from=comfyui /comfyui /comfyui
 
 # Our own code last: it changes most often. Installed without dependencies, since the lock
 # already holds every one of them.
