@@ -7,6 +7,8 @@ succeeded. Any failure exits non-zero with every reason printed.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -15,7 +17,6 @@ import threading
 import time
 from types import FrameType
 
-from worker.comfy_client import ComfyClient
 from worker.comfy_process import (
     ComfyProcess,
     ComfyStartError,
@@ -42,11 +43,17 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _preload() -> None:
     # The RunPod SDK (and its FastAPI server) take seconds to import: do it while ComfyUI
-    # starts instead of after.
+    # starts instead of after. So does everything else that only the handler needs.
     import worker.rp_handler  # noqa: F401
 
     if "--rp_serve_api" in sys.argv:
         import runpod.serverless.modules.rp_fastapi  # noqa: F401
+
+        # what uvicorn would import lazily when it starts serving
+        for name in ("uvicorn.loops.auto", "uvicorn.protocols.http.auto",
+                     "uvicorn.protocols.websockets.auto", "uvicorn.lifespan.on"):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
 
 
 def main() -> int:
@@ -121,6 +128,7 @@ def main() -> int:
 
 def _serve(config: Config, comfy: ComfyProcess) -> None:
     from worker import rp_handler
+    from worker.comfy_client import ComfyClient
     from worker.outputs import BucketUploader
 
     client = ComfyClient(config.comfyui_url, alive=comfy.alive,

@@ -12,8 +12,6 @@ import threading
 import time
 from collections import deque
 
-import requests
-
 from worker.config import Config
 
 log = logging.getLogger("worker")
@@ -125,8 +123,11 @@ class ComfyProcess:
         """Block until /system_stats answers; returns the seconds waited."""
         timeout = self.config.start_timeout if timeout is None else timeout
         started = time.monotonic()
+        import requests  # imported here: ComfyUI is started before the worker's HTTP stack
+
         url = self.config.comfyui_url + "/system_stats"
         session = requests.Session()
+        session.trust_env = False
         while True:
             if not self.alive():
                 code = self.returncode
