@@ -177,6 +177,9 @@ COPY --link --from=comfyui /comfyui /comfyui
 COPY requirements.lock nodes.lock.yaml models.lock.yaml pyproject.toml README.md /opt/bake/
 COPY bake /opt/bake/bake
 COPY worker /opt/bake/worker
+# Also the working directory at run time: `python -m worker` puts it first on sys.path, and
+# ComfyUI's root (app, utils, server, ...) could shadow the worker's imports. The worker starts
+# ComfyUI in /comfyui itself.
 WORKDIR /opt/bake
 RUN pip install --no-cache-dir --no-deps --no-index --no-build-isolation /opt/bake \
     && python -m bake check --strict \
@@ -189,7 +192,6 @@ ENV BAKE_ROOT=/opt/bake \
     PIP_NO_INDEX=1 \
     UV_OFFLINE=1
 
-WORKDIR /comfyui
 ENTRYPOINT ["/opt/bake/worker/start.sh"]
 
 # -- the image: models copied in last with --link, so each stays its own layer --------------

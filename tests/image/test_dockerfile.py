@@ -290,6 +290,15 @@ def test_the_entry_point_is_the_worker_start_script(dockerfile):
     assert not mode or mode[0] == "100755", "worker/start.sh must be executable in git"
 
 
+def test_the_worker_does_not_start_inside_comfyuis_root(dockerfile):
+    # `python -m worker` imports from its working directory first; ComfyUI's root holds
+    # top-level modules (app, utils, server) that would shadow libraries the worker imports.
+    in_force = next(
+        s.of("WORKDIR")[-1].value for s in dockerfile.lineage(dockerfile.final) if s.of("WORKDIR")
+    )
+    assert in_force == "/opt/bake", in_force
+
+
 def test_bake_finds_its_locks_in_the_image(dockerfile):
     env = dockerfile.env(dockerfile.final)
     assert env.get("BAKE_ROOT") == "/opt/bake"
