@@ -39,6 +39,10 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # entry sets the same value, this makes it visible where the build happens.
 ENV TORCH_CUDA_ARCH_LIST="12.0" \
     CUDA_HOME=/usr/local/cuda
+# Parallelism follows the CPU count (EXT_PARALLEL extensions at once, MAX_JOBS nvcc jobs each);
+# each nvcc job can take GBs, so a builder short of memory passes smaller values as build args.
+ARG MAX_JOBS
+ARG EXT_PARALLEL
 COPY nodes.lock.yaml /opt/bake/nodes.lock.yaml
 COPY bake /opt/bake/bake
 WORKDIR /opt/bake
