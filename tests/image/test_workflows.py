@@ -58,10 +58,13 @@ def test_the_test_workflow_runs_the_readme_command_on_pushes_and_pull_requests()
     assert (ROOT / "scripts" / "test").is_file()
 
 
+def build_steps(workflow: dict) -> list[dict]:
+    return [s for s in steps(workflow) if s.get("uses", "").startswith("docker/build-push-action@")]
+
+
 def build_step(workflow: dict) -> dict:
-    found = [
-        s for s in steps(workflow) if s.get("uses", "").startswith("docker/build-push-action@")
-    ]
+    """The step that builds the whole image and pushes it."""
+    found = [s for s in build_steps(workflow) if s["with"].get("push") is True]
     assert len(found) == 1
     return found[0]
 
@@ -76,10 +79,14 @@ def test_the_build_frees_disk_then_builds_with_the_actions_cache_and_pushes():
     assert "docker/setup-buildx-action" in uses
     login = next(s for s in all_steps if s.get("uses", "").startswith("docker/login-action@"))
     assert login["with"]["registry"] == "ghcr.io"
-    options = build["with"]
-    assert options["push"] is True
-    assert options["cache-from"].startswith("type=gha")
-    assert options["cache-to"].startswith("type=gha") and "mode=max" in options["cache-to"]
+    assert "target" not in build["with"], "the pushed image is the Dockerfile's final stage"
+    assert build["with"]["cache-from"].startswith("type=gha")
+    # The Actions cache (10 GB) gets the stages below the models, never the models themselves.
+    cached = [s for s in build_steps(workflow) if "cache-to" in s["with"]]
+    assert cached and all(s["with"].get("target") == "runtime" for s in cached)
+    assert all(s["with"]["cache-to"].startswith("type=gha") for s in cached)
+    assert "mode=max" in cached[0]["with"]["cache-to"]
+    assert all_steps.index(cached[0]) < all_steps.index(build)
     assert workflow["permissions"]["packages"] == "write"
 
 
@@ -101,6 +108,8 @@ def test_build_secrets_reach_only_buildkit_secret_mounts():
         assert re.fullmatch(r"\$\{\{ secrets\.[A-Z0-9_]+ \}\}", value), line
         passed[secret_id] = value
     # Everywhere else in the workflow, only the registry login may touch a secret.
+    for other in build_steps(workflow):
+        assert other is build or "secrets" not in other["with"], "only the pushing build fetches"
     for step in steps(workflow):
         text = yaml.safe_dump({k: v for k, v in step.items() if k != "name"})
         if step is build:
