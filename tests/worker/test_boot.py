@@ -195,3 +195,30 @@ def test_missing_volume_models_without_credentials_are_not_fetched(tmp_path):
         log = wait_for(lambda: "ready in" in worker.log() and worker.log(), what="ready")
     assert ("big: missing, and not fetched: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
             "AWS_SECRET_ACCESS_KEY not set") in log
+
+
+def test_when_comfyui_cannot_come_back_the_job_asks_for_a_new_worker(tmp_path):
+    broken = tmp_path / "broken"
+    with WorkerProcess(tmp_path, env={"FAKE_COMFYUI_FAIL_IF_EXISTS": str(broken)}) as worker:
+        worker.wait_ready()
+        broken.touch()  # from now on ComfyUI fails to start
+        comfy = worker.comfy_pid()
+        os.kill(comfy, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(comfy), what="ComfyUI to die")
+        answer = worker.runsync({"workflow": {"1": {"class_type": "PreviewImage",
+                                                    "inputs": {}}}})
+        assert answer["status"] == "FAILED"
+        assert answer["error"].startswith("ComfyUI was not running when the job arrived")
+        assert "this worker is being replaced" in answer["error"]
+        assert "fake start failure" in answer["error"]
+        assert "refresh_worker flag" not in answer  # the SDK consumed the flag
+        assert worker.proc.poll() is None  # the worker itself stays up for RunPod to retire
+
+
+def test_comfyui_does_not_outlive_a_killed_worker(tmp_path):
+    with WorkerProcess(tmp_path, env={"WORKER_MODE": "pod"}, serve_api=False) as worker:
+        wait_for(lambda: "ready in" in worker.log(), what="ready")
+        comfy = worker.comfy_pid()
+        worker.proc.kill()
+        worker.proc.wait()
+        wait_for(lambda: not pid_alive(comfy), what="ComfyUI to exit after the worker died")

@@ -13,7 +13,8 @@ Test hooks, none of which a real server has:
 - node classes `FakeCrash` (the process exits mid-prompt), `FakeHang` (runs for `seconds`,
   0 = until interrupted) and `FakeIgnoreInterrupt` (sleeps `seconds` and ignores interrupts);
 - env FAKE_COMFYUI_START_DELAY (seconds before binding), FAKE_COMFYUI_EXIT_AT_START (exit code
-  after logging a failure), FAKE_COMFYUI_STEP_DELAY (seconds per sampler step);
+  after logging a failure), FAKE_COMFYUI_FAIL_IF_EXISTS (a path: fail to start while it exists,
+  to make a restart fail), FAKE_COMFYUI_STEP_DELAY (seconds per sampler step);
 - GET /fake/stats: request counts per route and websocket connections, for asserting what a
   client did.
 """
@@ -913,6 +914,10 @@ def main() -> None:
     log("ComfyUI version: 0.9.2 (fake)")
     if os.environ.get("FAKE_COMFYUI_START_DELAY"):
         time.sleep(float(os.environ["FAKE_COMFYUI_START_DELAY"]))
+    fail_if = os.environ.get("FAKE_COMFYUI_FAIL_IF_EXISTS")
+    if fail_if and os.path.exists(fail_if):
+        log(f"RuntimeError: fake start failure: {fail_if} exists")
+        sys.exit(1)
     if os.environ.get("FAKE_COMFYUI_EXIT_AT_START"):
         log("Traceback (most recent call last):")
         log("RuntimeError: fake start failure requested by FAKE_COMFYUI_EXIT_AT_START")
