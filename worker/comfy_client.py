@@ -114,10 +114,12 @@ class ComfyClient:
                 raise ComfyGone("ComfyUI is not running") from exc
             raise ComfyError(f"ComfyUI did not answer {method} {path}: {exc}") from exc
 
-    def upload_image(self, name: str, data: bytes) -> str:
-        """Upload to input/; returns the name ComfyUI stored it under (it may differ)."""
+    def upload_image(self, name: str, data: bytes, subfolder: str = "") -> str:
+        """Upload to input/<subfolder>; returns the name to give LoadImage (ComfyUI may
+        store it under another name)."""
         resp = self._request("POST", "/upload/image", files={"image": (name, data)},
-                             data={"type": "input", "overwrite": "true"})
+                             data={"type": "input", "overwrite": "true",
+                                   "subfolder": subfolder})
         if resp.status_code != 200:
             raise ComfyError(f"ComfyUI refused the upload of {name!r}: HTTP {resp.status_code} "
                              f"{resp.text[:200]}")

@@ -6,7 +6,6 @@ and ComfyUI answers; it hands `handler` to `runpod.serverless.start`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -108,9 +107,8 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
     if failure is not None:
         return failure
     scope = f"job-{uuid.uuid4().hex[:12]}"
-    uploaded: list[str] = []
     try:
-        return _run(rt, job, spec, scope, uploaded, started)
+        return _run(rt, job, spec, scope, started)
     except JobInputError as exc:
         return {"error": f"invalid input: {exc}"}
     except ComfyGone:
@@ -129,10 +127,10 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         log.exception("job failed unexpectedly")
         return {"error": f"internal error in the worker: {type(exc).__name__}: {exc}"}
     finally:
-        _cleanup(rt.config, scope, uploaded)
+        _cleanup(rt.config, scope)
 
 
-def _run(rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str, uploaded: list[str],
+def _run(rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str,
          started: float) -> dict[str, Any]:
     config, client = rt.config, rt.client
     renames: dict[str, str] = {}
@@ -143,9 +141,9 @@ def _run(rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str, uploaded: 
             data = fetch_image(image.url, max_bytes=config.image_url_max_bytes,
                                timeout=config.image_url_timeout,
                                allow_private=config.image_url_allow_private)
-        stored = client.upload_image(image.name, data)
-        uploaded.append(stored)
-        renames[image.name] = stored
+        # A folder per job: a job's inputs never replace files that were there before it
+        # (nor another job's), and they leave with the folder.
+        renames[image.name] = client.upload_image(image.name, data, subfolder=scope)
     prompt = scope_outputs(rename_references(spec.prompt, renames), scope)
     inputs_done = time.perf_counter()
     result = client.run(prompt, timeout=config.job_timeout,
@@ -200,17 +198,14 @@ def _restart(rt: Runtime, why: str) -> dict[str, Any] | None:
 _cleanups: queue.Queue[Path] = queue.Queue()
 
 
-def _cleanup(config: Config, scope: str, uploaded: list[str]) -> None:
-    """Remove this job's files from ComfyUI's folders once its result is built.
+def _cleanup(config: Config, scope: str) -> None:
+    """Remove this job's input and output folders once its result is built.
 
-    Inputs go at once (the next job may upload the same name). The output folder is unique
-    to the job, so its removal (a walk and an rmdir) waits on a background thread instead of
-    delaying the response.
+    Both are the job's own, so their removal (a walk and rmdirs) runs on a background thread
+    instead of delaying the response.
     """
-    for name in uploaded:
-        with contextlib.suppress(OSError):
-            (config.comfyui_dir / "input" / name).unlink()
-    _cleanups.put(config.comfyui_dir / "output" / scope)
+    for kind in ("input", "output"):
+        _cleanups.put(config.comfyui_dir / kind / scope)
 
 
 def _remove_folders() -> None:
