@@ -132,7 +132,10 @@ def leftover_files(root: Path) -> list[str]:
     """Files still in `root` once the worker's background removal has had its moment."""
     deadline = time.monotonic() + 5
     while True:
-        found = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        try:
+            found = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        except FileNotFoundError:  # a folder went away while it was being listed
+            continue
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.02)
