@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from support.fake_comfyui.runner import WorkerProcess, pid_alive
+from support.fake_comfyui import stub_models
+from support.fake_comfyui.runner import REPO, WorkerProcess, pid_alive
 from support.modelfiles import blob, entry, write_lock
 from support.s3server import S3Server
 
@@ -222,3 +223,16 @@ def test_comfyui_does_not_outlive_a_killed_worker(tmp_path):
         worker.proc.kill()
         worker.proc.wait()
         wait_for(lambda: not pid_alive(comfy), what="ComfyUI to exit after the worker died")
+
+
+def test_without_arguments_the_sdk_runs_test_input_json_and_exits(tmp_path):
+    # RunPod's local-test convention: no job queue configured, test_input.json in the cwd
+    (tmp_path / "test_input.json").write_text((REPO / "test_input.json").read_text())
+    worker = WorkerProcess(tmp_path, serve_api=False)
+    worker.env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
+    stub_models(worker.comfyui_dir)
+    with worker:
+        assert worker.wait_exit(60) == 0, worker.log()
+        log = worker.log()
+    assert "Job local_test completed successfully." in log
+    assert "wan_flf_00001.mp4" in log

@@ -6,13 +6,9 @@ import json
 
 import pytest
 import requests
+from support.fake_comfyui import stub_models
 from support.fake_comfyui.runner import REPO, WorkerProcess
 from support.s3server import S3Server
-
-WAN_MODELS = ("diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
-              "diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
-              "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
-              "vae/wan_2.1_vae.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +24,7 @@ def worker(tmp_path_factory, s3):
         "BUCKET_ENDPOINT_URL": s3.endpoint, "BUCKET_NAME": "outputs",
         "BUCKET_ACCESS_KEY_ID": "testing", "BUCKET_SECRET_ACCESS_KEY": "test-secret",
         "BUCKET_PREFIX": "runs", "ALLOW_RAW_WORKFLOWS": "0"})
-    for rel in WAN_MODELS:
-        (w.comfyui_dir / "models" / rel).write_bytes(b"stub")
+    stub_models(w.comfyui_dir)
     w.start()
     try:
         w.wait_ready()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from PIL import Image
+from support.fake_comfyui import stub_models
 from support.fake_comfyui.runner import REPO, WorkerProcess
 from support.httpserver import FileServer
 
@@ -27,10 +28,6 @@ INVERT = {
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
     "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "t/inv"}},
 }
-WAN_MODELS = ("diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
-              "diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
-              "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
-              "vae/wan_2.1_vae.safetensors")
 
 
 def png(color=(10, 200, 30), size=(64, 48)) -> bytes:
@@ -105,8 +102,7 @@ def worker(tmp_path_factory, progress):
         "JOB_TIMEOUT": "4", "INTERRUPT_GRACE": "1", "MAX_INLINE_BYTES": "400000",
         "IMAGE_URL_MAX_BYTES": "300000", "PROGRESS_INTERVAL": "0",
         "FAKE_COMFYUI_STEP_DELAY": "0.01", "RUNPOD_WEBHOOK_POST_OUTPUT": progress.url})
-    for rel in WAN_MODELS:  # stub files: the fake, like ComfyUI, lists what is there
-        (w.comfyui_dir / "models" / rel).write_bytes(b"stub")
+    stub_models(w.comfyui_dir)  # the fake, like ComfyUI, lists the files that are there
     w.start()
     try:
         w.wait_ready()

@@ -35,6 +35,11 @@ import requests
 HERE = Path(__file__).resolve().parent
 MODEL_FOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "diffusion_models",
                  "clip_vision", "upscale_models")
+# The model files worker/workflows/wan_flf_i2v_api.json loads, relative to models/.
+WAN_MODELS = ("diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+              "diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
+              "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+              "vae/wan_2.1_vae.safetensors")
 
 
 def install(comfyui_dir: Path) -> Path:
@@ -46,6 +51,14 @@ def install(comfyui_dir: Path) -> Path:
     for name in ("input", "output", "temp", *(f"models/{f}" for f in MODEL_FOLDERS)):
         (comfyui_dir / name).mkdir(parents=True, exist_ok=True)
     return comfyui_dir
+
+
+def stub_models(comfyui_dir: Path, models: tuple[str, ...] = WAN_MODELS) -> None:
+    """Put placeholder files where the fake's loaders look (it checks names, not contents)."""
+    for rel in models:
+        path = Path(comfyui_dir) / "models" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"stub")
 
 
 def object_info() -> dict[str, Any]:
