@@ -200,16 +200,18 @@ ENTRYPOINT ["/opt/bake/worker/start.sh"]
 
 # -- the image: models copied in last with --link, so each stays its own layer --------------
 # --link layers do not depend on the layers below: rebuilding the code never re-pushes them.
+# WITH_MODELS=0 leaves out what a network volume can serve (dest under models/); a checkpoint a
+# node reads from its own folder (RIFE) is small and always baked.
 FROM runtime AS models-0
+COPY --link --from=model-rife /comfyui/ /comfyui/
 
-FROM runtime AS models-1
+FROM models-0 AS models-1
 COPY --link --from=model-wan-high /comfyui/ /comfyui/
 COPY --link --from=model-wan-low /comfyui/ /comfyui/
 COPY --link --from=model-umt5 /comfyui/ /comfyui/
 COPY --link --from=model-vae /comfyui/ /comfyui/
 COPY --link --from=model-lora-high /comfyui/ /comfyui/
 COPY --link --from=model-lora-low /comfyui/ /comfyui/
-COPY --link --from=model-rife /comfyui/ /comfyui/
 
 # The stage is chosen by the build arg; both candidates are stages of this file, not images.
 # hadolint ignore=DL3006
