@@ -68,6 +68,8 @@ def finish_sage_check(proc: subprocess.Popen[str] | None, python: str,
 
 def _die_with_parent() -> None:
     # If the worker is killed outright, ComfyUI must not linger holding the GPU and the port.
+    # Linux sends the signal when the *thread* that started the child ends, so this is only
+    # used for children started by the main thread (see ComfyProcess.start).
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -90,9 +92,11 @@ class ComfyProcess:
     def start(self) -> None:
         self.last_lines.clear()
         log.info("starting ComfyUI: %s", " ".join(self.command))
+        main = threading.current_thread() is threading.main_thread()
+        on_main_thread = _die_with_parent if main else None
         self.proc = subprocess.Popen(self.command, cwd=self.config.comfyui_dir,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                     stdin=subprocess.DEVNULL, preexec_fn=on_main_thread)
         self._pump = threading.Thread(target=self._pass_log, args=(self.proc,),
                                       name="comfyui-log", daemon=True)
         self._pump.start()

@@ -63,6 +63,7 @@ MODEL_INPUTS = {
     ("UpscaleModelLoader", "model_name"): "upscale_models",
 }
 FOLDER_ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
+NOBODY = "\0nobody"  # routing target for events of a prompt queued without a client_id
 
 FAKE_CLASSES: dict[str, dict[str, Any]] = {
     "FakeCrash": {"input": {"required": {}, "optional": {"images": ["IMAGE"]}},
@@ -408,7 +409,7 @@ class Server:
             if record:
                 messages.append([type_, {**data, "timestamp": int(time.time() * 1000)}])
             await self.send(type_, data, client_id if client_id else
-                            (None if type_ == "execution_interrupted" else "\0none"))
+                            (None if type_ == "execution_interrupted" else NOBODY))
 
         await event("execution_start", {"timestamp": int(time.time() * 1000)})
         memo: dict[str, str] = {}
@@ -448,7 +449,7 @@ class Server:
                            "parent_node_id": None, "real_node_id": nid}
             await progress_state()
             await self.send("executing", {"node": nid, "display_node": nid,
-                                          "prompt_id": prompt_id}, client_id or "\0none")
+                                          "prompt_id": prompt_id}, client_id or NOBODY)
             inputs = {}
             for key, value in node.get("inputs", {}).items():
                 if isinstance(value, list) and len(value) == 2 and str(value[0]) in values:
@@ -483,7 +484,7 @@ class Server:
             if ui:
                 ui_outputs[nid] = ui
                 await self.send("executed", {"node": nid, "display_node": nid, "output": ui,
-                                             "prompt_id": prompt_id}, client_id or "\0none")
+                                             "prompt_id": prompt_id}, client_id or NOBODY)
             await progress_state()
         if status == "success":
             await event("execution_success", {"timestamp": int(time.time() * 1000)})
@@ -508,7 +509,7 @@ class Server:
         async def progress(value: int, maximum: int) -> None:
             await self.send("progress", {"value": value, "max": maximum,
                                          "prompt_id": prompt_id, "node": nid},
-                            client_id or "\0none")
+                            client_id or NOBODY)
 
         if class_type == "FakeCrash":
             log("!!! FakeCrash: exiting in the middle of a prompt")
