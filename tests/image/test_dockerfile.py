@@ -423,6 +423,9 @@ def test_the_context_holds_what_the_recipe_copies_and_nothing_local(dockerfile):
     sent = set(build_context(sorted({*tracked, *local}), ROOT / ".dockerignore"))
     assert not sent & set(local), sorted(sent & set(local))
     assert not any(p.startswith(("tests/", ".github/", "scripts/")) for p in sent)
+    # The RunPod SDK runs ./test_input.json once and exits when it finds it in the working
+    # directory: it must never reach the image.
+    assert "test_input.json" not in sent
     for instruction in dockerfile.instructions:
         if instruction.keyword != "COPY" or instruction.has_flag("from"):
             continue
