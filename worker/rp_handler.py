@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,6 @@ class Runtime:
     comfy: ComfyProcess
     client: ComfyClient
     uploader: BucketUploader | None = None
-    jobs: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 _runtime: Runtime | None = None
@@ -94,7 +92,6 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
     rt = _runtime
     if rt is None:
         return {"error": "the worker is not initialised (start it with worker/start.sh)"}
-    rt.jobs += 1
     started = time.perf_counter()
     try:
         spec = parse_job_input(job.get("input"), workflows_dir=rt.config.workflows_dir,
