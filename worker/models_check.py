@@ -39,14 +39,19 @@ def lock_path(config: Config) -> Path:
     return default_lock(MODELS_LOCK)
 
 
-def missing_credentials(entry: object, env: Mapping[str, str]) -> list[str]:
-    """Environment variables a fetch of `entry` needs but does not have."""
+def fetch_blocker(entry: object, env: Mapping[str, str]) -> str | None:
+    """Why `entry` cannot be fetched here, or None: an S3/R2 entry needs its endpoint and
+    keys; a Hub entry cannot be fetched while HF_HUB_OFFLINE is set (the image sets it)."""
     source = getattr(entry, "source", None)
-    if getattr(source, "kind", None) != "s3":
-        return []
-    names = (source.endpoint_url_env, source.access_key_id_env,  # type: ignore[union-attr]
-             source.secret_access_key_env)  # type: ignore[union-attr]
-    return [name for name in names if not env.get(name)]
+    kind = getattr(source, "kind", None)
+    if kind == "s3":
+        names = (source.endpoint_url_env, source.access_key_id_env,  # type: ignore[union-attr]
+                 source.secret_access_key_env)  # type: ignore[union-attr]
+        lacking = [name for name in names if not env.get(name)]
+        return f"{', '.join(lacking)} not set" if lacking else None
+    if kind == "hf" and env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    return None
 
 
 def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelCheck:
@@ -81,15 +86,14 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
             result.errors.append(missing_line(entry, roots) + " (an image model: the image "
                                  "is incomplete)")
             continue
-        lacking = missing_credentials(entry, env)
+        blocker = fetch_blocker(entry, env)
         if not config.fetch_missing:
             result.warnings.append(missing_line(entry, roots) + "; FETCH_MISSING=1 fetches it")
         elif not volumes:
             result.warnings.append(f"{entry.name}: missing, and no network volume is mounted "
                                    f"({', '.join(map(str, config.volume_roots))}) to fetch it to")
-        elif lacking:
-            result.warnings.append(f"{entry.name}: missing, and not fetched: "
-                                   f"{', '.join(lacking)} not set")
+        elif blocker:
+            result.warnings.append(f"{entry.name}: missing, and not fetched: {blocker}")
         else:
             to_fetch.append(entry.name)
     if to_fetch:

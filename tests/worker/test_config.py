@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.modelfiles import entry
 
+from bake.models_lock import HfSource, S3Source
 from worker.comfy_process import comfy_command
 from worker.config import Config, ConfigError
+from worker.models_check import fetch_blocker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,3 +77,18 @@ def test_extra_model_paths_cover_both_volumes_and_every_folder():
         for folder in ("diffusion_models", "text_encoders", "loras", "vae", "checkpoints",
                        "clip_vision", "upscale_models", "audio_encoders", "model_patches"):
             assert entry[folder] == f"{folder}/"
+
+
+def test_what_keeps_a_volume_model_from_being_fetched():
+
+
+    s3 = entry("m", S3Source("b", "k"), "models/vae/m.safetensors", b"x", placement="volume")
+    hf = entry("h", HfSource("org/repo", "m.safetensors"), "models/vae/h.safetensors", b"x",
+               placement="volume")
+    keys = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "test-secret"}
+    assert fetch_blocker(s3, keys) is None
+    assert fetch_blocker(s3, {"AWS_ACCESS_KEY_ID": "testing"}) == \
+        "AWS_ENDPOINT_URL, AWS_SECRET_ACCESS_KEY not set"
+    assert fetch_blocker(hf, {}) is None
+    assert fetch_blocker(hf, {"HF_HUB_OFFLINE": "1"}) == "HF_HUB_OFFLINE is set"
