@@ -71,12 +71,12 @@ def test_extra_model_paths_cover_both_volumes_and_every_folder():
     import yaml
 
     data = yaml.safe_load((REPO / "worker" / "extra_model_paths.yaml").read_text())
-    bases = {entry["base_path"] for entry in data.values()}
+    bases = {paths["base_path"] for paths in data.values()}
     assert bases == {"/workspace/models", "/runpod-volume/models"}
-    for entry in data.values():
+    for paths in data.values():
         for folder in ("diffusion_models", "text_encoders", "loras", "vae", "checkpoints",
                        "clip_vision", "upscale_models", "audio_encoders", "model_patches"):
-            assert entry[folder] == f"{folder}/"
+            assert paths[folder] == f"{folder}/"
 
 
 def test_what_keeps_a_volume_model_from_being_fetched():
