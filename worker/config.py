@@ -143,7 +143,8 @@ def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
         from urllib.parse import urlparse
 
         host = urlparse(endpoint).hostname or ""
-        name = host.split(".")[0] if host.count(".") >= 2 else ""
+        is_ip = host.replace(".", "").isdigit() or ":" in host
+        name = host.split(".")[0] if host.count(".") >= 2 and not is_ip else ""
     if not name:
         raise ConfigError("BUCKET_ENDPOINT_URL is set but BUCKET_NAME is not, and the endpoint "
                           "does not start with the bucket name: set BUCKET_NAME")
