@@ -71,7 +71,8 @@ class _Progress:
 
     def __init__(self, job: dict[str, Any], spec: JobSpec, interval: float):
         self.job = job
-        self.spec = spec
+        self.prompt = spec.prompt
+        self.titles = spec.titles
         self.interval = interval
         self.last = 0.0
         # Only RunPod's job-done webhook receives these; without it there is no one to tell.
@@ -82,10 +83,9 @@ class _Progress:
         if not self.enabled or (now - self.last < self.interval and value < maximum):
             return
         self.last = now
-        node_info = self.spec.prompt.get(node, {})
         runpod.serverless.progress_update(self.job, {
-            "node": node, "class_type": node_info.get("class_type"),
-            "title": self.spec.titles.get(node), "step": value, "max": maximum})
+            "node": node, "class_type": self.prompt.get(node, {}).get("class_type"),
+            "title": self.titles.get(node), "step": value, "max": maximum})
 
 
 def handler(job: dict[str, Any]) -> dict[str, Any]:
