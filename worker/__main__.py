@@ -4,4 +4,7 @@ import sys
 
 from worker.boot import main
 
-sys.exit(main())
+# Guarded: a multiprocessing child started by spawn or forkserver (the RunPod SDK's heartbeat)
+# imports this module again, and must not boot a second worker.
+if __name__ == "__main__":
+    sys.exit(main())
