@@ -239,15 +239,16 @@ def test_without_arguments_the_sdk_runs_test_input_json_and_exits(tmp_path):
 
 
 def test_a_failed_fetch_stops_the_boot_and_names_the_file(tmp_path, s3):
-    s3.put("models", "other.safetensors", b"not the one")  # the bucket exists, the key does not
+    # moto keeps one store per test process: a key no other test writes
+    s3.put("models", "other.safetensors", b"not the one")
     env = {**models_env(
         tmp_path,
-        entry("big", S3Source("models", "big.safetensors"),
-              "models/diffusion_models/big.safetensors", VOLUME, placement="volume")),
+        entry("gone", S3Source("models", "gone.safetensors"),
+              "models/diffusion_models/gone.safetensors", VOLUME, placement="volume")),
         "FETCH_MISSING": "1", "WORKER_MODE": "pod", **s3.env()}
     with WorkerProcess(tmp_path, env=env, serve_api=False) as worker:
         assert worker.wait_exit(60) == 1
         log = worker.log()
     assert "model verification failed; no job will run on these files:" in log
-    assert "  big: s3://models/big.safetensors: no such object" in log
-    assert not (tmp_path / "volume" / "models" / "diffusion_models" / "big.safetensors").exists()
+    assert "  gone: s3://models/gone.safetensors: no such object" in log
+    assert not (tmp_path / "volume" / "models" / "diffusion_models" / "gone.safetensors").exists()
