@@ -224,6 +224,26 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def read_lock_text(path: Path, what: str) -> str:
+    """A lock's text; an unreadable file is a LockError naming it (`what`: "nodes lock")."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LockError(
+            [Problem(str(path), "", f"cannot read the {what}: {exc.strerror}")]
+        ) from None
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write a lock canonically; returns False (and touches nothing) when the bytes are equal,
+    so a run with nothing new leaves the file, its mtime included, alone."""
+    path = Path(path)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    write_text_atomic(path, text)
+    return True
+
+
 def repo_root() -> Path:
     """Where the locks live: $BAKE_ROOT, else the nearest parent of the cwd holding a lock,
     else the directory this package was installed from."""

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bake.errors import LockError, Problem
 from bake.lockfile import (
     ENV_REF,
     HEX40,
@@ -24,7 +23,8 @@ from bake.lockfile import (
     describe,
     join,
     normalise_path,
-    write_text_atomic,
+    read_lock_text,
+    write_if_changed,
 )
 from bake.yamlio import dump_yaml, load_yaml
 
@@ -323,14 +323,7 @@ def loads_models_lock(text: str, filename: str = "models.lock.yaml") -> ModelsLo
 
 
 def load_models_lock(path: Path) -> ModelsLock:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LockError(
-            [Problem(str(path), "", f"cannot read the models lock: {exc.strerror}")]
-        ) from None
-    return loads_models_lock(text, str(path))
+    return loads_models_lock(read_lock_text(path, "models lock"), str(path))
 
 
 def dumps_models_lock(lock: ModelsLock) -> str:
@@ -339,9 +332,4 @@ def dumps_models_lock(lock: ModelsLock) -> str:
 
 def write_models_lock(lock: ModelsLock, path: Path) -> bool:
     """Write canonically; returns False (and touches nothing) when the bytes are unchanged."""
-    text = dumps_models_lock(lock)
-    path = Path(path)
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    write_text_atomic(path, text)
-    return True
+    return write_if_changed(path, dumps_models_lock(lock))

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bake.errors import LockError, Problem
 from bake.lockfile import (
     HEX40,
     LOCK_VERSION,
@@ -22,7 +21,8 @@ from bake.lockfile import (
     check_relative_path,
     describe,
     join,
-    write_text_atomic,
+    read_lock_text,
+    write_if_changed,
 )
 from bake.yamlio import dump_yaml, load_yaml
 
@@ -297,14 +297,7 @@ def loads_nodes_lock(text: str, filename: str = "nodes.lock.yaml") -> NodesLock:
 
 
 def load_nodes_lock(path: Path) -> NodesLock:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LockError(
-            [Problem(str(path), "", f"cannot read the nodes lock: {exc.strerror}")]
-        ) from None
-    return loads_nodes_lock(text, str(path))
+    return loads_nodes_lock(read_lock_text(path, "nodes lock"), str(path))
 
 
 def dumps_nodes_lock(lock: NodesLock) -> str:
@@ -313,9 +306,4 @@ def dumps_nodes_lock(lock: NodesLock) -> str:
 
 def write_nodes_lock(lock: NodesLock, path: Path) -> bool:
     """Write canonically; returns False (and touches nothing) when the bytes are unchanged."""
-    text = dumps_nodes_lock(lock)
-    path = Path(path)
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    write_text_atomic(path, text)
-    return True
+    return write_if_changed(path, dumps_nodes_lock(lock))

@@ -15,10 +15,19 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from bake.errors import LockError, Problem
+from bake.lockfile import read_lock_text
 
 _HASH = re.compile(r"--hash[= ](sha256):([0-9a-f]{64})$")
-_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--no-index",
-            "--only-binary", "--no-binary")
+_OPTIONS = (
+    "--index-url",
+    "-i",
+    "--extra-index-url",
+    "--find-links",
+    "-f",
+    "--no-index",
+    "--only-binary",
+    "--no-binary",
+)
 
 
 @dataclass(frozen=True)
@@ -135,11 +144,4 @@ def parse_requirements_lock(text: str, filename: str = "requirements.lock") -> R
 
 
 def load_requirements_lock(path: Path) -> RequirementsLock:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LockError(
-            [Problem(str(path), "", f"cannot read the requirements lock: {exc.strerror}")]
-        ) from None
-    return parse_requirements_lock(text, str(path))
+    return parse_requirements_lock(read_lock_text(path, "requirements lock"), str(path))
