@@ -33,6 +33,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -121,6 +122,22 @@ def input_records(inputs: Inputs) -> dict[str, str]:
     for name in inputs.nodes:
         records[f"{NODES_LOCK} {name}"] = _digest_lines(inputs.nodes[name])
     return records
+
+
+def order_build_options(uv_output: str) -> str:
+    """Put `--only-binary` lines before `--no-binary` lines.
+
+    pip applies option lines in file order, and `--only-binary :all:` clears every package
+    named by an earlier `--no-binary`; uv writes `--no-binary` first, which would make pip
+    refuse pixeloe's sdist. In this order both pip and uv keep the exception."""
+    lines = uv_output.splitlines(keepends=True)
+    where = [i for i, line in enumerate(lines)
+             if line.startswith(("--only-binary", "--no-binary"))]
+    ordered = sorted((lines[i] for i in where),
+                     key=lambda line: not line.startswith("--only-binary"))
+    for index, line in zip(where, ordered, strict=True):
+        lines[index] = line
+    return "".join(lines)
 
 
 def stamp(uv_output: str, records: Mapping[str, str]) -> str:
@@ -421,7 +438,7 @@ def uv_compile(inputs: Inputs, previous: str | None = None, *, uv: str | None = 
                     "\n".join(f"  {line}" for line in askers)
             raise UvError(message)
         output = (work / REQUIREMENTS_LOCK).read_text(encoding="utf-8")
-    return stamp(output, input_records(inputs))
+    return stamp(order_build_options(output), input_records(inputs))
 
 
 # -- the command -------------------------------------------------------------------------
@@ -455,6 +472,11 @@ def update_python(
         elif torch_index.lower() in ("pypi", NO_TORCH_INDEX, ""):
             wanted = None
         else:
+            if urlsplit(torch_index).password or "@" in urlsplit(torch_index).netloc:
+                # the URL is written into the lock's header and uv's command line
+                raise PythonEnvError(
+                    "--torch-index: the URL carries credentials, which would be written into "
+                    f"{label}; put them in ~/.netrc for that host and pass the bare URL")
             wanted = torch_index
         inputs = load_inputs(requirements_in, nodes_lock, wanted)
         problems = []

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bake.check import display
 from bake.errors import BakeError
 from bake.lockfile import MODELS_LOCK, NODES_LOCK, REQUIREMENTS_LOCK, default_lock, lock_kind
 
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kind in KINDS:
         if kind not in selection or (args.names and kind == "python"):
             continue
-        print(f"== {kind} ({paths[kind]})")
+        print(f"== {kind} ({display(paths[kind])})")
         try:
             status |= _runner(kind, args, paths, selection[kind])()
         except BakeError as exc:
