@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import socket
+import time
+
 import pytest
 from support.httpserver import FileServer
 
@@ -45,3 +49,60 @@ def test_redirects_are_checked_hop_by_hop():
 
     with Redirect() as redirect, pytest.raises(JobInputError, match="only http and https"):
         fetch_image(redirect.url("/x.png"), max_bytes=10, timeout=5, allow_private=True)
+
+
+class Trickle(FileServer):
+    """Promises `size` bytes and sends one every `gap` seconds, as a stalling server would."""
+
+    def __init__(self, size: int, gap: float) -> None:
+        super().__init__()
+        self.size, self.gap = size, gap
+        self.started = 0  # bytes the server began to send
+
+    def handle(self, handler, head):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(self.size))
+        handler.end_headers()
+        try:
+            for _ in range(self.size):
+                self.started += 1
+                handler.wfile.write(b"x")
+                handler.wfile.flush()
+                time.sleep(self.gap)  # the server's pace, not synchronisation
+        except OSError:
+            return
+
+
+def test_the_timeout_bounds_a_download_that_keeps_trickling():
+    # every read gets a byte well within the timeout, so only an overall deadline stops it
+    with Trickle(size=200, gap=0.05) as slow:
+        with pytest.raises(JobInputError, match=r"took longer than 0.5 s \(IMAGE_URL_TIMEOUT\)"):
+            fetch_image(slow.url("/x.png"), max_bytes=1000, timeout=0.5, allow_private=True)
+        assert slow.started < slow.size  # stopped while the server still had bytes to send
+
+
+def test_a_name_that_resolves_to_loopback_on_the_second_lookup_is_refused(files, monkeypatch):
+    url = files.add("/rebind.png", b"secret")
+    real = socket.getaddrinfo
+    lookups = []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "rebind.example":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "93.184.216.34" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    rebound = url.replace("127.0.0.1", "rebind.example")
+    with pytest.raises(JobInputError, match=re.escape(
+            "connected to the non-public address 127.0.0.1, which is refused")):
+        fetch_image(rebound, max_bytes=1000, timeout=5, allow_private=False)
+    assert len(lookups) == 2  # the check's lookup passed; the connection's was caught
+    assert files.gets("/rebind.png") == 0  # refused before the request was sent
+
+
+def test_a_bad_port_is_an_input_error():
+    with pytest.raises(JobInputError, match=re.escape(
+            "image URL 'http://example.com:99999/x.png'")):
+        check_destination("http://example.com:99999/x.png", allow_private=False)
