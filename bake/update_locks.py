@@ -101,7 +101,7 @@ def _runner(
 
 
 def _kinds_of_names(names: Sequence[str], paths: dict[str, Path]) -> dict[str, list[str]]:
-    """Without a kind flag, NAME arguments pick the locks that hold them."""
+    """Which lock holds each NAME; an unknown name is an error."""
     from bake.models_lock import load_models_lock
     from bake.nodes_lock import load_nodes_lock
 
@@ -119,26 +119,38 @@ def _kinds_of_names(names: Sequence[str], paths: dict[str, Path]) -> dict[str, l
     return {kind: chosen for kind, chosen in selection.items() if chosen}
 
 
+def _selection(args: argparse.Namespace, paths: dict[str, Path]) -> dict[str, list[str]]:
+    """kind -> the names it resolves ([] for all). NAMEs go to the lock that holds them;
+    kind flags limit which locks run."""
+    explicit = [k for k in KINDS if getattr(args, k)]
+    flagged = explicit or list(KINDS)
+    if not args.names:
+        return {kind: [] for kind in flagged}
+    by_kind = _kinds_of_names(args.names, paths)
+    outside = [n for kind, names in by_kind.items() if kind not in flagged for n in names]
+    if outside:
+        raise KeyError(f"{', '.join(outside)} not in the locks selected by the kind flags")
+    selection = {kind: names for kind, names in by_kind.items() if kind in flagged}
+    if "python" in explicit:
+        selection["python"] = []
+    return selection
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    flagged = [k for k in KINDS if getattr(args, k)]
-    if args.names and flagged == ["python"]:
+    if args.names and [k for k in KINDS if getattr(args, k)] == ["python"]:
         print("error: NAME filters apply to --nodes and --models only", file=sys.stderr)
         return 2
     paths = _lock_paths(args.lock)
-    selection = {kind: list(args.names) for kind in flagged}
-    if not flagged:
-        try:
-            selection = (
-                _kinds_of_names(args.names, paths) if args.names else {kind: [] for kind in KINDS}
-            )
-        except (BakeError, KeyError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-            print(f"error: {message}", file=sys.stderr)
-            return 1
+    try:
+        selection = _selection(args, paths)
+    except (BakeError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     status = 0
     for kind in KINDS:
-        if kind not in selection or (args.names and kind == "python"):
+        if kind not in selection:
             continue
         print(f"== {kind} ({display(paths[kind])})")
         try:

@@ -75,3 +75,17 @@ def test_names_do_not_apply_to_the_python_lock():
                             cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "NAME filters apply to --nodes and --models only" in result.stderr
+
+
+def test_names_are_routed_per_kind_even_with_kind_flags(recorded):
+    update_locks.main(["--nodes", "--models", "ComfyUI-KJNodes", "rife47"])
+    assert [(c[0], c[2]) for c in recorded] == [
+        ("update_nodes", ("ComfyUI-KJNodes",)),
+        ("update_models", ("rife47",)),
+    ]
+
+
+def test_a_name_outside_the_flagged_kinds_is_refused(recorded, capsys):
+    assert update_locks.main(["--nodes", "rife47"]) == 1
+    assert recorded == []
+    assert "rife47 not in the locks selected by the kind flags" in capsys.readouterr().err
