@@ -170,9 +170,10 @@ RUN apt-get update \
 # --link: these big layers do not depend on the apt layer below, so an apt change (a security
 # update on rebuild) neither rebuilds nor re-pushes them.
 COPY --link --from=python /opt/venv /opt/venv
-COPY --from=sage /wheels /wheels
-# The wheel was built two stages up from the locked rev; nothing is resolved.
-RUN pip install --no-cache-dir --no-deps --no-index /wheels/sageattention-*.whl && rm -rf /wheels
+# The wheel was built two stages up from the locked rev; nothing is resolved. A bind mount, not a
+# COPY: a copied wheel would stay in its own layer (and in every pull) after an `rm`.
+RUN --mount=type=bind,from=sage,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-deps --no-index /wheels/sageattention-*.whl
 
 COPY --link --from=comfyui /comfyui /comfyui
 

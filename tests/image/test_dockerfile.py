@@ -132,6 +132,15 @@ def test_the_build_proves_the_wheel_holds_sm_120_code(dockerfile):
     assert checks[0].line > build_line
 
 
+def test_the_sageattention_wheel_is_installed_from_a_mount_not_shipped(dockerfile):
+    # A COPY of the wheel would stay in its own layer, in every pull, after any `rm`.
+    runtime = dockerfile.stage("runtime")
+    assert not [i for i in runtime.of("COPY") if "/wheels" in i.value]
+    installs = [i for i in runtime.of("RUN") if "sageattention-" in i.value]
+    assert installs and any(m.get("from") == "sage" and m.get("type") == "bind"
+                            for m in installs[0].mounts())
+
+
 def test_the_runtime_has_what_triton_compiles_with(dockerfile):
     # Triton builds its launchers with a C compiler against Python.h at first use and links
     # them with -lcuda, which needs the stub when the driver provides only libcuda.so.1.
