@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import boto3
+from boto3.exceptions import RetriesExceededError as Boto3RetriesExceededError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
@@ -19,10 +20,12 @@ from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
     EndpointConnectionError,
+    IncompleteReadError,
     NoCredentialsError,
     ReadTimeoutError,
     ResponseStreamingError,
 )
+from s3transfer.exceptions import RetriesExceededError
 
 from bake.errors import AuthError, FetchError, SourceNotFoundError
 from bake.lockfile import expand_env
@@ -37,10 +40,15 @@ _MISSING_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 
 def transfer_config() -> TransferConfig:
     """Concurrent ranged GETs: BAKE_S3_CONCURRENCY parts at once (default 8) of
-    BAKE_S3_PART_SIZE bytes (default 64 MiB)."""
+    BAKE_S3_PART_SIZE bytes (default 64 MiB).
+
+    Every object, even one smaller than a part, takes s3transfer's ranged path: its parts pass
+    through a queue that writes them in order and drops bytes already written when a part is
+    retried. The single-GET path writes a retried body again from its start, which into a
+    stream (our Sink cannot seek) would duplicate the bytes received before the drop."""
     part = int(os.environ.get("BAKE_S3_PART_SIZE", str(64 * _MB)))
     return TransferConfig(
-        multipart_threshold=part,
+        multipart_threshold=1,
         multipart_chunksize=part,
         max_concurrency=int(os.environ.get("BAKE_S3_CONCURRENCY", "8")),
         io_chunksize=4 * _MB,
@@ -90,8 +98,14 @@ def _translate(exc: Exception, source: S3Source, shown: str) -> FetchError:
                                        "`original.bucket`/`original.key` and the variables "
                                        "they name")
         return FetchError(f"{shown}: the server answered {code or status}")
+    if isinstance(exc, (RetriesExceededError, Boto3RetriesExceededError)):
+        # s3transfer retried a part until it gave up; what reached the sink is a prefix of the
+        # object (parts are written in order), so the next run resumes from its end
+        last = exc.last_exception
+        return DownloadInterrupted(f"the connection to {shown} kept failing "
+                                   f"({type(last).__name__ if last else type(exc).__name__})")
     if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError,
-                        ResponseStreamingError)):
+                        ResponseStreamingError, IncompleteReadError)):
         return DownloadInterrupted(f"the connection to {shown} kept failing "
                                    f"({type(exc).__name__})")
     return FetchError(f"{shown}: {type(exc).__name__}")
@@ -110,5 +124,5 @@ def download(source: S3Source, sink: Sink) -> None:
                 sink.write(chunk)
         else:
             s3.download_fileobj(bucket, key, sink, Config=transfer_config())
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, RetriesExceededError, Boto3RetriesExceededError) as exc:
         raise _translate(exc, source, shown) from None

@@ -157,3 +157,21 @@ def test_a_fetched_file_verifies_in_fast_mode_without_hashing(hub, files, tmp_pa
                         lambda p, **k: pytest.fail(f"re-hashed {p}"))
     report = verify_models(lock, Path(tmp_path), [tmp_path], mode="fast")
     assert report.ok and not report.missing
+
+
+def test_an_unexpected_error_is_a_failure_line_naming_the_entry(hub, files, tmp_path,
+                                                                  monkeypatch):
+    """A library error nobody translated fails that entry, not the run, and shows no query."""
+    from bake import source_url
+
+    def broken(source, sink, **kw):
+        raise RuntimeError(f"bad state at {source.url}?X-Amz-Signature=hidden-value")
+
+    monkeypatch.setattr(source_url, "download", broken)
+    lock = make_lock(*lock_entries(hub, files))
+    report = fetch_models(lock, tmp_path, [tmp_path / "volume"])
+    assert len(report.fetched) == 2
+    assert len(report.failed) == 1
+    line = report.failed[0]
+    assert line.startswith("rife47: ") and "RuntimeError" in line and "bad state at" in line
+    assert "hidden-value" not in line and "X-Amz-Signature" not in line

@@ -5,6 +5,8 @@
         url = server.url("/rife47.pth")
         server.status["/secret.pth"] = 403       # answer 401/403/404/... instead
         server.drop_after["/rife47.pth"] = 1000  # next GET: send 1000 bytes, then cut the line
+        server.drop_every["/rife47.pth"] = 1000  # every GET: the same, until removed
+        server.redirect["/loop"] = "/loop"        # answer 302 with this Location
         server.truncate["/rife47.pth"] = 1000    # every GET: a clean, consistent short file
         server.rate = 200e6                      # at most 200 MB/s, like a real link
         server.gets("/rife47.pth")               # how many GETs that path has seen
@@ -158,6 +160,8 @@ class FileServer(LoopbackServer):
         self.files: dict[str, bytes] = {}
         self.status: dict[str, int] = {}
         self.drop_after: dict[str, int] = {}  # one-shot: removed after it fires
+        self.drop_every: dict[str, int] = {}  # every GET, until removed
+        self.redirect: dict[str, str] = {}
         self.truncate: dict[str, int] = {}
         self.honor_range = honor_range
         self.rate: float | None = None  # bytes per second, None: as fast as loopback goes
@@ -175,7 +179,13 @@ class FileServer(LoopbackServer):
         self.count("HEAD" if head else "GET", path)
         with self._lock:
             self.ranges.append((path, handler.headers.get("Range")))
-            drop = None if head else self.drop_after.pop(path, None)
+            drop = None if head else self.drop_after.pop(path, self.drop_every.get(path))
+        if path in self.redirect:
+            handler.send_response(302)
+            handler.send_header("Location", self.redirect[path])
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
         code = self.status.get(path)
         if code is None and path not in self.files:
             code = 404
