@@ -84,16 +84,13 @@ def build_command(src: Path, wheel_dir: Path, python: str,
             "--out-dir", str(wheel_dir), str(src)]
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _dist_name(wheel: Path) -> str:
     return wheel.name.split("-", 1)[0].lower()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_wheel(entry: NodeEntry, out: Path, *, python: str = sys.executable,
@@ -144,7 +141,7 @@ def build_wheel(entry: NodeEntry, out: Path, *, python: str = sys.executable,
     finally:
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(wheel_dir, ignore_errors=True)
-    log(f"{final.name} sha256={sha256_file(final)}")
+    log(f"{final.name} sha256={_sha256(final)}")
     return final
 
 
