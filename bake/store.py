@@ -6,15 +6,17 @@ at once (workers booting on one network volume): the first takes the lock and do
 others wait, then find the file present and valid and skip it. A partial temporary file left by
 an interrupted run is resumed: its bytes are re-hashed from disk and the download continues
 from where it stopped. Its name carries the expected blake3, so a partial file of another
-version is never resumed into this one.
+version is never resumed into this one; such a file is deleted when the file is next fetched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +45,21 @@ class _Overflow(Exception):
 
 def temp_path(dest: Path, pin: ModelPin) -> Path:
     return dest.with_name(f".{dest.name}.{pin.blake3[:16]}.incomplete")
+
+
+def _remove_stale_partials(dest: Path, keep: Path) -> None:
+    """Delete the partial files of other versions of `dest` (the lock moved on while a fetch
+    was interrupted). Called with dest's lock held: nobody else is writing any of them."""
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.[0-9a-f]{{16}}\.incomplete")
+    try:
+        names = os.listdir(dest.parent)
+    except OSError:
+        return
+    for name in names:
+        if name != keep.name and pattern.fullmatch(name):
+            # gone already, or not ours to delete: the download goes on regardless
+            with contextlib.suppress(OSError):
+                (dest.parent / name).unlink()
 
 
 def lock_path(dest: Path) -> Path:
@@ -271,6 +288,7 @@ def _download_locked(root: Path, rel: str, pin: ModelPin, download: Callable[[Si
                      label: str, origin: str, progress: Progress | None) -> bool:
     dest = root / rel
     tmp = temp_path(dest, pin)
+    _remove_stale_partials(dest, tmp)  # before downloading: their space may be needed
     try:
         hasher = _stream_to(tmp, dest, pin, download, label=label, origin=origin,
                             progress=progress)

@@ -200,3 +200,20 @@ def test_ctrl_c_keeps_the_partial_file_for_a_resume(tmp_path):
         place(tmp_path, REL, pin, interrupted, label="x", origin="o")
     assert not (tmp_path / REL).exists()
     assert temp_path(tmp_path / REL, pin).stat().st_size == MB
+
+
+def test_partial_files_of_other_versions_are_removed_when_the_file_is_fetched(tmp_path):
+    """A lock that moved on would otherwise leave an old partial (up to a model's size) on a
+    shared volume forever."""
+    old, new = blob(MB, 1), blob(MB, 2)
+    dest = tmp_path / REL
+    dest.parent.mkdir(parents=True)
+    stale = temp_path(dest, pin_of(old))
+    stale.write_bytes(old[:1000])
+    neighbour = temp_path(dest.with_name("y.safetensors"), pin_of(old))  # another file's
+    neighbour.write_bytes(old[:1000])
+    lock_path(dest).write_text("")
+    place(tmp_path, REL, pin_of(new), writer(new), label="x", origin="o")
+    assert dest.read_bytes() == new
+    assert leftovers(tmp_path) == [neighbour.name]
+    assert lock_path(dest).exists()  # another process may hold it: never deleted
