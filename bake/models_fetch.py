@@ -9,7 +9,6 @@ once and each file is still downloaded once. Downloads run in a bounded pool.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -26,15 +25,14 @@ from bake.sources import downloader, origin
 from bake.store import place
 
 DEFAULT_JOBS = 4
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def _unexpected(entry: ModelEntry, exc: Exception, dest: Path) -> str:
     """The failure line of an error no source translated: the entry, where from, and the
     error with any URL in it reduced to scheme, host and path (a query may hold a signature)."""
-    from bake.source_url import redact
+    from bake.source_url import scrub
 
-    detail = _URL.sub(lambda m: redact(m.group(0)), str(exc)).splitlines()
+    detail = scrub(str(exc)).splitlines()
     detail_text = f": {detail[0]}" if detail else ""
     return (f"{entry.name}: downloading from {origin(entry, entry.locked.revision)} failed "
             f"({type(exc).__name__}{detail_text}); nothing was written to {dest}. Run "

@@ -8,6 +8,7 @@ credentials there, and credentials never reach a log line or a message.
 from __future__ import annotations
 
 import os
+import re
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,6 +19,7 @@ from bake.models_lock import UrlSource
 from bake.store import DownloadInterrupted, Sink
 
 CHUNK = 1 << 20  # what a dropped connection can cost: a partial chunk is not kept
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def _retries() -> int:
@@ -35,6 +37,20 @@ def redact(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def scrub(text: str) -> str:
+    """`text` with every URL in it redacted (error messages of libraries quote URLs whole)."""
+    def one(match: re.Match) -> str:
+        url = match.group(0)
+        try:
+            return redact(url)
+        except ValueError:  # unparsable (a bad port or IPv6 literal): cut what may be secret
+            scheme, _, rest = url.partition("://")
+            rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+            return f"{scheme}://{rest.rpartition('@')[2]}"
+
+    return _URL.sub(one, text)
 
 
 def download(source: UrlSource, sink: Sink, *, session: requests.Session | None = None) -> None:
@@ -71,6 +87,13 @@ def download(source: UrlSource, sink: Sink, *, session: requests.Session | None 
                     f"{retries} retries") from None
             retries_left -= 1
             time.sleep(min(2 ** (retries - retries_left - 1) * 0.25, 8))
+        except requests.RequestException as exc:
+            # not retryable (a redirect loop, a bad scheme, an undecodable body); caught here
+            # because requests' errors are OSErrors and must not read as a disk problem
+            detail = scrub(str(exc)).strip()
+            raise FetchError(f"{shown}: {type(exc).__name__}"
+                             f"{f' ({detail})' if detail else ''}; check `original.url` in "
+                             "models.lock.yaml and that the server answers it") from None
 
 
 def _raise_for_status(resp: requests.Response, shown: str) -> None:

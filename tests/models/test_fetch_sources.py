@@ -288,3 +288,16 @@ def test_s3_connection_that_keeps_dropping_keeps_the_partial_and_a_later_run_res
     assert report.ok, report.failed
     assert (tmp_path / e.dest).read_bytes() == DATA and not partial.exists()
     assert ("/cut-bucket/dasiwa.safetensors", f"bytes={MB // 2}-") in files.ranges
+
+
+def test_url_redirect_loop_is_a_fetch_error_naming_the_url(files, tmp_path):
+    """requests' errors are OSErrors too: they must not read as a failure to write the file."""
+    e = url_entry(files, path="/loop.pth", query="?X-Amz-Signature=" + SECRET)
+    files.redirect["/loop.pth"] = "/loop.pth?X-Amz-Signature=" + SECRET
+    report = fetch_one(e, tmp_path)
+    assert len(report.failed) == 1
+    line = report.failed[0]
+    assert line.startswith("rife47: ") and files.url("/loop.pth") in line
+    assert "TooManyRedirects" in line and "cannot write" not in line
+    assert SECRET not in line
+    assert only_entry_files(tmp_path) == []
