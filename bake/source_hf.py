@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-import httpx
+import httpx2  # the HTTP client huggingface_hub 2.x uses (not httpx: other exception classes)
 from huggingface_hub import HfApi, constants, hf_hub_url
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.file_download import http_get
@@ -75,9 +75,11 @@ def _translate(exc: Exception, source: HfSource, revision: str) -> FetchError:
         if status == 404:
             return SourceNotFoundError(f"{where}: the Hub answered 404 Not Found")
         return FetchError(f"{where}: the Hub answered HTTP {status}")
-    if isinstance(exc, (httpx.TransportError, httpx.TimeoutException)):
+    if isinstance(exc, (httpx2.TransportError, httpx2.TimeoutException)):
         return DownloadInterrupted(f"the connection to {endpoint()} kept failing "
                                    f"({type(exc).__name__})")
+    if isinstance(exc, httpx2.HTTPError):  # a redirect loop, an undecodable body, ...
+        return FetchError(f"{where}: {type(exc).__name__} ({exc})")
     return FetchError(f"{where}: {exc}")
 
 
@@ -122,5 +124,5 @@ def download(source: HfSource, revision: str, sink: Sink) -> None:
                  tqdm_class=silent_tqdm)  # our Progress reports instead
     except FetchError:
         raise
-    except (hf_errors.HfHubHTTPError, httpx.TransportError, httpx.TimeoutException) as exc:
+    except (hf_errors.HfHubHTTPError, httpx2.HTTPError) as exc:
         raise _translate(exc, source, revision) from None

@@ -301,3 +301,30 @@ def test_url_redirect_loop_is_a_fetch_error_naming_the_url(files, tmp_path):
     assert "TooManyRedirects" in line and "cannot write" not in line
     assert SECRET not in line
     assert only_entry_files(tmp_path) == []
+
+
+def test_hf_connection_that_keeps_dropping_keeps_the_partial_and_a_later_run_resumes(
+        hub, tmp_path, monkeypatch):
+    import types
+
+    from huggingface_hub import file_download
+
+    from bake.store import temp_path
+
+    # the library waits a second before each of its retries; this test has no need to
+    monkeypatch.setattr(file_download, "time", types.SimpleNamespace(sleep=lambda s: None))
+    # and it reads 10 MiB chunks, losing a partial one at a cut: smaller ones for a 3 MB file
+    monkeypatch.setattr(file_download.constants, "DOWNLOAD_CHUNK_SIZE", MB // 4)
+    e = hf_entry(hub)
+    hub.drop_after[PATH] = MB  # the first GET brings one MB, every later one nothing
+    hub.drop_every[PATH] = 0
+    report = fetch_one(e, tmp_path)
+    assert len(report.failed) == 1, report.failed
+    line = report.failed[0]
+    assert line.startswith("test_vae: ") and "run the fetch again to resume" in line
+    assert temp_path(tmp_path / DEST, e.locked).read_bytes() == DATA[:MB]
+    del hub.drop_every[PATH]
+    hub.ranges.clear()
+    assert fetch_one(e, tmp_path).ok
+    assert (tmp_path / DEST).read_bytes() == DATA
+    assert hub.ranges == [(PATH, f"bytes={MB}-")]

@@ -15,6 +15,7 @@ It answers what `huggingface_hub` asks when it resolves and downloads a file:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         hub.require_token("org/repo", "test-token")  # private: 401 without that bearer token
         hub.drop_after["dir/model.safetensors"] = 1000  # next GET of it is cut after 1000 bytes
+        hub.drop_every["dir/model.safetensors"] = 0  # every later GET too, until removed
         hub.corrupt["dir/model.safetensors"] = other  # serve other bytes, same metadata
         hub.downloads("dir/model.safetensors")  # GETs of that file's content
 
@@ -68,7 +69,8 @@ class HubServer(LoopbackServer):
     def __init__(self) -> None:
         super().__init__()
         self.repos: dict[str, _Repo] = {}
-        self.drop_after: dict[str, int] = {}
+        self.drop_after: dict[str, int] = {}  # one-shot: removed after it fires
+        self.drop_every: dict[str, int] = {}
         self.corrupt: dict[str, bytes] = {}
         self.rate: float | None = None  # bytes per second, None: as fast as loopback goes
         self.ranges: list[tuple[str, str | None]] = []  # (file path, Range header) per GET
@@ -183,7 +185,8 @@ class HubServer(LoopbackServer):
         else:
             headers["ETag"] = f'"{git_blob_oid(data)}"'
         with self._lock:
-            drop = None if head else self.drop_after.pop(file_path, None)
+            drop = None if head else self.drop_after.pop(file_path,
+                                                         self.drop_every.get(file_path))
             if not head:
                 self.ranges.append((file_path, handler.headers.get("Range")))
         served = self.corrupt.get(file_path, data)
