@@ -1,19 +1,24 @@
 """A client for ComfyUI's HTTP and websocket API (see docs/worker.md for the protocol notes).
 
-One websocket is opened once and kept: a new socket per job costs a handshake, and a second
-socket with the same clientId silently takes the events away from the first. When the socket
-drops, the client reconnects and reads the outcome from /history, which ComfyUI writes before
-its final `executing {node: null}` message.
+One websocket is opened once and kept: a new socket per job costs a handshake. When it drops,
+the client reconnects under a new clientId: ComfyUI unregisters a clientId when any socket of
+that id closes, so the old socket's late close would silently take the new one's events away.
+ComfyUI routes a prompt's execution messages to the clientId it was queued with, so a prompt
+queued before the reconnect is followed through /history instead: right after the reconnect,
+on every broadcast `status` message (sent when a prompt leaves the queue), and every
+`history_poll` seconds. While the socket cannot be reopened, /history is polled alone. Any
+failure after a prompt was queued interrupts it, so the next job does not wait behind it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -28,12 +33,6 @@ class ComfyError(Exception):
     """A job-level failure with a message meant for the caller."""
 
 
-class ComfyValidationError(ComfyError):
-    def __init__(self, message: str, body: Any):
-        super().__init__(message)
-        self.body = body
-
-
 class ComfyExecutionError(ComfyError):
     pass
 
@@ -46,6 +45,10 @@ class ComfyGone(ComfyError):
     """ComfyUI's process is gone (crashed or killed)."""
 
 
+class ComfyStuck(ComfyError):
+    """A prompt failed and could not be stopped (ComfyUI did not answer): restart ComfyUI."""
+
+
 class JobTimeout(ComfyError):
     def __init__(self, message: str, stopped: bool):
         super().__init__(message)
@@ -56,8 +59,6 @@ class JobTimeout(ComfyError):
 class PromptResult:
     prompt_id: str
     outputs: dict[str, Any]
-    cached_nodes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def format_validation_error(body: Any, titles: dict[str, str] | None = None) -> str:
@@ -92,13 +93,15 @@ def format_execution_error(data: dict[str, Any], titles: dict[str, str] | None =
 
 class ComfyClient:
     def __init__(self, base_url: str, *, alive: Callable[[], bool] = lambda: True,
-                 reconnect_timeout: float = 30.0, history_poll: float = 5.0):
+                 reconnect_timeout: float = 30.0, history_poll: float = 5.0,
+                 request_timeout: float = 60.0):
         self.base_url = base_url.rstrip("/")
         self.ws_url = "ws" + self.base_url[4:] + "/ws"
         self.client_id = uuid.uuid4().hex
         self.alive = alive
         self.reconnect_timeout = reconnect_timeout
         self.history_poll = history_poll
+        self.request_timeout = request_timeout
         self.session = requests.Session()
         # Loopback only: no proxy or netrc lookups (they walk the environment on every call).
         self.session.trust_env = False
@@ -106,10 +109,10 @@ class ComfyClient:
 
     # -- HTTP ------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 60)
+        kwargs.setdefault("timeout", self.request_timeout)
         try:
             return self.session.request(method, self.base_url + path, **kwargs)
-        except requests.ConnectionError as exc:
+        except requests.RequestException as exc:  # refused, reset, timed out, ...
             if not self.alive():
                 raise ComfyGone("ComfyUI is not running") from exc
             raise ComfyError(f"ComfyUI did not answer {method} {path}: {exc}") from exc
@@ -137,7 +140,7 @@ class ComfyClient:
                 body = resp.json()
             except ValueError:
                 body = resp.text
-            raise ComfyValidationError(format_validation_error(body, titles), body)
+            raise ComfyError(format_validation_error(body, titles))
         if resp.status_code != 200:
             raise ComfyError(f"ComfyUI could not queue the workflow: HTTP {resp.status_code} "
                              f"{resp.text[:300].strip()}")
@@ -147,10 +150,16 @@ class ComfyClient:
                         json.dumps(body["node_errors"])[:2000])
         return str(body["prompt_id"])
 
-    def history(self, prompt_id: str) -> dict[str, Any] | None:
-        resp = self._request("GET", f"/history/{prompt_id}")
-        resp.raise_for_status()
-        return resp.json().get(prompt_id)
+    def history(self, prompt_id: str, timeout: float | None = None) -> dict[str, Any] | None:
+        path = f"/history/{prompt_id}"
+        resp = self._request("GET", path, timeout=timeout or self.request_timeout)
+        if resp.status_code != 200:
+            raise ComfyError(f"ComfyUI answered GET {path} with HTTP {resp.status_code}")
+        try:
+            return resp.json().get(prompt_id)
+        except (ValueError, AttributeError) as exc:
+            raise ComfyError(f"ComfyUI answered GET {path} with something other than a "
+                             f"history: {resp.text[:200]!r}") from exc
 
     def view(self, filename: str, subfolder: str, type_: str) -> bytes:
         resp = self._request("GET", "/view", params={"filename": filename,
@@ -168,12 +177,17 @@ class ComfyClient:
     def _connect(self, deadline: float) -> websocket.WebSocket:
         delay = 0.05
         while True:
+            # A new clientId per socket: ComfyUI drops the registration of an id when any
+            # socket of that id closes, including an old one closing after its replacement.
+            client_id = uuid.uuid4().hex
             try:
                 # ComfyUI sends JSON it encoded itself; validating every frame's UTF-8 in
                 # pure Python costs more than the rest of the message handling.
-                ws = websocket.create_connection(f"{self.ws_url}?clientId={self.client_id}",
-                                                 timeout=10, enable_multithread=False,
-                                                 skip_utf8_validation=True)
+                ws = websocket.create_connection(
+                    f"{self.ws_url}?clientId={client_id}",
+                    timeout=max(0.1, min(10.0, deadline - time.monotonic())),
+                    enable_multithread=False, skip_utf8_validation=True)
+                self.client_id = client_id
                 return ws
             except (OSError, websocket.WebSocketException) as exc:
                 if not self.alive():
@@ -185,13 +199,18 @@ class ComfyClient:
 
     def ensure_connected(self, timeout: float | None = None) -> None:
         if self.ws is None or not self.ws.connected:
+            self._drop_socket()
             timeout = self.reconnect_timeout if timeout is None else timeout
             self.ws = self._connect(time.monotonic() + timeout)
 
-    def close(self) -> None:
+    def _drop_socket(self) -> None:
         if self.ws is not None:
-            self.ws.close()
+            with contextlib.suppress(Exception):
+                self.ws.close(timeout=0.1)
             self.ws = None
+
+    def close(self) -> None:
+        self._drop_socket()
         self.session.close()
 
     def run(self, prompt: dict[str, Any], *, timeout: float,
@@ -200,16 +219,23 @@ class ComfyClient:
             titles: dict[str, str] | None = None, interrupt_grace: float = 15.0
             ) -> PromptResult:
         """Queue `prompt`, follow it to the end and return its outputs from /history."""
-        started = time.monotonic()
-        deadline = started + timeout
+        deadline = time.monotonic() + timeout
         self.ensure_connected()
         prompt_id = self.queue_prompt(prompt, extra_data=extra_data, titles=titles)
-        outcome = self._follow(prompt_id, deadline, on_progress)
-        if outcome is None:
-            stopped = self._stop_prompt(prompt_id, interrupt_grace)
+        queued_as = self.client_id
+        try:
+            entry = self._follow(prompt_id, queued_as, deadline, on_progress)
+        except ComfyGone:
+            raise
+        except Exception as exc:
+            # Whatever went wrong, the prompt must not keep ComfyUI busy for the next job.
+            if self._stop_prompt(prompt_id, queued_as, interrupt_grace):
+                raise
+            raise ComfyStuck(f"{exc}; the prompt could not be stopped") from exc
+        if entry is None:
+            stopped = self._stop_prompt(prompt_id, queued_as, interrupt_grace)
             raise JobTimeout(f"the job did not finish within {timeout:g} s (JOB_TIMEOUT); the "
                              f"prompt was interrupted", stopped)
-        entry = outcome
         status = entry.get("status") or {}
         for kind, data in status.get("messages", []):
             if kind == "execution_error":
@@ -219,40 +245,47 @@ class ComfyClient:
                                        f" ({data.get('node_type')})")
         if status.get("status_str") not in (None, "success"):
             raise ComfyExecutionError(f"ComfyUI reported status {status.get('status_str')!r}")
-        cached: list[str] = []
-        for kind, data in status.get("messages", []):
-            if kind == "execution_cached":
-                cached = list(data.get("nodes", []))
-        return PromptResult(prompt_id, entry.get("outputs") or {}, cached,
-                            time.monotonic() - started)
+        return PromptResult(prompt_id, entry.get("outputs") or {})
 
-    def _follow(self, prompt_id: str, deadline: float,
+    def _follow(self, prompt_id: str, queued_as: str, deadline: float,
                 on_progress: ProgressCallback | None) -> dict[str, Any] | None:
-        """The prompt's history entry once it is done, or None at the deadline."""
+        """The prompt's history entry once it is done, or None at the deadline.
+
+        `queued_as` is the clientId the prompt was queued with: only a socket of that id
+        receives its execution messages.
+        """
         next_poll = time.monotonic() + self.history_poll
+        check = False  # look at /history now
         while True:
             now = time.monotonic()
             if now >= deadline:
                 return None
-            if now >= next_poll:
+            if check or now >= next_poll:
                 # A missed final message (a dropped socket) must not stall the job.
-                next_poll = now + self.history_poll
-                if (entry := self._finished_entry(prompt_id)) is not None:
+                check, next_poll = False, now + self.history_poll
+                if (entry := self._finished_entry(prompt_id, deadline)) is not None:
                     return entry
+                continue
+            if self.ws is None:
+                try:
+                    self.ensure_connected(min(next_poll, deadline) - now)
+                except ComfyGone:
+                    raise
+                except ComfyError as exc:  # keep following through /history
+                    log.warning("ComfyUI's websocket cannot be reopened (%s); polling /history",
+                                exc)
+                    continue
+                check = True  # the final message may have been sent while it was closed
+                continue
             try:
-                if self.ws is None:
-                    self.ensure_connected(min(self.reconnect_timeout, deadline - now))
-                    if (entry := self._finished_entry(prompt_id)) is not None:
-                        return entry
-                assert self.ws is not None
-                self.ws.settimeout(max(0.01, min(1.0, deadline - now)))
+                self.ws.settimeout(max(0.01, min(1.0, deadline - now, next_poll - now)))
                 raw = self.ws.recv()
             except websocket.WebSocketTimeoutException:
                 if not self.alive():
                     raise ComfyGone("ComfyUI exited while running the job") from None
                 continue
             except (OSError, websocket.WebSocketException) as exc:
-                self.ws = None
+                self._drop_socket()
                 if not self.alive():
                     raise ComfyGone("ComfyUI exited while running the job") from exc
                 log.warning("ComfyUI websocket dropped (%s); reconnecting", exc)
@@ -263,34 +296,45 @@ class ComfyClient:
                 message = json.loads(raw)
             except ValueError:
                 continue
+            kind = message.get("type")
             data = message.get("data") or {}
+            if kind == "status" and self.client_id != queued_as:
+                # Broadcast to every socket when the queue changes (a prompt finished);
+                # this prompt's own messages go to a socket that is gone.
+                check = True
+                continue
             if data.get("prompt_id") != prompt_id:
                 continue
-            kind = message.get("type")
             if kind == "progress" and on_progress is not None:
                 on_progress(str(data.get("node")), int(data.get("value", 0)),
                             int(data.get("max", 0)))
             elif kind == "executing" and data.get("node") is None:
-                return self._wait_history(prompt_id)
+                # ComfyUI writes the history entry before this message.
+                entry = self.history(prompt_id, self._call_timeout(deadline))
+                if entry is None:
+                    raise ComfyError(f"ComfyUI finished prompt {prompt_id} but has no "
+                                     "history for it")
+                return entry
 
-    def _finished_entry(self, prompt_id: str) -> dict[str, Any] | None:
-        entry = self.history(prompt_id)
+    def _call_timeout(self, deadline: float) -> float:
+        """No single call outlives the deadline it serves (by much)."""
+        return max(0.5, min(self.request_timeout, deadline - time.monotonic()))
+
+    def _finished_entry(self, prompt_id: str, deadline: float) -> dict[str, Any] | None:
+        entry = self.history(prompt_id, self._call_timeout(deadline))
         if entry and (entry.get("status") or {}).get("status_str") is not None:
             return entry
         return None
 
-    def _wait_history(self, prompt_id: str) -> dict[str, Any]:
-        for _ in range(100):
-            if (entry := self.history(prompt_id)) is not None:
-                return entry
-            time.sleep(0.02)
-        raise ComfyError(f"ComfyUI finished prompt {prompt_id} but has no history for it")
-
-    def _stop_prompt(self, prompt_id: str, grace: float) -> bool:
+    def _stop_prompt(self, prompt_id: str, queued_as: str, grace: float) -> bool:
         """Interrupt the prompt; True once ComfyUI has let go of it within `grace` s."""
-        log.warning("interrupting prompt %s after the job timeout", prompt_id)
+        log.warning("stopping prompt %s", prompt_id)
         try:
             self.interrupt(prompt_id)
-            return self._follow(prompt_id, time.monotonic() + grace, None) is not None
-        except ComfyError:
+            deadline = time.monotonic() + grace
+            if self._finished_entry(prompt_id, deadline) is not None:
+                return True
+            return self._follow(prompt_id, queued_as, deadline, None) is not None
+        except Exception:
+            log.exception("prompt %s could not be stopped", prompt_id)
             return False

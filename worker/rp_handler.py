@@ -24,6 +24,7 @@ from worker.comfy_client import (
     ComfyClient,
     ComfyError,
     ComfyGone,
+    ComfyStuck,
     JobTimeout,
 )
 from worker.comfy_process import ComfyProcess, ComfyStartError
@@ -118,6 +119,8 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
             return _restart(rt, str(exc)) or {
                 "error": f"{exc}; it did not stop, so ComfyUI was restarted"}
         return {"error": str(exc)}
+    except ComfyStuck as exc:
+        return _restart(rt, str(exc)) or {"error": f"{exc}, so ComfyUI was restarted"}
     except (ComfyError, OutputError) as exc:
         return {"error": str(exc)}
     except Exception as exc:

@@ -1,4 +1,6 @@
-"""The ComfyUI client on its own against the fake: a dropped websocket does not lose the job."""
+"""The ComfyUI client on its own against the fake: a dropped websocket, a websocket that
+cannot be reopened and HTTP that stops answering neither lose the job nor leave the prompt
+running."""
 
 from __future__ import annotations
 
@@ -6,17 +8,25 @@ import io
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
+import requests
 from PIL import Image
 from support.fake_comfyui import FakeComfy
 
-from worker.comfy_client import ComfyClient, JobTimeout
+from worker.comfy_client import ComfyClient, ComfyError, ComfyStuck, JobTimeout
 
-GRAPH = {
-    "1": {"class_type": "LoadImage", "inputs": {"image": "c.png"}},
-    "2": {"class_type": "FakeHang", "inputs": {"seconds": 1.0, "images": ["1", 0]}},
+LOAD = {"class_type": "LoadImage", "inputs": {"image": "c.png"}}
+# FakeHang with seconds 0 runs until POST /fake/release (or an interrupt)
+HOLD = {
+    "1": LOAD,
+    "2": {"class_type": "FakeHang", "inputs": {"seconds": 0, "images": ["1", 0]}},
     "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "c"}},
+}
+QUICK = {
+    "1": LOAD,
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "q"}},
 }
 
 
@@ -28,37 +38,181 @@ def fake(tmp_path_factory):
 
 
 @pytest.fixture()
-def client(fake):
-    c = ComfyClient(fake.url, history_poll=0.5)
+def clients(fake):
+    made: list[ComfyClient] = []
+
+    def make(**kwargs: Any) -> ComfyClient:
+        c = ComfyClient(fake.url, **kwargs)
+        made.append(c)
+        return c
+
     buf = io.BytesIO()
     Image.new("RGB", (8, 8), (50, 60, 70)).save(buf, "PNG")
-    assert c.upload_image("c.png", buf.getvalue()) == "c.png"
-    yield c
-    c.close()
+    assert make().upload_image("c.png", buf.getvalue()) == "c.png"
+    yield make
+    for c in made:
+        c.close()
 
 
-def test_a_dropped_websocket_is_reconnected_and_the_job_still_completes(fake, client):
-    before = fake.stats().get("websocket connections", 0)
+@pytest.fixture()
+def hooks(fake):
+    """The fake's test hooks; every route blocked by a test is unblocked after it."""
+    blocked: list[str] = []
+
+    class Hooks:
+        def block(self, route: str, status: int | None = None) -> None:
+            post(fake, "/fake/block", {"route": route, "status": status})
+            blocked.append(route)
+
+        def unblock(self, route: str) -> None:
+            blocked.remove(route)
+            post(fake, "/fake/unblock", {"route": route})
+
+        def release(self) -> None:
+            post(fake, "/fake/release", {})
+
+    yield Hooks()
+    for route in blocked:
+        post(fake, "/fake/unblock", {"route": route})
+
+
+def post(fake: FakeComfy, path: str, body: dict) -> None:
+    requests.post(fake.url + path, json=body, timeout=5).raise_for_status()
+
+
+def wait_for(predicate, what: str, timeout: float = 30):
+    """Until `predicate` is true; the timeout only guards against a hang."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_prompt(fake: FakeComfy) -> str | None:
+    running = requests.get(fake.url + "/queue", timeout=5).json()["queue_running"]
+    return running[0][1] if running else None
+
+
+def finished(fake: FakeComfy, prompt_id: str) -> bool:
+    entry = requests.get(f"{fake.url}/history/{prompt_id}", timeout=5).json().get(prompt_id)
+    return bool(entry and entry["status"]["status_str"])
+
+
+class InBackground:
+    """client.run on a thread, so the test can act on the fake while the job is followed."""
+
+    def __init__(self, fn, *args, **kwargs) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self.result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the test by join()
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def join(self) -> Any:
+        self.thread.join(60)  # a hang guard only
+        assert not self.thread.is_alive(), "the job never ended"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def drop(client: ComfyClient) -> None:
+    assert client.ws is not None
+    client.ws.sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_the_outcome_missed_while_disconnected_is_read_from_history_after_the_reconnect(
+        fake, clients, hooks):
+    client = clients(history_poll=3600)  # no periodic poll can be what finds the outcome
     client.ensure_connected()
-
-    def drop() -> None:
-        time.sleep(0.3)
-        assert client.ws is not None
-        client.ws.sock.shutdown(socket.SHUT_RDWR)
-
-    threading.Thread(target=drop, daemon=True).start()
-    result = client.run(GRAPH, timeout=20)
+    reads: list[str] = []
+    history = client.history
+    client.history = lambda prompt_id, timeout=None: (reads.append(prompt_id),
+                                                      history(prompt_id, timeout))[1]
+    before = fake.stats()
+    job = InBackground(client.run, HOLD, timeout=60)
+    prompt_id = wait_for(lambda: running_prompt(fake), "the prompt to run")
+    hooks.block("GET /ws", status=503)
+    drop(client)
+    hooks.release()
+    wait_for(lambda: finished(fake, prompt_id), "the prompt to finish")  # its end is missed
+    wait_for(lambda: fake.stats()["GET /ws"] > before["GET /ws"], "a refused reconnect")
+    hooks.unblock("GET /ws")
+    result = job.join()
+    assert result.prompt_id == prompt_id
     assert result.outputs["3"]["images"][0]["filename"].startswith("c_")
-    assert fake.stats()["websocket connections"] == before + 2
+    after = fake.stats()
+    assert after["websocket connections"] == before["websocket connections"] + 1
+    assert reads == [prompt_id]  # the one history check made once the socket was back
 
 
-def test_the_timeout_interrupts_the_prompt_by_id(fake, client):
-    hang = {**GRAPH, "2": {"class_type": "FakeHang", "inputs": {"seconds": 0,
-                                                                "images": ["1", 0]}}}
-    started = time.monotonic()
+def test_a_new_socket_gets_a_new_client_id(fake, clients):
+    client = clients()
+    client.ensure_connected()
+    first = client.client_id
+    drop(client)
+    client.ws = None
+    client.ensure_connected()
+    assert client.client_id != first
+    assert client.run(QUICK, timeout=20).outputs["3"]["images"]
+
+
+def test_when_the_socket_cannot_be_reopened_the_job_completes_through_history(
+        fake, clients, hooks):
+    client = clients(history_poll=0.1, reconnect_timeout=0.5)
+    client.ensure_connected()
+    job = InBackground(client.run, HOLD, timeout=60)
+    prompt_id = wait_for(lambda: running_prompt(fake), "the prompt to run")
+    hooks.block("GET /ws", status=503)  # for the rest of the test
+    drop(client)
+    hooks.release()
+    result = job.join()
+    assert result.prompt_id == prompt_id
+    assert result.outputs["3"]["images"][0]["filename"].startswith("c_")
+    assert client.ws is None
+
+
+def test_a_hung_prompt_with_the_socket_gone_is_interrupted_at_the_timeout(fake, clients, hooks):
+    client = clients(history_poll=0.1, reconnect_timeout=0.5)
+    client.ensure_connected()
+    interrupts = fake.stats().get("POST /interrupt", 0)
+    job = InBackground(client.run, HOLD, timeout=3, interrupt_grace=10)
+    prompt_id = wait_for(lambda: running_prompt(fake), "the prompt to run")
+    hooks.block("GET /ws", status=503)
+    drop(client)
     with pytest.raises(JobTimeout) as info:
-        client.run(hang, timeout=0.5, interrupt_grace=5)
+        job.join()
+    assert info.value.stopped
+    assert fake.stats()["POST /interrupt"] == interrupts + 1
+    assert running_prompt(fake) is None
+    status = requests.get(f"{fake.url}/history/{prompt_id}", timeout=5).json()[prompt_id]
+    assert status["status"]["messages"][-1][0] == "execution_interrupted"
+
+
+def test_http_that_stops_answering_is_a_comfy_error_that_asks_for_a_restart(
+        fake, clients, hooks):
+    client = clients(request_timeout=0.5)
+    hooks.block("GET /history/{id}")  # hangs: the prompt runs, its outcome cannot be read
+    with pytest.raises(ComfyStuck, match=r"did not answer GET /history/.*could not be stopped"):
+        client.run(QUICK, timeout=10, interrupt_grace=0.5)
+    hooks.block("GET /view")
+    with pytest.raises(ComfyError, match="did not answer GET /view"):
+        client.view("x.png", "", "output")  # any call, not only the history
+
+
+def test_the_timeout_interrupts_the_prompt_by_id(fake, clients):
+    client = clients()
+    interrupts, logged = fake.stats().get("POST /interrupt", 0), len(fake.read_log())
+    with pytest.raises(JobTimeout) as info:
+        client.run(HOLD, timeout=0.5, interrupt_grace=5)
     assert info.value.stopped  # the interrupt reached the running prompt
-    assert time.monotonic() - started < 5
-    assert fake.stats()["POST /interrupt"] >= 1
-    assert "not currently running" not in fake.read_log()
+    assert fake.stats()["POST /interrupt"] == interrupts + 1
+    assert "not currently running" not in fake.read_log()[logged:]

@@ -146,13 +146,15 @@ def test_execution_error_and_interrupt(fake):
     ws = websocket.create_connection(f"ws://127.0.0.1:{fake.port}/ws?clientId=int", timeout=10)
     prompt_id = requests.post(fake.url + "/prompt", json={"prompt": hang, "client_id": "int"},
                               timeout=5).json()["prompt_id"]
-    time.sleep(0.3)
+    kinds = []
+    while kinds[-1:] != ["executing 4"]:  # until the hanging node runs
+        msg = json.loads(ws.recv())
+        kinds.append(f"{msg['type']} {msg['data'].get('node')}")
     requests.post(fake.url + "/interrupt", json={"prompt_id": "someone-else"}, timeout=5)
-    time.sleep(0.3)
+    assert "Prompt someone-else is not currently running, skipping interrupt" in fake.read_log()
     queue = requests.get(fake.url + "/queue", timeout=5).json()
     assert queue["queue_running"][0][1] == prompt_id  # the wrong id interrupted nothing
     requests.post(fake.url + "/interrupt", json={"prompt_id": prompt_id}, timeout=5)
-    kinds = []
     while not kinds or kinds[-1] != "executing-null":
         msg = json.loads(ws.recv())
         null = msg["type"] == "executing" and msg["data"]["node"] is None
@@ -162,6 +164,27 @@ def test_execution_error_and_interrupt(fake):
     status = requests.get(f"{fake.url}/history/{prompt_id}", timeout=5).json()[prompt_id]["status"]
     assert (status["status_str"], status["completed"]) == ("error", False)
     assert status["messages"][-1][0] == "execution_interrupted"
+
+
+def test_a_closing_socket_unregisters_its_client_id_even_after_a_replacement(fake):
+    # ComfyUI's websocket handler ends with `sockets.pop(sid, None)`, whichever socket it was
+    disconnects = fake.stats().get("websocket disconnects", 0)
+    url = f"ws://127.0.0.1:{fake.port}/ws?clientId=same"
+    old = websocket.create_connection(url, timeout=10)
+    new = websocket.create_connection(url, timeout=10)  # takes the events over
+    try:
+        old.recv(), new.recv()
+        assert "same" in requests.get(fake.url + "/fake/sockets", timeout=5).json()
+        old.close()
+        deadline = time.monotonic() + 10  # a hang guard
+        while fake.stats().get("websocket disconnects", 0) == disconnects:
+            assert time.monotonic() < deadline, "the fake never saw the close"
+            time.sleep(0.02)
+        # the replacement is still open, but nothing is sent to it any more
+        assert new.connected
+        assert "same" not in requests.get(fake.url + "/fake/sockets", timeout=5).json()
+    finally:
+        new.close()
 
 
 def test_vhs_reports_videos_under_gifs(fake):

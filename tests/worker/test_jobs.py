@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import random
 import threading
 import time
@@ -20,7 +19,7 @@ import pytest
 import requests
 from PIL import Image
 from support.fake_comfyui import stub_models
-from support.fake_comfyui.runner import REPO, WorkerProcess
+from support.fake_comfyui.runner import REPO, WorkerProcess, pid_alive
 from support.httpserver import FileServer
 
 INVERT = {
@@ -262,12 +261,13 @@ def test_a_result_over_the_payload_limit_asks_for_a_bucket(worker):
 
 
 def test_one_websocket_and_no_frontend_requests_across_jobs(worker):
+    test_image_job_returns_the_inverted_image(worker)  # connected, whatever ran before
     stats = requests.get(worker.comfy_url + "/fake/stats", timeout=5).json()
     for _ in range(3):
         test_image_job_returns_the_inverted_image(worker)
     after = requests.get(worker.comfy_url + "/fake/stats", timeout=5).json()
-    assert after["websocket connections"] == stats["websocket connections"] == 1
-    assert "GET /" not in after and "GET /object_info" not in after
+    for counted in ("websocket connections", "GET /ws", "GET /", "GET /object_info"):
+        assert after.get(counted, 0) == stats.get(counted, 0), counted
     assert after["POST /prompt"] == stats["POST /prompt"] + 3
 
 
@@ -300,7 +300,19 @@ def test_comfyui_crashing_mid_job_is_a_clear_error_and_the_next_job_works(worker
     assert error.startswith("ComfyUI exited (code 3) while running the job.")
     assert "FakeCrash: exiting in the middle of a prompt" in error
     assert error.endswith("ComfyUI has been restarted.")
-    new_pid = worker.comfy_pid()
-    assert new_pid not in (None, pid)
-    assert not os.path.exists(f"/proc/{pid}/cmdline") or pid != new_pid
+    assert worker.comfy_pid() not in (None, pid)
+    assert not pid_alive(pid)  # the crashed process is gone, not left beside the new one
+    test_image_job_returns_the_inverted_image(worker)
+
+
+def test_comfyui_that_stops_answering_http_is_restarted_and_the_next_job_works(worker):
+    pid = worker.comfy_pid()
+    # the prompt runs, but its outcome cannot be read: the hook hangs GET /history/<id>
+    requests.post(worker.comfy_url + "/fake/block", json={"route": "GET /history/{id}"},
+                  timeout=5).raise_for_status()
+    error = run_error(worker, {"workflow": INVERT,
+                               "images": [{"name": "in.png", "image": b64(png())}]})
+    assert error.startswith("ComfyUI did not answer GET /history/")
+    assert error.endswith("the prompt could not be stopped, so ComfyUI was restarted")
+    assert worker.comfy_pid() not in (None, pid)
     test_image_job_returns_the_inverted_image(worker)

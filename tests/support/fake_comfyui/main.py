@@ -15,8 +15,12 @@ Test hooks, none of which a real server has:
 - env FAKE_COMFYUI_START_DELAY (seconds before binding), FAKE_COMFYUI_EXIT_AT_START (exit code
   after logging a failure), FAKE_COMFYUI_FAIL_IF_EXISTS (a path: fail to start while it exists,
   to make a restart fail), FAKE_COMFYUI_STEP_DELAY (seconds per sampler step);
-- GET /fake/stats: request counts per route and websocket connections, for asserting what a
-  client did.
+- GET /fake/stats: request counts per route, websocket connections and disconnects, for
+  asserting what a client did; GET /fake/sockets: the clientIds that receive messages;
+- POST /fake/block {"route": "GET /history/{id}"} makes that route (named as in /fake/stats)
+  hang until POST /fake/unblock {"route": ...}; with "status": 503 it answers that status at
+  once instead (for "GET /ws": websocket connections are refused);
+- POST /fake/release makes a running `FakeHang` with `seconds` 0 finish as a success.
 """
 
 from __future__ import annotations
@@ -134,6 +138,8 @@ class Server:
         self.interrupt_flag = False
         self.cache: dict[str, tuple[str, Any, Any]] = {}  # node id -> (signature, outputs, ui)
         self.stats: Counter[str] = Counter()
+        self.blocked: dict[str, tuple[asyncio.Event, int | None]] = {}
+        self.release_flag = False
 
     # -- models and files ----------------------------------------------------------------
     @staticmethod
@@ -388,6 +394,7 @@ class Server:
             item = self.queue.popleft()
             self.running = item
             self.interrupt_flag = False
+            self.release_flag = False
             await self.send_status()
             try:
                 await self.execute(item)
@@ -502,6 +509,8 @@ class Server:
         while time.monotonic() < deadline:
             if honour_interrupt and self.interrupt_flag:
                 raise Interrupted()
+            if seconds <= 0 and self.release_flag:
+                return
             await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
 
     async def run_node(self, prompt_id: str, nid: str, class_type: str, inputs: dict,
@@ -641,11 +650,17 @@ def build_app(server: Server) -> web.Application:
             host = origin.split("://", 1)[-1].split(":")[0].split("/")[0]
             if host not in ("127.0.0.1", "localhost", request.host.split(":")[0]):
                 return web.Response(status=403)
-        if request.path != "/fake/stats":
+        if not request.path.startswith("/fake/"):
             path = request.path[4:] if request.path.startswith("/api/") else request.path
             key = path if not path.startswith(("/history/", "/object_info/", "/models/")) \
                 else path.rsplit("/", 1)[0] + "/{id}"
-            server.stats[f"{request.method} {key}"] += 1
+            key = f"{request.method} {key}"
+            server.stats[key] += 1
+            if key in server.blocked:
+                unblocked, status = server.blocked[key]
+                if status is not None:
+                    return web.Response(status=status)
+                await unblocked.wait()
         return await handler(request)
 
     def route(method: str, path: str) -> Any:
@@ -680,8 +695,9 @@ def build_app(server: Server) -> web.Application:
                                                           "data": features()}))
                 first = False
         finally:
-            if server.sockets.get(sid) is ws:
-                del server.sockets[sid]
+            # As ComfyUI does: whichever socket of this id closes, the id is unregistered.
+            server.sockets.pop(sid, None)
+            server.stats["websocket disconnects"] += 1
         return ws
 
     def features() -> dict[str, Any]:
@@ -882,6 +898,28 @@ def build_app(server: Server) -> web.Application:
     @routes.get("/fake/stats")
     async def fake_stats(request: web.Request) -> web.Response:
         return web.json_response(dict(server.stats))
+
+    @routes.get("/fake/sockets")
+    async def fake_sockets(request: web.Request) -> web.Response:
+        return web.json_response(sorted(server.sockets))
+
+    @routes.post("/fake/block")
+    async def fake_block(request: web.Request) -> web.Response:
+        body = await request.json()
+        server.blocked[body["route"]] = (asyncio.Event(), body.get("status"))
+        return web.Response(status=200)
+
+    @routes.post("/fake/unblock")
+    async def fake_unblock(request: web.Request) -> web.Response:
+        body = await request.json()
+        unblocked, _ = server.blocked.pop(body["route"])
+        unblocked.set()
+        return web.Response(status=200)
+
+    @routes.post("/fake/release")
+    async def fake_release(request: web.Request) -> web.Response:
+        server.release_flag = True
+        return web.Response(status=200)
 
     app = web.Application(middlewares=[origin_and_stats], client_max_size=100 * 1024 * 1024)
     app.add_routes(routes)
