@@ -108,8 +108,15 @@ class BucketUploader:
             config=BotoConfig(signature_version="s3v4", retries={"max_attempts": 3},
                               s3={"addressing_style": "path"}))
 
-    def upload(self, file: OutputFile, data: bytes, job_id: str) -> dict[str, Any]:
-        key = "/".join(p for p in (self.bucket.prefix, job_id, file.filename) if p)
+    def upload(self, file: OutputFile, data: bytes, job_id: str, job_folder: str = ""
+               ) -> dict[str, Any]:
+        """Store the file as <prefix>/<job id>/<its subfolder>/<name>, the subfolder taken
+        relative to `job_folder` (the job's own output folder): two saving nodes may write
+        the same file name into different folders."""
+        subfolder = file.subfolder.strip("/")
+        if job_folder and (subfolder == job_folder or subfolder.startswith(job_folder + "/")):
+            subfolder = subfolder[len(job_folder):].strip("/")
+        key = "/".join(p for p in (self.bucket.prefix, job_id, subfolder, file.filename) if p)
         try:
             self.client.put_object(Bucket=self.bucket.bucket, Key=key, Body=data,
                                    ContentType=file.content_type)

@@ -161,7 +161,8 @@ def _run(rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str,
     output: dict[str, Any] = {"images": [], "videos": []}
     if rt.uploader is not None:
         for f, data in contents:
-            output.setdefault(f.kind, []).append(rt.uploader.upload(f, data, str(job["id"])))
+            output.setdefault(f.kind, []).append(
+                rt.uploader.upload(f, data, str(job["id"]), job_folder=scope))
     else:
         check_inline_size([len(data) for _, data in contents], config.max_inline_bytes)
         for f, data in contents:
