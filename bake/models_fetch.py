@@ -22,6 +22,7 @@ from bake.models_lock import ModelEntry, ModelsLock, load_models_lock
 from bake.models_verify import default_volume_dirs
 from bake.progress import Progress, format_bytes
 from bake.sources import downloader, origin
+from bake.sources import select as select_entries
 from bake.store import place
 
 DEFAULT_JOBS = 4
@@ -62,16 +63,7 @@ def target(entry: ModelEntry, comfyui_dir: Path, volume_dirs: Sequence[Path]) ->
 
 def select(lock: ModelsLock, placement: str = "all", names: Sequence[str] = ()) -> list[ModelEntry]:
     """The entries to fetch, refusing unknown names and unlocked entries up front."""
-    if names:
-        entries = []
-        for name in names:
-            try:
-                entries.append(lock.get(name))
-            except KeyError as exc:
-                raise BakeError(exc.args[0]) from None
-        entries = [e for e in entries if placement in ("all", e.placement)]
-    else:
-        entries = list(lock.entries(placement))
+    entries = select_entries(lock, names, placement)
     unlocked = [e.name for e in entries if e.locked is None]
     if unlocked:
         raise UnlockedError("\n".join(

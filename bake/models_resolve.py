@@ -26,7 +26,7 @@ from bake.models_lock import (
     write_models_lock,
 )
 from bake.progress import Progress
-from bake.sources import downloader, origin
+from bake.sources import downloader, origin, select
 from bake.store import download_hashes
 
 
@@ -87,13 +87,10 @@ def update_models(
     lock_path = Path(lock_path)
     try:
         lock = load_models_lock(lock_path)
-        entries = [lock.get(n) for n in names] if names else list(lock.entries())
+        entries = select(lock, names)
     except BakeError as exc:
         for line in exc.lines():
             out(f"error: {line}")
-        return 1
-    except KeyError as exc:
-        out(f"error: {exc.args[0]}")
         return 1
 
     if check:

@@ -6,11 +6,27 @@ client.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bake.errors import BakeError
-from bake.models_lock import HfSource, ModelEntry, S3Source, UrlSource
+from bake.models_lock import HfSource, ModelEntry, ModelsLock, S3Source, UrlSource
 from bake.store import Sink
+
+
+def select(lock: ModelsLock, names: Sequence[str] = (), placement: str = "all"
+           ) -> list[ModelEntry]:
+    """The entries `names` pick (every entry when none), of `placement`, each once, in the
+    order named. Every unknown name is reported at once, before anything is done. (The one
+    selection of `models fetch` and `update-locks --models`.)"""
+    if not names:
+        return list(lock.entries(placement))
+    unknown = [name for name in dict.fromkeys(names) if name not in lock.models]
+    if unknown:
+        known = ", ".join(sorted(lock.models))
+        raise BakeError(f"no model named {', '.join(map(repr, unknown))} in the models lock "
+                        f"(known: {known})")
+    return [lock.models[name] for name in dict.fromkeys(names)
+            if placement in ("all", lock.models[name].placement)]
 
 
 def origin(entry: ModelEntry, revision: str | None = None) -> str:

@@ -175,3 +175,20 @@ def test_an_unexpected_error_is_a_failure_line_naming_the_entry(hub, files, tmp_
     line = report.failed[0]
     assert line.startswith("rife47: ") and "RuntimeError" in line and "bad state at" in line
     assert "hidden-value" not in line and "X-Amz-Signature" not in line
+
+
+def test_fetch_and_update_locks_select_names_alike(hub, files, tmp_path):
+    """One selection: every unknown name reported at once, the same words from both commands,
+    and a name given twice handled once."""
+    from bake.models_resolve import update_models
+
+    entries = lock_entries(hub, files)
+    lock_file = write_lock(tmp_path / "models.lock.yaml", *entries)
+    with pytest.raises(BakeError) as err:
+        fetch_models(make_lock(*entries), tmp_path, names=["nope", "rife47", "zilch"])
+    lines: list[str] = []
+    assert update_models(lock_file, ["nope", "rife47", "zilch"], out=lines.append) == 1
+    assert lines == [f"error: {err.value}"]
+    assert "'nope'" in lines[0] and "'zilch'" in lines[0] and "known: lora, rife47, vae" in lines[0]
+    report = fetch_models(make_lock(*entries), tmp_path, names=["rife47", "rife47"])
+    assert len(report.fetched) == 1 and report.present == []
