@@ -5,8 +5,8 @@ Where stamps live:
 - `$BAKE_STAMP_DIR` when set (one directory for every root);
 - else `<root>/.bake-stamps/` beside the files, so workers sharing a network volume share the
   stamps of that volume and only the first one hashes;
-- and when that is not writable (a read-only image path), `$XDG_CACHE_HOME/comfy-bake/stamps/`
-  (default `~/.cache/comfy-bake/stamps/`).
+- and when that is not writable (a read-only image path), `stamps/` under bake's cache root:
+  `$BAKE_CACHE_DIR`, else `$XDG_CACHE_HOME/comfy-bake`, else `~/.cache/comfy-bake`.
 Reads look in the same order. A stamp is one small JSON file written atomically, so concurrent
 writers cannot leave a torn one; identical facts make the last writer's win harmless.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -42,9 +43,22 @@ class Stamp:
             stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
+CACHE_ENV = "BAKE_CACHE_DIR"
+
+
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """bake's cache directory: $BAKE_CACHE_DIR, else $XDG_CACHE_HOME/comfy-bake, else
+    ~/.cache/comfy-bake. (Defined here, away from the git code of bake.nodes_resolve, so the
+    worker's boot can use it; nodes_resolve applies the same rule to its git cache.)"""
+    env = os.environ if environ is None else environ
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV])
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "comfy-bake"
+
+
 def _fallback_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "comfy-bake" / "stamps"
+    return cache_root() / "stamps"
 
 
 def _candidates(root: Path, rel: str) -> list[Path]:

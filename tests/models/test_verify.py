@@ -149,6 +149,16 @@ def test_stamps_fall_back_to_the_user_cache_when_the_root_is_not_writable(layout
     assert verify_models(lock, comfy, [volume], mode="fast").ok
 
 
+def test_the_stamp_fallback_honours_bake_cache_dir(layout, tmp_path, monkeypatch):
+    """The same cache root as the rest of bake: $BAKE_CACHE_DIR/stamps when it is set."""
+    comfy, volume = layout
+    (comfy / stamps.ROOT_DIR).write_text("")
+    monkeypatch.setenv("BAKE_CACHE_DIR", str(tmp_path / "bake-cache"))
+    assert verify_models(make_lock(*entries()), comfy, [volume]).ok
+    assert len(list((tmp_path / "bake-cache" / "stamps").iterdir())) == 2
+    assert not (tmp_path / "xdg-cache").exists()
+
+
 def test_stamps_are_shared_by_everyone_using_a_volume(layout):
     comfy, volume = layout
     lock = make_lock(*entries())
