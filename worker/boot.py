@@ -1,8 +1,11 @@
 """The boot sequence behind worker/start.sh: verify, start ComfyUI, then serve jobs.
 
-Model verification runs in a thread while ComfyUI starts (ComfyUI loads no weights at start),
-the SageAttention import check runs beside both, and the handler starts only when all three
-succeeded. Any failure exits non-zero with every reason printed.
+In serverless mode model verification runs in a thread while ComfyUI starts on 127.0.0.1
+(ComfyUI loads no weights at start, and only the handler can reach it), the SageAttention
+import check runs beside both, and the handler starts only when all three succeeded. In pod
+mode ComfyUI listens on every interface for interactive use, so it is started only once the
+models are verified: nobody can queue a prompt on an unverified model. Any failure exits
+non-zero with every reason printed.
 """
 
 from __future__ import annotations
@@ -89,6 +92,13 @@ def main() -> int:
     verifier.start()
     sage_check = start_sage_check(config)
     comfy = ComfyProcess(config, sage=config.sage_attention)
+    if config.mode == "pod":
+        verifier.join()  # ComfyUI will be reachable from outside: verified models only
+        if not _models_ok(checked[0]):
+            if sage_check is not None:
+                sage_check.kill()
+                sage_check.wait()
+            return 1
     comfy.start()
     preload = threading.Thread(target=_preload, name="preload", daemon=True)
     if config.mode == "serverless":
@@ -106,15 +116,8 @@ def main() -> int:
             return 1
         verifier.join()
         check = checked[0]
-        for line in check.warnings:
-            log.warning("models: %s", line)
-        if not check.ok:
-            log.error("model verification failed; no job will run on these files:")
-            for line in check.errors:
-                log.error("  %s", line)
+        if config.mode != "pod" and not _models_ok(check):
             return 1
-        log.info("models: %d verified (%.1f MiB hashed in %.2f s)", check.verified,
-                 check.hashed_bytes / 2**20, check.seconds)
         log.info("ready in %.2f s (ComfyUI answered after %.2f s, model verification %.2f s)",
                  time.monotonic() - started, comfy_seconds, check.seconds)
         if config.mode == "pod":
@@ -124,6 +127,19 @@ def main() -> int:
         return 0
     finally:
         comfy.stop()
+
+
+def _models_ok(check: ModelCheck) -> bool:
+    for line in check.warnings:
+        log.warning("models: %s", line)
+    if not check.ok:
+        log.error("model verification failed; no job will run on these files:")
+        for line in check.errors:
+            log.error("  %s", line)
+        return False
+    log.info("models: %d verified (%.1f MiB hashed in %.2f s)", check.verified,
+             check.hashed_bytes / 2**20, check.seconds)
+    return True
 
 
 def _serve(config: Config, comfy: ComfyProcess) -> None:
