@@ -36,7 +36,6 @@ class InputImage:
 class JobSpec:
     prompt: dict[str, Any]
     images: list[InputImage] = field(default_factory=list)
-    workflow_name: str | None = None
     extra_data: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -62,9 +61,7 @@ def parse_job_input(raw: Any, *, workflows_dir: Path, allow_raw: bool) -> JobSpe
         raise JobInputError("input.workflow is missing: give an API-format workflow or the name "
                             f"of one of: {', '.join(available_workflows(workflows_dir)) or '-'}")
     workflow = raw["workflow"]
-    name = None
     if isinstance(workflow, str):
-        name = workflow
         prompt = load_named_workflow(workflow, workflows_dir)
     elif isinstance(workflow, dict):
         if not allow_raw:
@@ -78,13 +75,14 @@ def parse_job_input(raw: Any, *, workflows_dir: Path, allow_raw: bool) -> JobSpe
     check_graph(prompt)
     if "overrides" in raw:
         prompt = apply_overrides(prompt, raw["overrides"])
+    check_output_prefixes(prompt)
     images = parse_images(raw.get("images", []))
     extra: dict[str, Any] = {}
     if raw.get("comfy_org_api_key") is not None:
         if not isinstance(raw["comfy_org_api_key"], str):
             raise JobInputError("input.comfy_org_api_key must be a string")
         extra["api_key_comfy_org"] = raw["comfy_org_api_key"]
-    return JobSpec(prompt, images, name, extra)
+    return JobSpec(prompt, images, extra)
 
 
 def available_workflows(workflows_dir: Path) -> list[str]:
@@ -102,7 +100,15 @@ def load_named_workflow(name: str, workflows_dir: Path) -> dict[str, Any]:
     for candidate in (f"{base}_api.json", f"{base}.json"):
         path = workflows_dir / candidate
         if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
+            try:
+                prompt = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as exc:  # a broken file in the image, not the caller's mistake
+                raise JobInputError(f"the workflow {name!r} ({candidate}) cannot be read: "
+                                    f"{exc}") from None
+            if not isinstance(prompt, dict):
+                raise JobInputError(f"the workflow {name!r} ({candidate}) is not an API-format "
+                                    f"graph (an object), found {type(prompt).__name__}")
+            return prompt
     raise JobInputError(f"unknown workflow {name!r}; available: "
                         f"{', '.join(available_workflows(workflows_dir)) or '-'}")
 
@@ -239,9 +245,20 @@ def scope_outputs(prompt: dict[str, Any], folder: str) -> dict[str, Any]:
     re-runs only the saving nodes (everything upstream stays cached), gives every job files of
     its own, and lets the worker remove them all (VideoHelperSuite's side PNGs included).
     """
+    check_output_prefixes(prompt)
     for node in prompt.values():
         inputs = node.get("inputs", {})
         prefix = inputs.get("filename_prefix")
         if isinstance(prefix, str):
-            inputs["filename_prefix"] = f"{folder}/{prefix.lstrip('/')}"
+            inputs["filename_prefix"] = f"{folder}/{prefix}"
     return prompt
+
+
+def check_output_prefixes(prompt: dict[str, Any]) -> None:
+    """A `filename_prefix` (from the workflow or an override) stays in the job's folder."""
+    for node_id, node in prompt.items():
+        prefix = node.get("inputs", {}).get("filename_prefix")
+        if isinstance(prefix, str) and (prefix.startswith(("/", "\\"))
+                                        or ".." in re.split(r"[/\\]", prefix)):
+            raise JobInputError(f"input.workflow[{node_id!r}] filename_prefix {prefix!r} must "
+                                "stay inside the output folder: no leading '/' and no '..'")

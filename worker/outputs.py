@@ -34,7 +34,6 @@ class OutputFile:
     filename: str
     subfolder: str
     type: str
-    format: str | None = None
 
     @property
     def content_type(self) -> str:
@@ -63,8 +62,7 @@ def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile]:
                     continue
                 seen.add(ident)
                 files.append(OutputFile(node_id, KINDS.get(key, "files"), entry["filename"],
-                                        str(entry.get("subfolder", "")), type_,
-                                        entry.get("format")))
+                                        str(entry.get("subfolder", "")), type_))
     return files
 
 

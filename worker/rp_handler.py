@@ -99,6 +99,9 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
                                allow_raw=rt.config.allow_raw_workflows)
     except JobInputError as exc:
         return {"error": f"invalid input: {exc}"}
+    except Exception as exc:
+        log.exception("reading the job input failed unexpectedly")
+        return {"error": f"internal error in the worker: {type(exc).__name__}: {exc}"}
     failure = None
     if not rt.comfy.alive():
         failure = _restart(rt, "ComfyUI was not running when the job arrived")

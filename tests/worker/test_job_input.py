@@ -49,7 +49,6 @@ def test_data_uri_and_url_images():
 def test_named_workflow_with_overrides_by_title_and_id():
     spec = parse({"workflow": "wan_flf_i2v",
                   "overrides": {"Prompt.text": "a cat", "Seed.noise_seed": 7, "81.length": 33}})
-    assert spec.workflow_name == "wan_flf_i2v"
     assert spec.prompt["90"]["inputs"]["text"] == "a cat"
     assert spec.prompt["84"]["inputs"]["noise_seed"] == 7
     assert spec.prompt["81"]["inputs"]["length"] == 33
@@ -94,11 +93,42 @@ def test_the_repo_test_input_is_valid():
     ({"workflow": GRAPH, "overrides": {"2.image": "a"}}, "is connected to node 1"),
     ({"workflow": GRAPH, "overrides": {"Start": "a"}}, "must look like"),
     ({"workflow": GRAPH, "overrides": {"Start.image": {"a": 1}}}, "must be a string, number"),
+    ({"workflow": GRAPH, "overrides": {"Save.filename_prefix": "../../x"}},
+     "input.workflow['3'] filename_prefix '../../x' must stay inside the output folder"),
+    ({"workflow": GRAPH, "overrides": {"Save.filename_prefix": "a/../../x"}},
+     "must stay inside the output folder"),
+    ({"workflow": GRAPH, "overrides": {"Save.filename_prefix": "/etc/x"}},
+     "must stay inside the output folder: no leading '/' and no '..'"),
 ])
 def test_each_mistake_gets_one_clear_error(raw, expected):
     with pytest.raises(JobInputError) as info:
         parse(raw)
     assert expected in str(info.value)
+
+
+def test_an_escaping_prefix_in_a_named_workflow_is_refused_too(tmp_path):
+    (tmp_path / "esc_api.json").write_text(json.dumps({"1": {
+        "class_type": "SaveImage", "inputs": {"filename_prefix": "..", "images": ["2", 0]}}}))
+    with pytest.raises(JobInputError, match="must stay inside the output folder"):
+        parse_job_input({"workflow": "esc"}, workflows_dir=tmp_path, allow_raw=False)
+    with pytest.raises(JobInputError, match="must stay inside the output folder"):
+        scope_outputs({"1": {"class_type": "SaveImage", "inputs": {"filename_prefix": "a/../.."}}},
+                      "job-1")
+    # dots inside a name are not a parent folder
+    assert scope_outputs({"1": {"class_type": "SaveImage", "inputs": {
+        "filename_prefix": "a..b/c"}}}, "job-1")["1"]["inputs"]["filename_prefix"] == \
+        "job-1/a..b/c"
+
+
+def test_a_broken_named_workflow_is_a_clear_error(tmp_path):
+    (tmp_path / "broken_api.json").write_text("{not json")
+    (tmp_path / "listed_api.json").write_text("[1, 2]")
+    with pytest.raises(JobInputError, match=r"the workflow 'broken' \(broken_api.json\) cannot "
+                                            "be read: Expecting property name"):
+        parse_job_input({"workflow": "broken"}, workflows_dir=tmp_path, allow_raw=False)
+    with pytest.raises(JobInputError, match=r"the workflow 'listed' \(listed_api.json\) is not "
+                                            "an API-format graph"):
+        parse_job_input({"workflow": "listed"}, workflows_dir=tmp_path, allow_raw=False)
 
 
 def test_duplicate_titles_need_an_id():
