@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import stat
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import blake3 as _blake3
@@ -39,43 +42,57 @@ def blake3_file(path: Path | str, *, threads: int | None = None) -> str:
     return hasher.hexdigest()
 
 
+@dataclass(frozen=True)
+class Digests:
+    size: int
+    sha256: str
+    blake3: str
+
+
+class _HashThread:
+    """One hash function fed from a queue on a thread of its own (hashlib and blake3 release
+    the GIL), so hashing overlaps with the network and the disk instead of adding to them."""
+
+    def __init__(self, hasher) -> None:
+        self.hasher = hasher
+        # bounded: a stalled hash holds back the stream, never fills memory (Hub chunks are
+        # 10 MiB, so at most ~80 MiB per stream in flight)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._run, name="hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self.hasher.update(chunk)
+
+    def put(self, data: bytes | None) -> None:
+        self._queue.put(data)
+
+    def join(self) -> str:
+        self._thread.join()
+        return self.hasher.hexdigest()
+
+
 class StreamHasher:
-    """sha256 and blake3 of bytes as they stream past, in one pass (for downloads)."""
+    """sha256 and blake3 of bytes as they stream past, in one pass (for downloads), each hash
+    on its own thread: on a fast link neither the download nor the other hash waits for the
+    slower one (sha256). Call `finish()` exactly once."""
 
     def __init__(self) -> None:
-        self._sha256 = hashlib.sha256()
-        self._blake3 = _blake3.blake3(max_threads=_blake3.blake3.AUTO)
+        # one blake3 thread: the other cores are busy downloading and computing sha256
+        self._threads = (_HashThread(hashlib.sha256()), _HashThread(_blake3.blake3()))
         self.size = 0
 
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._sha256.update(data)
-        self._blake3.update(data)
+    def update(self, data: bytes) -> None:
+        for thread in self._threads:
+            thread.put(data)
         self.size += len(data)
 
-    @property
-    def sha256(self) -> str:
-        return self._sha256.hexdigest()
-
-    @property
-    def blake3(self) -> str:
-        return self._blake3.hexdigest()
-
-
-def hash_stream(chunks, hasher: StreamHasher | None = None) -> StreamHasher:
-    """Feed an iterable of byte chunks through a StreamHasher and return it."""
-    hasher = hasher or StreamHasher()
-    for chunk in chunks:
-        hasher.update(chunk)
-    return hasher
-
-
-def hash_file_both(path: Path | str, chunk_size: int = 8 << 20) -> StreamHasher:
-    """sha256 and blake3 of a file in one read (e.g. to resume a partial download)."""
-    hasher = StreamHasher()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            hasher.update(chunk)
-    return hasher
+    def finish(self) -> Digests:
+        for thread in self._threads:
+            thread.put(None)
+        sha256, blake3 = (thread.join() for thread in self._threads)
+        return Digests(self.size, sha256, blake3)
 
 
 def _tree_row(full: str, rel: str) -> bytes | None:

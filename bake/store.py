@@ -13,21 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
-import queue
 import re
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import blake3 as _blake3
 import filelock
 
 from bake import stamps
 from bake.errors import FetchError, HashMismatchError, SizeMismatchError
-from bake.hashing import blake3_file
+from bake.hashing import Digests, StreamHasher, blake3_file
 from bake.models_lock import ModelPin
 from bake.progress import Progress
 
@@ -71,58 +66,6 @@ def _write_chunk(handle, data: bytes) -> None:
     handle.write(data)
 
 
-@dataclass(frozen=True)
-class Digests:
-    size: int
-    sha256: str
-    blake3: str
-
-
-class _Worker:
-    """One hash function fed from a queue on a thread of its own (hashlib and blake3 release
-    the GIL), so hashing overlaps with the network and the disk instead of adding to them."""
-
-    def __init__(self, hasher) -> None:
-        self.hasher = hasher
-        # bounded: a stalled hash holds back the download, never fills memory (hub chunks
-        # are 10 MiB, so at most ~80 MiB per file in flight)
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self._thread = threading.Thread(target=self._run, name="hash", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self.hasher.update(chunk)
-
-    def put(self, data: bytes | None) -> None:
-        self._queue.put(data)
-
-    def join(self) -> str:
-        self._thread.join()
-        return self.hasher.hexdigest()
-
-
-class _HashPipe:
-    """sha256 and blake3 of a stream, each on its own thread: on a fast link neither the
-    download nor the other hash waits for the slower one (sha256)."""
-
-    def __init__(self) -> None:
-        # one blake3 thread: the other cores are busy downloading and computing sha256
-        self._workers = (_Worker(hashlib.sha256()), _Worker(_blake3.blake3()))
-        self.size = 0
-
-    def update(self, data: bytes) -> None:
-        for worker in self._workers:
-            worker.put(data)
-        self.size += len(data)
-
-    def close(self) -> Digests:
-        for worker in self._workers:
-            worker.put(None)
-        sha256, blake3 = (worker.join() for worker in self._workers)
-        return Digests(self.size, sha256, blake3)
-
-
 class Sink:
     """A write-only file object the sources write a file's bytes into.
 
@@ -137,7 +80,7 @@ class Sink:
         self._handle = handle
         self._limit = limit
         self._progress = progress
-        self._pipe = _HashPipe()
+        self._pipe = StreamHasher()
         self._pending: int | None = None
         self.position = 0
         if prefix is not None and handle is not None:
@@ -195,8 +138,8 @@ class Sink:
         if keep > 0 and self._handle is None:
             raise OSError(errno.ESPIPE, "cannot rewind a hash-only download part way")
         dropped = self.position - keep
-        self._pipe.close()
-        self._pipe = _HashPipe()
+        self._pipe.finish()
+        self._pipe = StreamHasher()
         self.position = 0
         if self._handle is not None:
             self._handle.flush()
@@ -214,7 +157,7 @@ class Sink:
             self._handle.flush()
 
     def close_hash(self) -> Digests:
-        return self._pipe.close()
+        return self._pipe.finish()
 
 
 def download_hashes(download: Callable[[Sink], None], *, limit: int | None = None,

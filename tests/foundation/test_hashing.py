@@ -9,7 +9,7 @@ import shutil
 import blake3
 import pytest
 
-from bake.hashing import StreamHasher, blake3_file, hash_file_both, tree_hash, tree_listing
+from bake.hashing import StreamHasher, blake3_file, tree_hash, tree_listing
 
 
 @pytest.mark.parametrize("size", [0, 1, 1023, 1 << 20, (3 << 20) + 7])
@@ -21,17 +21,21 @@ def test_blake3_file_matches_the_reference(tmp_path, size):
     assert blake3_file(path, threads=1) == blake3.blake3(data).hexdigest()
 
 
-def test_stream_hasher_gives_both_hashes_in_one_pass(tmp_path):
+def test_stream_hasher_gives_both_hashes_in_one_pass():
     data = os.urandom(300_000)
     hasher = StreamHasher()
     for start in range(0, len(data), 65_536):
-        hasher.update(memoryview(data)[start:start + 65_536])
-    assert hasher.size == len(data)
-    assert hasher.sha256 == hashlib.sha256(data).hexdigest()
-    assert hasher.blake3 == blake3.blake3(data).hexdigest()
-    (tmp_path / "f").write_bytes(data)
-    both = hash_file_both(tmp_path / "f", chunk_size=4096)
-    assert (both.sha256, both.blake3, both.size) == (hasher.sha256, hasher.blake3, len(data))
+        hasher.update(data[start:start + 65_536])
+    digests = hasher.finish()
+    assert digests.size == len(data)
+    assert digests.sha256 == hashlib.sha256(data).hexdigest()
+    assert digests.blake3 == blake3.blake3(data).hexdigest()
+
+
+def test_stream_hasher_of_nothing_is_the_empty_hashes():
+    digests = StreamHasher().finish()
+    assert (digests.size, digests.sha256, digests.blake3) == (
+        0, hashlib.sha256(b"").hexdigest(), blake3.blake3(b"").hexdigest())
 
 
 def _make_tree(root):
