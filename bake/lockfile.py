@@ -244,6 +244,16 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """bake's cache directory (git checkouts, fallback stamps): $BAKE_CACHE_DIR, else
+    $XDG_CACHE_HOME/comfy-bake, else ~/.cache/comfy-bake."""
+    env = os.environ if environ is None else environ
+    if env.get("BAKE_CACHE_DIR"):
+        return Path(env["BAKE_CACHE_DIR"])
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "comfy-bake"
+
+
 def repo_root() -> Path:
     """Where the locks live: $BAKE_ROOT, else the nearest parent of the cwd holding a lock,
     else the directory this package was installed from."""

@@ -13,7 +13,6 @@ what it records (tree, requirements) is still what the locked commit holds on th
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from filelock import FileLock
 from bake import git
 from bake.errors import BakeError
 from bake.lockdiff import diff_locks, format_diff
+from bake.lockfile import cache_root
 from bake.nodes_lock import (
     GitPin,
     NodeEntry,
@@ -35,19 +35,8 @@ from bake.nodes_lock import (
     write_nodes_lock,
 )
 
-CACHE_ENV = "BAKE_CACHE_DIR"
 T = TypeVar("T")
 MAX_JOBS = 16
-
-
-def cache_root(environ: dict[str, str] | None = None) -> Path:
-    """Where fetched commits are kept between runs: $BAKE_CACHE_DIR, else
-    $XDG_CACHE_HOME/comfy-bake, else ~/.cache/comfy-bake."""
-    env = os.environ if environ is None else environ
-    if env.get(CACHE_ENV):
-        return Path(env[CACHE_ENV])
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "comfy-bake"
 
 
 def cache_repo(url: str, root: Path | None = None) -> Path:

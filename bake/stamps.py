@@ -16,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from bake.lockfile import write_text_atomic
+from bake.lockfile import cache_root, write_text_atomic
 
 ROOT_DIR = ".bake-stamps"
 
@@ -43,18 +42,6 @@ class Stamp:
             stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
-CACHE_ENV = "BAKE_CACHE_DIR"
-
-
-def cache_root(environ: Mapping[str, str] | None = None) -> Path:
-    """bake's cache directory: $BAKE_CACHE_DIR, else $XDG_CACHE_HOME/comfy-bake, else
-    ~/.cache/comfy-bake. (Defined here, away from the git code of bake.nodes_resolve, so the
-    worker's boot can use it; nodes_resolve applies the same rule to its git cache.)"""
-    env = os.environ if environ is None else environ
-    if env.get(CACHE_ENV):
-        return Path(env[CACHE_ENV])
-    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "comfy-bake"
 
 
 def _fallback_dir() -> Path:

@@ -8,8 +8,9 @@ from pathlib import Path
 from support.gitrepos import run_git
 
 from bake.hashing import tree_hash
+from bake.lockfile import cache_root
 from bake.nodes_lock import load_nodes_lock
-from bake.nodes_resolve import cache_repo, cache_root, update_nodes
+from bake.nodes_resolve import cache_repo, update_nodes
 
 
 def _update(lock: Path, *names: str, check: bool = False) -> tuple[int, list[str]]:
