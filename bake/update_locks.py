@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -161,5 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             status |= 1
         except KeyError as exc:  # an unknown NAME
             print(f"error: {exc.args[0]}", file=sys.stderr)
+            status |= 1
+        except Exception as exc:  # a bug or an unforeseen failure: one line, the others go on
+            if os.environ.get("BAKE_TRACEBACK"):
+                raise
+            print(f"error: {kind}: unexpected {type(exc).__name__}: {exc} (set BAKE_TRACEBACK=1 "
+                  "for the traceback)", file=sys.stderr)
             status |= 1
     return status

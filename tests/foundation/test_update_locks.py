@@ -89,3 +89,16 @@ def test_a_name_outside_the_flagged_kinds_is_refused(recorded, capsys):
     assert update_locks.main(["--nodes", "rife47"]) == 1
     assert recorded == []
     assert "rife47 not in the locks selected by the kind flags" in capsys.readouterr().err
+
+
+def test_an_unexpected_failure_in_one_kind_is_one_line_and_the_others_run(
+        recorded, monkeypatch, capsys):
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(sys.modules["bake.nodes_resolve"], "update_nodes", boom)
+    assert update_locks.main([]) == 1
+    assert [c[0] for c in recorded] == ["update_python", "update_models"]
+    err = capsys.readouterr().err
+    assert "error: nodes: unexpected RuntimeError: disk on fire" in err
+    assert "Traceback" not in err
