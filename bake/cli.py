@@ -195,6 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen failure: one line; the traceback on demand
+        if os.environ.get("BAKE_TRACEBACK"):
+            raise
+        print(f"error: {args.handler}: unexpected {type(exc).__name__}: {exc} "
+              "(set BAKE_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -278,3 +278,19 @@ def test_model_inside_an_unknown_node_folder_is_refused():
     ]
     models["models"]["rife47"]["dest"] = "custom_nodes/comfyui-kjnodes/x.pth"
     assert cross_check(parse_nodes_lock(valid_nodes()), parse_models_lock(models), "m") == []
+
+
+def test_an_unforeseen_failure_is_one_error_line(monkeypatch, capsys):
+    from bake import check, cli
+
+    def boom(args):
+        raise RuntimeError("unexpected state")
+
+    monkeypatch.setattr(check, "cli", boom)
+    assert cli.main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: check: unexpected RuntimeError: unexpected state (set "
+                   "BAKE_TRACEBACK=1 for the traceback)\n")
+    monkeypatch.setenv("BAKE_TRACEBACK", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["check"])
