@@ -220,7 +220,12 @@ class ComfyClient:
             ) -> PromptResult:
         """Queue `prompt`, follow it to the end and return its outputs from /history."""
         deadline = time.monotonic() + timeout
-        self.ensure_connected()
+        try:
+            self.ensure_connected(min(self.reconnect_timeout, timeout))
+        except ComfyGone:
+            raise
+        except ComfyError as exc:  # HTTP may still work: follow the prompt through /history
+            log.warning("%s; following the job through /history", exc)
         prompt_id = self.queue_prompt(prompt, extra_data=extra_data, titles=titles)
         queued_as = self.client_id
         try:

@@ -180,6 +180,14 @@ def test_when_the_socket_cannot_be_reopened_the_job_completes_through_history(
     assert client.ws is None
 
 
+def test_a_socket_that_cannot_be_opened_for_the_job_does_not_stop_it(fake, clients, hooks):
+    client = clients(history_poll=0.1, reconnect_timeout=0.3)
+    hooks.block("GET /ws", status=503)
+    result = client.run(QUICK, timeout=20)
+    assert result.outputs["3"]["images"][0]["filename"].startswith("q_")
+    assert client.ws is None
+
+
 def test_a_hung_prompt_with_the_socket_gone_is_interrupted_at_the_timeout(fake, clients, hooks):
     client = clients(history_poll=0.1, reconnect_timeout=0.5)
     client.ensure_connected()
