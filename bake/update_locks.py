@@ -101,37 +101,36 @@ def _runner(
     )
 
 
-def _kinds_of_names(names: Sequence[str], paths: dict[str, Path]) -> dict[str, list[str]]:
-    """Which lock holds each NAME; an unknown name is an error."""
+def _kinds_of_names(
+    names: Sequence[str], paths: dict[str, Path], kinds: Sequence[str]
+) -> dict[str, list[str]]:
+    """Which of the `kinds` locks hold each NAME (only those locks are read); a name none of
+    them holds is an error."""
     from bake.models_lock import load_models_lock
     from bake.nodes_lock import load_nodes_lock
 
-    nodes = {n for e in load_nodes_lock(paths["nodes"]).entries() for n in (e.name, e.qualified)}
-    models = set(load_models_lock(paths["models"]).models)
-    unknown = [n for n in names if n not in nodes and n not in models]
+    held: dict[str, set[str]] = {}
+    if "nodes" in kinds:
+        entries = load_nodes_lock(paths["nodes"]).entries()
+        held["nodes"] = {n for e in entries for n in (e.name, e.qualified)}
+    if "models" in kinds:
+        held["models"] = set(load_models_lock(paths["models"]).models)
+    unknown = [n for n in names if not any(n in found for found in held.values())]
     if unknown:
-        raise KeyError(
-            f"no entry named {', '.join(unknown)} in {paths['nodes']} or {paths['models']}"
-        )
-    selection = {
-        "nodes": [n for n in names if n in nodes],
-        "models": [n for n in names if n in models],
-    }
+        where = " or ".join(str(display(paths[kind])) for kind in held)
+        raise KeyError(f"no entry named {', '.join(unknown)} in {where}")
+    selection = {kind: [n for n in names if n in found] for kind, found in held.items()}
     return {kind: chosen for kind, chosen in selection.items() if chosen}
 
 
 def _selection(args: argparse.Namespace, paths: dict[str, Path]) -> dict[str, list[str]]:
-    """kind -> the names it resolves ([] for all). NAMEs go to the lock that holds them;
-    kind flags limit which locks run."""
+    """kind -> the names it resolves ([] for all). NAMEs go to the locks that hold them, among
+    the kinds flagged (all kinds when none is)."""
     explicit = [k for k in KINDS if getattr(args, k)]
     flagged = explicit or list(KINDS)
     if not args.names:
         return {kind: [] for kind in flagged}
-    by_kind = _kinds_of_names(args.names, paths)
-    outside = [n for kind, names in by_kind.items() if kind not in flagged for n in names]
-    if outside:
-        raise KeyError(f"{', '.join(outside)} not in the locks selected by the kind flags")
-    selection = {kind: names for kind, names in by_kind.items() if kind in flagged}
+    selection = _kinds_of_names(args.names, paths, flagged)
     if "python" in explicit:
         selection["python"] = []
     return selection

@@ -88,7 +88,17 @@ def test_names_are_routed_per_kind_even_with_kind_flags(recorded):
 def test_a_name_outside_the_flagged_kinds_is_refused(recorded, capsys):
     assert update_locks.main(["--nodes", "rife47"]) == 1
     assert recorded == []
-    assert "rife47 not in the locks selected by the kind flags" in capsys.readouterr().err
+    assert "no entry named rife47 in nodes.lock.yaml" in capsys.readouterr().err
+
+
+def test_a_kind_flag_reads_only_its_own_lock(recorded, tmp_path, capsys):
+    models = tmp_path / "models.lock.yaml"
+    models.write_text((REPO / "models.lock.yaml").read_text())
+    broken_nodes = tmp_path / "nodes.lock.yaml"
+    broken_nodes.write_text("version: [\n")  # mid-edit: must not block a models update
+    update_locks.main(["--models", "--lock", str(models), "--lock", str(broken_nodes), "rife47"])
+    assert "error" not in capsys.readouterr().err
+    assert [(c[0], c[2]) for c in recorded] == [("update_models", ("rife47",))]
 
 
 def test_an_unexpected_failure_in_one_kind_is_one_line_and_the_others_run(
