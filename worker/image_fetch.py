@@ -5,7 +5,8 @@ IMAGE_URL_ALLOW_PRIVATE=1, so a job cannot make the worker read ComfyUI's own po
 metadata service. Redirects are followed by hand so that every hop is checked, and the
 address each connection actually reached is checked again before the request is sent (the
 name could resolve differently the second time: DNS rebinding). IMAGE_URL_TIMEOUT bounds the
-whole download: when it runs out, the connection is shut down whatever the server is sending.
+whole download, https included: when it runs out, the connection is shut down whatever the
+server is sending.
 """
 
 from __future__ import annotations
@@ -55,12 +56,17 @@ def check_destination(url: str, allow_private: bool) -> None:
 def _session(allow_private: bool, sockets: list[socket.socket]) -> requests.Session:
     """A session whose direct connections are recorded in `sockets` (so the deadline can
     shut them down) and, unless private addresses are allowed, refused before anything is
-    sent when the peer they reached is not a public address."""
+    sent when the peer they reached is not a public address.
+
+    What is recorded is a duplicate of each connection's socket: shutting a duplicate down
+    shuts the connection down, and unlike the socket itself it survives the TLS wrapping
+    (which detaches the plain socket the connection started with) and is not the SSLSocket
+    another thread is reading from. The caller closes the duplicates."""
 
     class Checked:
         def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()  # type: ignore[misc]
-            sockets.append(sock)
+            sockets.append(sock.dup())
             if not allow_private:
                 peer = ipaddress.ip_address(sock.getpeername()[0])
                 if not peer.is_global:
@@ -99,19 +105,23 @@ def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_private: bool
     timer = threading.Timer(timeout, _shut, (sockets, expired))
     timer.daemon = True
     timer.start()
+    too_slow = JobInputError(f"image URL {url!r} took longer than {timeout:g} s "
+                             "(IMAGE_URL_TIMEOUT)")
     try:
         with _session(allow_private, sockets) as session:
             return _fetch(session, url, max_bytes, timeout, allow_private)
     except (requests.RequestException, OSError) as exc:
         if expired.is_set():
-            raise JobInputError(f"image URL {url!r} took longer than {timeout:g} s "
-                                "(IMAGE_URL_TIMEOUT)") from None
+            raise too_slow from None
         refused = _find_refusal(exc)
         if refused is not None:
             raise JobInputError(f"image URL {url!r}: {refused}, which is refused") from None
         raise JobInputError(f"image URL {url!r} could not be fetched: {exc}") from None
     finally:
         timer.cancel()
+        timer.join()  # _shut is not using the duplicates any more
+        for sock in sockets:
+            sock.close()
 
 
 def _find_refusal(exc: BaseException) -> _RefusedPeer | None:

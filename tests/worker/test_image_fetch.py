@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import re
 import socket
+import ssl
 import time
 
 import pytest
-from support.httpserver import FileServer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from support.httpserver import FileServer, _Handler
 
 from worker.image_fetch import check_destination, fetch_image
 from worker.job_input import JobInputError
@@ -52,16 +59,21 @@ def test_redirects_are_checked_hop_by_hop():
 
 
 class Trickle(FileServer):
-    """Promises `size` bytes and sends one every `gap` seconds, as a stalling server would."""
+    """Sends `size` bytes, one every `gap` seconds, as a stalling server would. With `length`
+    False there is no Content-Length: the body ends when the server closes the connection."""
 
-    def __init__(self, size: int, gap: float) -> None:
+    def __init__(self, size: int, gap: float, length: bool = True) -> None:
         super().__init__()
-        self.size, self.gap = size, gap
+        self.size, self.gap, self.length = size, gap, length
         self.started = 0  # bytes the server began to send
 
     def handle(self, handler, head):
         handler.send_response(200)
-        handler.send_header("Content-Length", str(self.size))
+        if self.length:
+            handler.send_header("Content-Length", str(self.size))
+        else:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
         handler.end_headers()
         try:
             for _ in range(self.size):
@@ -73,9 +85,80 @@ class Trickle(FileServer):
             return
 
 
+class _TLSHandler(_Handler):
+    def setup(self) -> None:
+        self.request = self.server.owner.context.wrap_socket(self.request, server_side=True)
+        super().setup()
+
+
+class TLSTrickle(Trickle):
+    """Trickle over HTTPS, with a certificate for 127.0.0.1 from `context`."""
+
+    handler_class = _TLSHandler
+
+    def __init__(self, context: ssl.SSLContext, size: int, gap: float,
+                 length: bool = True) -> None:
+        super().__init__(size, gap, length)
+        self.context = context
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1, made for this run: (its file, its key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.fixture()
+def tls(certificate, monkeypatch):
+    """A server context for the certificate, which the client trusts (through requests' own
+    REQUESTS_CA_BUNDLE: verification stays on)."""
+    cert_file, key_file = certificate
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def test_https_downloads_are_verified(tls, monkeypatch):
+    with TLSTrickle(tls, size=3, gap=0) as server:
+        url = server.url("/x.png")
+        assert fetch_image(url, max_bytes=1000, timeout=10, allow_private=True) == b"xxx"
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")  # the certificate is not trusted any more
+        with pytest.raises(JobInputError, match=r"could not be fetched: .*CERTIFICATE_VERIFY"):
+            fetch_image(url, max_bytes=1000, timeout=10, allow_private=True)
+
+
 def test_the_timeout_bounds_a_download_that_keeps_trickling():
     # every read gets a byte well within the timeout, so only an overall deadline stops it
     with Trickle(size=200, gap=0.05) as slow:
+        with pytest.raises(JobInputError, match=r"took longer than 0.5 s \(IMAGE_URL_TIMEOUT\)"):
+            fetch_image(slow.url("/x.png"), max_bytes=1000, timeout=0.5, allow_private=True)
+        assert slow.started < slow.size  # stopped while the server still had bytes to send
+
+
+def test_the_timeout_bounds_an_https_download_that_keeps_trickling(tls):
+    with TLSTrickle(tls, size=200, gap=0.05) as slow:
         with pytest.raises(JobInputError, match=r"took longer than 0.5 s \(IMAGE_URL_TIMEOUT\)"):
             fetch_image(slow.url("/x.png"), max_bytes=1000, timeout=0.5, allow_private=True)
         assert slow.started < slow.size  # stopped while the server still had bytes to send
