@@ -6,7 +6,7 @@ metadata service. Redirects are followed by hand so that every hop is checked, a
 address each connection actually reached is checked again before the request is sent (the
 name could resolve differently the second time: DNS rebinding). IMAGE_URL_TIMEOUT bounds the
 whole download, https included: when it runs out, the connection is shut down whatever the
-server is sending.
+server is sending, and the download fails even if the cut looked like the end of the body.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_private: bool
                              "(IMAGE_URL_TIMEOUT)")
     try:
         with _session(allow_private, sockets) as session:
-            return _fetch(session, url, max_bytes, timeout, allow_private)
+            data = _fetch(session, url, max_bytes, timeout, allow_private)
     except (requests.RequestException, OSError) as exc:
         if expired.is_set():
             raise too_slow from None
@@ -122,6 +122,11 @@ def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_private: bool
         timer.join()  # _shut is not using the duplicates any more
         for sock in sockets:
             sock.close()
+    if expired.is_set():
+        # A body without a length ends when the connection closes: the deadline's shutdown
+        # looks like that end, and what came before it is only part of the file.
+        raise too_slow
+    return data
 
 
 def _find_refusal(exc: BaseException) -> _RefusedPeer | None:

@@ -149,16 +149,19 @@ def test_https_downloads_are_verified(tls, monkeypatch):
             fetch_image(url, max_bytes=1000, timeout=10, allow_private=True)
 
 
-def test_the_timeout_bounds_a_download_that_keeps_trickling():
-    # every read gets a byte well within the timeout, so only an overall deadline stops it
-    with Trickle(size=200, gap=0.05) as slow:
+@pytest.mark.parametrize("length", [True, False], ids=["with-length", "without-length"])
+def test_the_timeout_bounds_a_download_that_keeps_trickling(length):
+    # every read gets a byte well within the timeout, so only an overall deadline stops it;
+    # without a length the cut must not pass for the end of the body
+    with Trickle(size=200, gap=0.05, length=length) as slow:
         with pytest.raises(JobInputError, match=r"took longer than 0.5 s \(IMAGE_URL_TIMEOUT\)"):
             fetch_image(slow.url("/x.png"), max_bytes=1000, timeout=0.5, allow_private=True)
         assert slow.started < slow.size  # stopped while the server still had bytes to send
 
 
-def test_the_timeout_bounds_an_https_download_that_keeps_trickling(tls):
-    with TLSTrickle(tls, size=200, gap=0.05) as slow:
+@pytest.mark.parametrize("length", [True, False], ids=["with-length", "without-length"])
+def test_the_timeout_bounds_an_https_download_that_keeps_trickling(tls, length):
+    with TLSTrickle(tls, size=200, gap=0.05, length=length) as slow:
         with pytest.raises(JobInputError, match=r"took longer than 0.5 s \(IMAGE_URL_TIMEOUT\)"):
             fetch_image(slow.url("/x.png"), max_bytes=1000, timeout=0.5, allow_private=True)
         assert slow.started < slow.size  # stopped while the server still had bytes to send
