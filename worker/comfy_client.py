@@ -28,6 +28,9 @@ log = logging.getLogger("worker")
 
 ProgressCallback = Callable[[str, int, int], None]
 
+# Seconds a job spends on opening a closed websocket before its prompt is queued anyway.
+JOB_START_CONNECT = 1.0
+
 
 class ComfyError(Exception):
     """A job-level failure with a message meant for the caller."""
@@ -221,7 +224,9 @@ class ComfyClient:
         """Queue `prompt`, follow it to the end and return its outputs from /history."""
         deadline = time.monotonic() + timeout
         try:
-            self.ensure_connected(min(self.reconnect_timeout, timeout))
+            # Briefly: a socket that will not open must not hold the prompt back. Following
+            # the prompt, _follow keeps trying to reopen it (reading /history meanwhile).
+            self.ensure_connected(min(JOB_START_CONNECT, timeout))
         except ComfyGone:
             raise
         except ComfyError as exc:  # HTTP may still work: follow the prompt through /history

@@ -188,6 +188,25 @@ def test_a_socket_that_cannot_be_opened_for_the_job_does_not_stop_it(fake, clien
     assert client.ws is None
 
 
+def test_a_socket_that_will_not_open_does_not_hold_the_prompt_back(fake, clients, hooks):
+    # The reconnect window and the job's timeout are an hour: only a brief first attempt lets
+    # the prompt be queued while the websocket is still refused.
+    client = clients(history_poll=0.1, reconnect_timeout=3600)
+    hooks.block("GET /ws", status=503)
+    before = fake.stats()
+    job = InBackground(client.run, HOLD, timeout=3600)
+    prompt_id = wait_for(lambda: running_prompt(fake), "the prompt to be queued and run")
+    refused = fake.stats()["GET /ws"]
+    assert refused > before.get("GET /ws", 0)  # it was queued with the socket still refused
+    # following the prompt, the client keeps trying, and gets the socket once it opens
+    wait_for(lambda: fake.stats()["GET /ws"] > refused, "a retry while the prompt runs")
+    hooks.unblock("GET /ws")
+    wait_for(lambda: fake.stats()["websocket connections"] > before["websocket connections"],
+             "the socket to be reopened during the job")
+    hooks.release()
+    assert job.join().prompt_id == prompt_id
+
+
 def test_a_hung_prompt_with_the_socket_gone_is_interrupted_at_the_timeout(fake, clients, hooks):
     client = clients(history_poll=0.1, reconnect_timeout=0.5)
     client.ensure_connected()
