@@ -336,6 +336,19 @@ class ComfyClient:
             return entry
         return None
 
+    def _queued(self, prompt_id: str, deadline: float) -> bool:
+        """Whether the prompt is running or waiting in ComfyUI's queue."""
+        resp = self._request("GET", "/queue", timeout=self._call_timeout(deadline))
+        if resp.status_code != 200:
+            raise ComfyError(f"ComfyUI answered GET /queue with HTTP {resp.status_code}")
+        try:
+            body = resp.json()
+            items = [*body["queue_running"], *body["queue_pending"]]
+            return any(item[1] == prompt_id for item in items)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ComfyError(f"ComfyUI answered GET /queue with something other than a "
+                             f"queue: {resp.text[:200]!r}") from exc
+
     def _stop_prompt(self, prompt_id: str, queued_as: str, grace: float) -> bool:
         """Interrupt the prompt; True once ComfyUI has let go of it within `grace` s."""
         log.warning("stopping prompt %s", prompt_id)
@@ -343,6 +356,10 @@ class ComfyClient:
             self.interrupt(prompt_id)
             deadline = time.monotonic() + grace
             if self._finished_entry(prompt_id, deadline) is not None:
+                return True
+            if not self._queued(prompt_id, deadline):
+                # Deleted from the queue before it started: it never runs, and never gets
+                # a history entry to wait for.
                 return True
             return self._follow(prompt_id, queued_as, deadline, None) is not None
         except Exception:

@@ -243,3 +243,25 @@ def test_the_timeout_interrupts_the_prompt_by_id(fake, clients):
     assert info.value.stopped  # the interrupt reached the running prompt
     assert fake.stats()["POST /interrupt"] == interrupts + 1
     assert "not currently running" not in fake.read_log()[logged:]
+
+
+def pending_prompts(fake: FakeComfy) -> list[str]:
+    return [item[1] for item in
+            requests.get(fake.url + "/queue", timeout=5).json()["queue_pending"]]
+
+
+def test_a_prompt_that_times_out_while_pending_counts_as_stopped_once_removed(fake, clients,
+                                                                             hooks):
+    # Removed from the queue before it ran, it never gets a history entry: that must not be
+    # taken for a prompt that would not stop (which restarts ComfyUI).
+    hung = InBackground(clients().run, HOLD, timeout=60)
+    running = wait_for(lambda: running_prompt(fake), "the first prompt to run")
+    try:
+        with pytest.raises(JobTimeout) as info:
+            clients().run(QUICK, timeout=0.5, interrupt_grace=5)
+        assert info.value.stopped
+        assert pending_prompts(fake) == []  # removed from the queue
+        assert running_prompt(fake) == running  # the other job's prompt was left alone
+    finally:
+        hooks.release()
+    assert hung.join().prompt_id == running
