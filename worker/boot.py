@@ -92,18 +92,15 @@ def main() -> int:
     verifier.start()
     sage_check = start_sage_check(config)
     comfy = ComfyProcess(config, sage=config.sage_attention)
-    if config.mode == "pod":
-        verifier.join()  # ComfyUI will be reachable from outside: verified models only
-        if not _models_ok(checked[0]):
-            if sage_check is not None:
-                sage_check.kill()
-                sage_check.wait()
-            return 1
-    comfy.start()
     preload = threading.Thread(target=_preload, name="preload", daemon=True)
-    if config.mode == "serverless":
-        preload.start()
-    try:
+    try:  # from here on, whatever ends the boot (SIGTERM included) stops both children
+        if config.mode == "pod":
+            verifier.join()  # ComfyUI will be reachable from outside: verified models only
+            if not _models_ok(checked[0]):
+                return 1
+        comfy.start()
+        if config.mode == "serverless":
+            preload.start()
         sage_problem = finish_sage_check(sage_check, config.comfyui_python,
                                          config.start_timeout)
         if sage_problem:
@@ -126,6 +123,9 @@ def main() -> int:
         _serve(config, comfy)
         return 0
     finally:
+        if sage_check is not None and sage_check.poll() is None:
+            sage_check.kill()
+            sage_check.wait()
         comfy.stop()
 
 

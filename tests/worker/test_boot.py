@@ -102,6 +102,45 @@ def test_pod_mode_serves_comfyui_on_all_interfaces_and_keeps_it_up(tmp_path):
         assert not pid_alive(second)
 
 
+def test_sigterm_while_pod_mode_verifies_the_models_also_stops_the_sage_check(tmp_path):
+    # The models lock is a FIFO: verification blocks reading it for as long as the test holds
+    # it open. The stub `sageattention` never finishes importing and writes down its PID.
+    marker = tmp_path / "sage-check.pid"
+    stub = tmp_path / "site" / "sageattention"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text(
+        "import os, pathlib, threading\n"
+        f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\n"
+        "threading.Event().wait()\n")
+    lock = tmp_path / "models.lock.yaml"
+    os.mkfifo(lock)
+    env = {"WORKER_MODE": "pod", "SAGE_ATTENTION": "on", "PYTHONPATH": str(stub.parent),
+           "MODEL_VERIFY": "full", "MODELS_LOCK": str(lock)}
+    writer = sage = None
+    try:
+        with WorkerProcess(tmp_path, env=env, serve_api=False) as worker:
+            writer = wait_for(lambda: _open_for_writing(lock), what="verification to read")
+            sage = wait_for(lambda: marker.is_file() and int(marker.read_text() or 0),
+                            what="the sage check to run")
+            worker.proc.send_signal(signal.SIGTERM)
+            assert worker.wait_exit(20) == 128 + signal.SIGTERM
+            assert not pid_alive(sage), "the sage check outlived the worker"
+            assert "starting ComfyUI" not in worker.log()
+    finally:
+        if writer is not None:
+            os.close(writer)
+        if sage and pid_alive(sage):
+            os.kill(sage, signal.SIGKILL)
+
+
+def _open_for_writing(fifo: Path) -> int | None:
+    """A write end of `fifo` once a reader has it open (None until then)."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: no reader yet
+        return None
+
+
 def _answers(worker: WorkerProcess) -> bool:
     try:
         return requests.get(worker.comfy_url + "/system_stats", timeout=1).ok
