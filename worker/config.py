@@ -68,7 +68,9 @@ class Config:
     mode: str = "serverless"  # or "pod"
     sage_attention: bool = True
     model_verify: str = "full"  # full | fast | off
-    models_lock: Path | None = None  # None: the lock shipped beside the code
+    # None: models.lock.yaml in $BAKE_ROOT, else in the nearest parent of the working
+    # directory holding a lock, else beside the installed package (bake's lookup)
+    models_lock: Path | None = None
     volume_roots: tuple[Path, ...] = (Path("/workspace"), Path("/runpod-volume"))
     fetch_missing: bool = False
     start_timeout: float = 600.0

@@ -30,8 +30,9 @@ class ModelCheck:
 
 
 def lock_path(config: Config) -> Path:
-    """MODELS_LOCK, else the models.lock.yaml shipped with the code ($BAKE_ROOT or the
-    directory above the installed `bake` package)."""
+    """MODELS_LOCK, else models.lock.yaml in $BAKE_ROOT, else in the nearest parent of the
+    working directory holding a lock, else in the directory above the installed `bake`
+    package (the lookup every bake command uses)."""
     if config.models_lock is not None:
         return config.models_lock
     from bake.lockfile import MODELS_LOCK, default_lock
