@@ -173,8 +173,11 @@ class ComfyClient:
         return resp.content
 
     def interrupt(self, prompt_id: str) -> None:
-        self._request("POST", "/interrupt", json={"prompt_id": prompt_id}, timeout=10)
+        # Delete first: ComfyUI takes a pending prompt off the queue and starts the next under
+        # one lock, so a prompt is either deleted while pending or running by the interrupt.
+        # The other order misses a prompt that starts between the two calls.
         self._request("POST", "/queue", json={"delete": [prompt_id]}, timeout=10)
+        self._request("POST", "/interrupt", json={"prompt_id": prompt_id}, timeout=10)
 
     # -- websocket ------------------------------------------------------------------------
     def _connect(self, deadline: float) -> websocket.WebSocket:
