@@ -120,8 +120,7 @@ def main() -> int:
         if config.mode == "pod":
             return _supervise(comfy)
         preload.join()
-        _serve(config, comfy)
-        return 0
+        return _serve(config, comfy)
     finally:
         if sage_check is not None and sage_check.poll() is None:
             sage_check.kill()
@@ -142,17 +141,23 @@ def _models_ok(check: ModelCheck) -> bool:
     return True
 
 
-def _serve(config: Config, comfy: ComfyProcess) -> None:
+def _serve(config: Config, comfy: ComfyProcess) -> int:
     from worker import rp_handler
-    from worker.comfy_client import ComfyClient
+    from worker.comfy_client import ComfyClient, ComfyError
     from worker.outputs import BucketUploader
 
     client = ComfyClient(config.comfyui_url, alive=comfy.alive,
                          reconnect_timeout=config.ws_reconnect_timeout)
-    client.ensure_connected()
+    try:
+        client.ensure_connected()
+    except ComfyError as exc:
+        log.error("ComfyUI answers HTTP but its websocket did not open within %.0f s "
+                  "(WEBSOCKET_RECONNECT_TIMEOUT): %s", config.ws_reconnect_timeout, exc)
+        return 1
     uploader = BucketUploader(config.bucket) if config.bucket else None
     rp_handler.install(rp_handler.Runtime(config, comfy, client, uploader))
     rp_handler.serve()
+    return 0
 
 
 def _supervise(comfy: ComfyProcess) -> int:

@@ -76,6 +76,16 @@ def test_comfyui_exiting_at_start_fails_fast_with_its_last_log_lines(tmp_path):
     assert SERVING not in log
 
 
+def test_a_websocket_that_never_opens_fails_the_boot_with_one_line(tmp_path):
+    with WorkerProcess(tmp_path, env={"FAKE_COMFYUI_REFUSE_WS": "1",
+                                      "WEBSOCKET_RECONNECT_TIMEOUT": "1"}) as worker:
+        assert worker.wait_exit(30) == 1
+        log = worker.log()
+    assert "ComfyUI answers HTTP but its websocket did not open within 1 s" in log
+    assert "Traceback" not in log
+    assert SERVING not in log
+
+
 def test_comfyui_start_timeout(tmp_path):
     with WorkerProcess(tmp_path, env={"FAKE_COMFYUI_START_DELAY": "60",
                                       "COMFYUI_START_TIMEOUT": "1"}) as worker:

@@ -14,7 +14,8 @@ Test hooks, none of which a real server has:
   0 = until interrupted) and `FakeIgnoreInterrupt` (sleeps `seconds` and ignores interrupts);
 - env FAKE_COMFYUI_START_DELAY (seconds before binding), FAKE_COMFYUI_EXIT_AT_START (exit code
   after logging a failure), FAKE_COMFYUI_FAIL_IF_EXISTS (a path: fail to start while it exists,
-  to make a restart fail), FAKE_COMFYUI_STEP_DELAY (seconds per sampler step);
+  to make a restart fail), FAKE_COMFYUI_STEP_DELAY (seconds per sampler step),
+  FAKE_COMFYUI_REFUSE_WS (refuse websocket connections from the start);
 - GET /fake/stats: request counts per route, websocket connections and disconnects, for
   asserting what a client did; GET /fake/sockets: the clientIds that receive messages;
 - POST /fake/block {"route": "GET /history/{id}"} makes that route (named as in /fake/stats)
@@ -139,6 +140,8 @@ class Server:
         self.cache: dict[str, tuple[str, Any, Any]] = {}  # node id -> (signature, outputs, ui)
         self.stats: Counter[str] = Counter()
         self.blocked: dict[str, tuple[asyncio.Event, int | None]] = {}
+        if os.environ.get("FAKE_COMFYUI_REFUSE_WS"):
+            self.blocked["GET /ws"] = (asyncio.Event(), 503)
         self.release_flag = False
 
     # -- models and files ----------------------------------------------------------------
