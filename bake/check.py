@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bake.errors import LockError, Problem
-from bake.lockfile import (
+from bake.locks.lockfile import (
     MODELS_LOCK,
     NODES_LOCK,
     REQUIREMENTS_LOCK,
     lock_kind,
     repo_root,
 )
-from bake.models_lock import ModelsLock, loads_models_lock
-from bake.nodes_lock import NodesLock, loads_nodes_lock
-from bake.requirements_lock import parse_requirements_lock
+from bake.locks.models import ModelsLock, loads_models_lock
+from bake.locks.nodes import NodesLock, loads_nodes_lock
+from bake.locks.requirements import parse_requirements_lock
 
 UPDATE = "scripts/update-locks.py"
 

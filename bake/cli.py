@@ -19,11 +19,11 @@ from bake.errors import BakeError
 # command name -> "module:function"; the function takes the parsed args and returns an exit code.
 HANDLERS = {
     "check": "bake.check:cli",
-    "nodes install": "bake.nodes_install:cli",
-    "models fetch": "bake.models_fetch:cli",
-    "models verify": "bake.models_verify:cli",
-    "python verify": "bake.pyverify:cli",
-    "build sageattention": "bake.sagebuild:cli",
+    "nodes install": "bake.nodes.install:cli",
+    "models fetch": "bake.models.fetch:cli",
+    "models verify": "bake.models.verify:cli",
+    "python verify": "bake.python.verify:cli",
+    "build sageattention": "bake.nodes.sagebuild:cli",
 }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bake.check import display
 from bake.errors import BakeError
-from bake.lockfile import MODELS_LOCK, NODES_LOCK, REQUIREMENTS_LOCK, default_lock, lock_kind
+from bake.locks.lockfile import MODELS_LOCK, NODES_LOCK, REQUIREMENTS_LOCK, default_lock, lock_kind
 
 KINDS = ("nodes", "python", "models")
 
@@ -89,14 +89,14 @@ def _runner(
         return getattr(importlib.import_module(module), name)
 
     if kind == "nodes":
-        return lambda: load("bake.nodes_resolve", "update_nodes")(
+        return lambda: load("bake.nodes.resolve", "update_nodes")(
             paths["nodes"], names, check=args.check
         )
     if kind == "models":
-        return lambda: load("bake.models_resolve", "update_models")(
+        return lambda: load("bake.models.resolve", "update_models")(
             paths["models"], names, check=args.check
         )
-    return lambda: load("bake.pylock", "update_python")(
+    return lambda: load("bake.python.compile", "update_python")(
         paths["python"], nodes_lock=paths["nodes"], check=args.check, torch_index=args.torch_index
     )
 
@@ -106,8 +106,8 @@ def _kinds_of_names(
 ) -> dict[str, list[str]]:
     """Which of the `kinds` locks hold each NAME (only those locks are read); a name none of
     them holds is an error."""
-    from bake.models_lock import load_models_lock
-    from bake.nodes_lock import load_nodes_lock
+    from bake.locks.models import load_models_lock
+    from bake.locks.nodes import load_nodes_lock
 
     held: dict[str, set[str]] = {}
     if "nodes" in kinds:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from support.fake_comfyui.runner import WorkerProcess  # noqa: E402
 from support.modelfiles import blob, entry, write_lock  # noqa: E402
 
-from bake.models_lock import UrlSource  # noqa: E402
+from bake.locks.models import UrlSource  # noqa: E402
 
 READY = re.compile(r"ComfyUI answered after ([\d.]+) s, model verification ([\d.]+) s")
 

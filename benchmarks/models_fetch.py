@@ -90,9 +90,16 @@ def main() -> int:
         import requests
         from huggingface_hub import hf_hub_download
 
-        from bake.models_fetch import fetch_models
-        from bake.models_lock import HfSource, ModelEntry, ModelPin, ModelsLock, S3Source, UrlSource
-        from bake.source_s3 import transfer_config
+        from bake.locks.models import (
+            HfSource,
+            ModelEntry,
+            ModelPin,
+            ModelsLock,
+            S3Source,
+            UrlSource,
+        )
+        from bake.models.fetch import fetch_models
+        from bake.models.s3 import transfer_config
 
         pin = ModelPin(size=info["size"], blake3=info["blake3"], sha256=info["sha256"])
         rel = "models/bench/model.safetensors"

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import blake3
 
-from bake.models_lock import ModelEntry, ModelPin, ModelsLock, UrlSource
-from bake.models_verify import verify_models
+from bake.locks.models import ModelEntry, ModelPin, ModelsLock, UrlSource
+from bake.models.verify import verify_models
 
 MB = 1 << 20
 

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bake.pylock import find_uv, load_inputs, update_python, uv_compile  # noqa: E402
-from bake.pyverify import inspect_environment  # noqa: E402
+from bake.python.compile import find_uv, load_inputs, update_python, uv_compile  # noqa: E402
+from bake.python.verify import inspect_environment  # noqa: E402
 
 
 def best(rounds: int, work: Callable[[], object]) -> float:

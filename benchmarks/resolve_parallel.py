@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.gitrepos import GitWorld  # noqa: E402
 
-from bake.nodes_lock import GitSource, NodeEntry, NodesLock, write_nodes_lock  # noqa: E402
-from bake.nodes_resolve import update_nodes  # noqa: E402
+from bake.locks.nodes import GitSource, NodeEntry, NodesLock, write_nodes_lock  # noqa: E402
+from bake.nodes.resolve import update_nodes  # noqa: E402
 
 
 def build(world: GitWorld, count: int) -> list[str]:

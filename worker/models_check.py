@@ -35,7 +35,7 @@ def lock_path(config: Config) -> Path:
     package (the lookup every bake command uses)."""
     if config.models_lock is not None:
         return config.models_lock
-    from bake.lockfile import MODELS_LOCK, default_lock
+    from bake.locks.lockfile import MODELS_LOCK, default_lock
 
     return default_lock(MODELS_LOCK)
 
@@ -62,8 +62,8 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
         result.warnings.append("MODEL_VERIFY=off: model files are NOT verified against the lock")
         return result
     from bake.errors import BakeError
-    from bake.models_lock import load_models_lock
-    from bake.models_verify import missing_line, verify_models
+    from bake.locks.models import load_models_lock
+    from bake.models.verify import missing_line, verify_models
 
     started = time.monotonic()
     path = lock_path(config)
@@ -98,7 +98,7 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
         else:
             to_fetch.append(entry.name)
     if to_fetch:
-        from bake.models_fetch import fetch_models
+        from bake.models.fetch import fetch_models
 
         log.info("fetching missing volume models: %s", ", ".join(to_fetch))
         try:

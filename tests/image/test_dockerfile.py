@@ -27,7 +27,7 @@ from support.dockerfile import (
 )
 
 from bake.cli import HANDLERS, build_parser
-from bake.models_lock import load_models_lock
+from bake.locks.models import load_models_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -193,7 +193,7 @@ def test_python_installs_are_hash_checked_or_local(dockerfile):
 
 
 def test_the_environment_is_installed_with_the_documented_command(dockerfile):
-    # docs/python.md names the install command, and tests/pylock runs it against tiny wheels
+    # docs/python.md names the install command, and tests/python runs it against tiny wheels
     # (tampered hashes included): the Dockerfile must run that same command.
     documented = [
         shell_commands(line)[0]

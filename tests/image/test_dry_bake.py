@@ -40,9 +40,9 @@ from support.hfserver import HubServer
 from support.httpserver import FileServer
 from support.modelfiles import blob, entry, write_lock
 
-from bake.models_lock import HfSource, UrlSource, load_models_lock
-from bake.nodes_lock import GitSource, NodeEntry, NodesLock, load_nodes_lock, write_nodes_lock
-from bake.nodes_resolve import update_nodes
+from bake.locks.models import HfSource, UrlSource, load_models_lock
+from bake.locks.nodes import GitSource, NodeEntry, NodesLock, load_nodes_lock, write_nodes_lock
+from bake.nodes.resolve import update_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 HF_TEST_TOKEN = "dry-bake-test-token"

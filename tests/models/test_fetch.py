@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from support.modelfiles import MB, blob, entry, make_lock, write_lock
 
-from bake import stamps
 from bake.cli import main
 from bake.errors import BakeError, FetchError, UnlockedError
 from bake.hashing import blake3_file
-from bake.models_fetch import fetch_models
-from bake.models_lock import HfSource, S3Source, UrlSource
+from bake.locks.models import HfSource, S3Source, UrlSource
+from bake.models import stamps
+from bake.models.fetch import fetch_models
 
 VAE, LORA, RIFE = blob(2 * MB, 1), blob(MB, 2), blob(MB, 3)
 
@@ -91,7 +91,7 @@ def test_cli(hub, files, tmp_path, capsys):
 
 
 def test_cli_volume_placement_without_volume_dir(hub, files, tmp_path, capsys, monkeypatch):
-    from bake import models_verify
+    from bake.models import verify as models_verify
 
     monkeypatch.setattr(models_verify, "DEFAULT_VOLUME_ROOTS", (tmp_path / "absent",))
     lock_file = write_lock(tmp_path / "models.lock.yaml", *lock_entries(hub, files))
@@ -148,8 +148,8 @@ def test_eight_processes_fetch_one_lock_into_one_directory(hub, files, s3, tmp_p
 
 def test_a_fetched_file_verifies_in_fast_mode_without_hashing(hub, files, tmp_path,
                                                              monkeypatch):
-    from bake import models_verify
-    from bake.models_verify import verify_models
+    from bake.models import verify as models_verify
+    from bake.models.verify import verify_models
 
     lock = make_lock(*lock_entries(hub, files))
     fetch_models(lock, tmp_path, [tmp_path], placement="all")
@@ -162,7 +162,7 @@ def test_a_fetched_file_verifies_in_fast_mode_without_hashing(hub, files, tmp_pa
 def test_an_unexpected_error_is_a_failure_line_naming_the_entry(hub, files, tmp_path,
                                                                   monkeypatch):
     """A library error nobody translated fails that entry, not the run, and shows no query."""
-    from bake import source_url
+    from bake.models import url as source_url
 
     def broken(source, sink, **kw):
         raise RuntimeError(f"bad state at {source.url}?X-Amz-Signature=hidden-value")
@@ -180,7 +180,7 @@ def test_an_unexpected_error_is_a_failure_line_naming_the_entry(hub, files, tmp_
 def test_fetch_and_update_locks_select_names_alike(hub, files, tmp_path):
     """One selection: every unknown name reported at once, the same words from both commands,
     and a name given twice handled once."""
-    from bake.models_resolve import update_models
+    from bake.models.resolve import update_models
 
     entries = lock_entries(hub, files)
     lock_file = write_lock(tmp_path / "models.lock.yaml", *entries)

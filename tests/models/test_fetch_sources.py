@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from support.modelfiles import MB, blob, entry, make_lock, pin_of
 
-from bake.models_fetch import fetch_models
-from bake.models_lock import HfSource, S3Source, UrlSource
+from bake.locks.models import HfSource, S3Source, UrlSource
+from bake.models.fetch import fetch_models
 
 DATA = blob(3 * MB, 11)
 REPO, PATH = "Comfy-Org/test_repackaged", "split_files/vae/test_vae.safetensors"
@@ -58,7 +58,7 @@ def test_hf_connection_drop_resumes(hub, tmp_path):
 
 
 def test_hf_resumes_the_partial_file_of_an_interrupted_run(hub, tmp_path):
-    from bake.store import temp_path
+    from bake.models.store import temp_path
 
     e = hf_entry(hub)
     partial = temp_path(tmp_path / DEST, e.locked)
@@ -275,7 +275,7 @@ def test_s3_connection_that_keeps_dropping_keeps_the_partial_and_a_later_run_res
     line = report.failed[0]
     assert line.startswith("dasiwa: ") and "run the fetch again to resume" in line
     assert "s3://cut-bucket/dasiwa.safetensors" in line
-    from bake.store import temp_path
+    from bake.models.store import temp_path
 
     partial = temp_path(tmp_path / e.dest, e.locked)
     # what is kept is the start of the file, once, though every part was retried
@@ -309,7 +309,7 @@ def test_hf_connection_that_keeps_dropping_keeps_the_partial_and_a_later_run_res
 
     from huggingface_hub import file_download
 
-    from bake.store import temp_path
+    from bake.models.store import temp_path
 
     # the library waits a second before each of its retries; this test has no need to
     monkeypatch.setattr(file_download, "time", types.SimpleNamespace(sleep=lambda s: None))

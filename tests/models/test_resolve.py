@@ -8,8 +8,8 @@ import hashlib
 import blake3
 from support.modelfiles import MB, blob, entry, write_lock
 
-from bake.models_lock import HfSource, S3Source, UrlSource, load_models_lock
-from bake.models_resolve import update_models
+from bake.locks.models import HfSource, S3Source, UrlSource, load_models_lock
+from bake.models.resolve import update_models
 
 HIGH, VAE, RIFE, DASIWA = blob(3 * MB, 1), blob(MB, 2), blob(MB, 3), blob(2 * MB, 4)
 REPO = "Comfy-Org/Wan_2.2_ComfyUI_Repackaged"

@@ -1,4 +1,4 @@
-"""bake.store: nothing half-written at a destination, whatever the download does."""
+"""bake.models.store: nothing half-written at a destination, whatever the download does."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import errno
 import pytest
 from support.modelfiles import MB, blob, pin_of
 
-from bake import stamps, store
 from bake.errors import FetchError, HashMismatchError, SizeMismatchError
-from bake.store import DownloadInterrupted, is_present, lock_path, place, temp_path
+from bake.models import stamps, store
+from bake.models.store import DownloadInterrupted, is_present, lock_path, place, temp_path
 
 REL = "models/vae/x.safetensors"
 

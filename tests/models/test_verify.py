@@ -1,4 +1,4 @@
-"""bake.models_verify: what the worker checks at boot, and `python -m bake models verify`."""
+"""bake.models.verify: what the worker checks at boot, and `python -m bake models verify`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from support.modelfiles import MB, blob, entry, make_lock, write_lock
 
-from bake import models_verify, stamps
 from bake.cli import main
-from bake.models_lock import HfSource, S3Source, UrlSource
-from bake.models_verify import verify_models
+from bake.locks.models import HfSource, S3Source, UrlSource
+from bake.models import stamps
+from bake.models import verify as models_verify
+from bake.models.verify import verify_models
 
 VAE = blob(MB, 1)
 LORA = blob(2 * MB, 2)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support.gitrepos import BareRepo, GitWorld
 
-from bake.nodes_lock import GitSource, NodeEntry, NodesLock, write_nodes_lock
+from bake.locks.nodes import GitSource, NodeEntry, NodesLock, write_nodes_lock
 
 COMFY_FILES = {
     "main.py": "print('comfy')\n",

@@ -1,13 +1,13 @@
-"""bake.git: ref resolution as git orders it, redaction, and the tree of a checkout."""
+"""bake.nodes.git: ref resolution as git orders it, redaction, and the tree of a checkout."""
 
 from __future__ import annotations
 
 import pytest
 from support.gitrepos import run_git
 
-from bake import git
 from bake.errors import GitError
 from bake.hashing import tree_hash
+from bake.nodes import git
 
 
 def test_branch_tag_and_head_resolve_like_git(world):

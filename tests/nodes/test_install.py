@@ -13,9 +13,9 @@ import pytest
 from support.gitrepos import run_git
 
 from bake.errors import GitError, LockError, UnlockedError
-from bake.nodes_install import MANIFEST, InstallError, install_nodes
-from bake.nodes_lock import GitPin, GitSource, NodeEntry, load_nodes_lock
-from bake.nodes_resolve import update_nodes
+from bake.locks.nodes import GitPin, GitSource, NodeEntry, load_nodes_lock
+from bake.nodes.install import MANIFEST, InstallError, install_nodes
+from bake.nodes.resolve import update_nodes
 
 KJ, EASY = "ComfyUI-KJNodes", "ComfyUI-Easy-Use"
 
@@ -307,7 +307,7 @@ def test_submodule_moved_upstream_follows_the_lock(remotes, tmp_path):
 
 
 def test_installed_checkouts_never_store_credentials(world, tmp_path):
-    from bake import git
+    from bake.nodes import git
 
     repo = tmp_path / "checkout"
     git.init(repo, "https://builder:t0ken@git.example.invalid/x/Node.git", entry="e")
@@ -340,7 +340,7 @@ def test_public_urls_install_through_insteadof_mirrors(world, tmp_path):
     comfy.commit({"main.py": "x\n"})
     for repo in (front, node, comfy):
         world.mirror(f"{public}o/{repo.name}.git", repo)
-    from bake.nodes_lock import NodesLock, write_nodes_lock
+    from bake.locks.nodes import NodesLock, write_nodes_lock
 
     lock_path = tmp_path / "nodes.lock.yaml"
     write_nodes_lock(NodesLock(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bake.nodes_lock import load_nodes_lock
+from bake.locks.nodes import load_nodes_lock
 
 LOCK = Path(__file__).resolve().parents[2] / "nodes.lock.yaml"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from support.gitrepos import run_git
 
 from bake.hashing import tree_hash
-from bake.lockfile import cache_root
-from bake.nodes_lock import load_nodes_lock
-from bake.nodes_resolve import cache_repo, update_nodes
+from bake.locks.lockfile import cache_root
+from bake.locks.nodes import load_nodes_lock
+from bake.nodes.resolve import cache_repo, update_nodes
 
 
 def _update(lock: Path, *names: str, check: bool = False) -> tuple[int, list[str]]:
@@ -148,7 +148,7 @@ def test_credentials_in_urls_never_reach_messages(world, tmp_path, monkeypatch):
     remotes_lock = tmp_path / "nodes.lock.yaml"
     comfy = world.repo("ComfyUI")
     comfy.commit({"main.py": "x\n"})
-    from bake.nodes_lock import GitSource, NodeEntry, NodesLock, write_nodes_lock
+    from bake.locks.nodes import GitSource, NodeEntry, NodesLock, write_nodes_lock
 
     write_nodes_lock(NodesLock(
         NodeEntry("comfyui", "comfyui", GitSource(comfy.url, "main")),

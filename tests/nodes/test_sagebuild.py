@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from bake.errors import BuildError, UnlockedError, VerificationError
-from bake.nodes_lock import GitPin, GitSource, NodeEntry, NodesLock, write_nodes_lock
-from bake.nodes_resolve import update_nodes
-from bake.sagebuild import build_env, build_wheel, cpu_count
+from bake.locks.nodes import GitPin, GitSource, NodeEntry, NodesLock, write_nodes_lock
+from bake.nodes.resolve import update_nodes
+from bake.nodes.sagebuild import build_env, build_wheel, cpu_count
 
 BACKEND = '''\
 import json, os, sys, zipfile
@@ -76,7 +76,7 @@ def sage(world, tmp_path):
 
 
 def _entry(lock: Path) -> NodeEntry:
-    from bake.nodes_lock import load_nodes_lock
+    from bake.locks.nodes import load_nodes_lock
 
     return load_nodes_lock(lock).source_builds["sageattention"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import blake3
 
-from bake.models_lock import ModelEntry, ModelPin, ModelsLock, Source, write_models_lock
+from bake.locks.models import ModelEntry, ModelPin, ModelsLock, Source, write_models_lock
 
 MB = 1 << 20
 

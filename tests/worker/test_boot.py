@@ -14,7 +14,7 @@ from support.fake_comfyui.runner import REPO, WorkerProcess, pid_alive
 from support.modelfiles import blob, entry, write_lock
 from support.s3server import S3Server
 
-from bake.models_lock import S3Source, UrlSource
+from bake.locks.models import S3Source, UrlSource
 
 SERVING = "Starting API server"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from support.modelfiles import entry
 
-from bake.models_lock import HfSource, S3Source
+from bake.locks.models import HfSource, S3Source
 from worker.comfy_process import comfy_command
 from worker.config import Config, ConfigError
 from worker.models_check import fetch_blocker

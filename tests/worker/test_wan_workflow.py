@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 import pytest
 from support.fake_comfyui import object_info
 
-from bake.models_lock import load_models_lock
+from bake.locks.models import load_models_lock
 from worker.config import WORKER_DIR
 
 REPO = WORKER_DIR.parent

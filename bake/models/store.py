@@ -1,0 +1,303 @@
+"""Putting one model file in place: a temporary file beside the destination, written under a
+per-file lock, hashed while it streams, renamed into place only when size and hashes match.
+
+Nothing half-written is ever at a destination path. Several processes may place the same file
+at once (workers booting on one network volume): the first takes the lock and downloads, the
+others wait, then find the file present and valid and skip it. A partial temporary file left by
+an interrupted run is resumed: its bytes are re-hashed from disk and the download continues
+from where it stopped. Its name carries the expected blake3, so a partial file of another
+version is never resumed into this one; such a file is deleted when the file is next fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import filelock
+
+from bake.errors import FetchError, HashMismatchError, SizeMismatchError
+from bake.hashing import Digests, StreamHasher, blake3_file
+from bake.locks.models import ModelPin
+from bake.models import stamps
+from bake.progress import Progress
+
+_READ_CHUNK = 8 << 20
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DownloadInterrupted(FetchError):
+    """The connection dropped and retries ran out; the partial file is kept to resume from."""
+
+
+class _Overflow(Exception):
+    """The source sent more bytes than the lock says the file has."""
+
+
+def temp_path(dest: Path, pin: ModelPin) -> Path:
+    return dest.with_name(f".{dest.name}.{pin.blake3[:16]}.incomplete")
+
+
+def _remove_stale_partials(dest: Path, keep: Path) -> None:
+    """Delete the partial files of other versions of `dest` (the lock moved on while a fetch
+    was interrupted). Called with dest's lock held: nobody else is writing any of them."""
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.[0-9a-f]{{16}}\.incomplete")
+    try:
+        names = os.listdir(dest.parent)
+    except OSError:
+        return
+    for name in names:
+        if name != keep.name and pattern.fullmatch(name):
+            # gone already, or not ours to delete: the download goes on regardless
+            with contextlib.suppress(OSError):
+                (dest.parent / name).unlink()
+
+
+def lock_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.lock")
+
+
+def _write_chunk(handle, data: bytes) -> None:
+    """The one place bytes reach the disk (tests inject a full disk here)."""
+    handle.write(data)
+
+
+class Sink:
+    """A write-only file object the sources write a file's bytes into.
+
+    `offset` is how many bytes were already there when the download began (a resume): the
+    source asks the server for the rest. Every byte written is hashed on the way. `seek` plus
+    `truncate` back to an earlier position (a server that ignored a Range request) is
+    supported by re-hashing what stays. `handle=None` hashes without keeping a copy.
+    """
+
+    def __init__(self, handle=None, *, limit: int | None = None,
+                 progress: Progress | None = None, prefix: Path | None = None):
+        self._handle = handle
+        self._limit = limit
+        self._progress = progress
+        self._pipe = StreamHasher()
+        self._pending: int | None = None
+        self.position = 0
+        if prefix is not None and handle is not None:
+            self._feed_prefix(prefix, handle.tell())
+        self.offset = self.position
+        if progress is not None:
+            progress.start(limit or 0, already=self.offset)
+
+    def _feed_prefix(self, path: Path, length: int) -> None:
+        with open(path, "rb") as source:
+            while self.position < length:
+                chunk = source.read(min(_READ_CHUNK, length - self.position))
+                if not chunk:
+                    break
+                self._pipe.update(chunk)
+                self.position += len(chunk)
+
+    # -- the file-object surface the libraries use ----------------------------------------
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        # s3transfer then writes parts in order, which streaming hashes need
+        return False
+
+    def write(self, data) -> int:
+        data = bytes(data) if not isinstance(data, bytes) else data
+        if self._limit is not None and self.position + len(data) > self._limit:
+            raise _Overflow(self.position + len(data))
+        if self._handle is not None:
+            _write_chunk(self._handle, data)
+        self._pipe.update(data)
+        self.position += len(data)
+        if self._progress is not None:
+            self._progress.advance(len(data))
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 1:
+            pos += self.position
+        elif whence == 2:
+            raise OSError(errno.ESPIPE, "cannot seek from the end of a download")
+        self._pending = pos
+        return pos
+
+    def truncate(self, size: int | None = None) -> int:
+        keep = self._pending if size is None else size
+        self._pending = None
+        if keep is None or keep >= self.position:
+            return self.position
+        if keep > 0 and self._handle is None:
+            raise OSError(errno.ESPIPE, "cannot rewind a hash-only download part way")
+        dropped = self.position - keep
+        self._pipe.finish()
+        self._pipe = StreamHasher()
+        self.position = 0
+        if self._handle is not None:
+            self._handle.flush()
+            self._handle.seek(keep)
+            self._handle.truncate()
+            if keep:
+                self._feed_prefix(Path(self._handle.name), keep)
+        self.offset = min(self.offset, keep)
+        if self._progress is not None:
+            self._progress.advance(-dropped)
+        return keep
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+
+    def close_hash(self) -> Digests:
+        return self._pipe.finish()
+
+
+def download_hashes(download: Callable[[Sink], None], *, limit: int | None = None,
+                    progress: Progress | None = None) -> Digests:
+    """Stream a file through sha256 and blake3 without keeping it (what `update-locks` does)."""
+    sink = Sink(limit=limit, progress=progress)
+    try:
+        download(sink)
+    finally:
+        hasher = sink.close_hash()
+        if progress is not None:
+            progress.finish()
+    return hasher
+
+
+def is_present(root: Path, rel: str, pin: ModelPin) -> bool:
+    """The file is at root/rel with the locked size and blake3 (trusting a fresh stamp)."""
+    path = Path(root) / rel
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    if stat.st_size != pin.size:
+        return False
+    if stamps.lookup(root, rel, stat) == pin.blake3:
+        return True
+    if blake3_file(path) == pin.blake3:
+        stamps.record(root, rel, stat, pin.blake3)
+        return True
+    return False
+
+
+def _disk_full(label: str, dest: Path, written: int, size: int) -> FetchError:
+    return FetchError(
+        f"{label}: no space left on the device while writing {dest} ({written} of {size} "
+        f"bytes written); the temporary file was deleted. Free at least {size} bytes on that "
+        f"file system and run the fetch again.")
+
+
+def place(root: Path, rel: str, pin: ModelPin, download: Callable[[Sink], None], *,
+          label: str, origin: str, progress: Progress | None = None) -> bool:
+    """Make root/rel hold the file `pin` describes. Returns True when it was downloaded,
+    False when a valid copy was already there. Raises a FetchError or VerificationError whose
+    message names the entry, the destination, what was expected and found, and what to do."""
+    root = Path(root)
+    dest = root / rel
+    if is_present(root, rel, pin):
+        return False
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        guard = filelock.FileLock(str(lock_path(dest)))
+        try:
+            guard.acquire(timeout=0)
+        except filelock.Timeout:
+            if progress is not None:
+                progress.message(f"{label}: another process is fetching {dest}; waiting for it")
+            guard.acquire()
+    except OSError as exc:
+        raise FetchError(f"{label}: cannot create {dest.parent} or its lock file: "
+                         f"{exc.strerror}; make the directory writable") from None
+    try:
+        if is_present(root, rel, pin):
+            return False
+        return _download_locked(root, rel, pin, download, label=label, origin=origin,
+                                progress=progress)
+    finally:
+        guard.release()
+
+
+def _download_locked(root: Path, rel: str, pin: ModelPin, download: Callable[[Sink], None], *,
+                     label: str, origin: str, progress: Progress | None) -> bool:
+    dest = root / rel
+    tmp = temp_path(dest, pin)
+    _remove_stale_partials(dest, tmp)  # before downloading: their space may be needed
+    try:
+        hasher = _stream_to(tmp, dest, pin, download, label=label, origin=origin,
+                            progress=progress)
+    except (DownloadInterrupted, KeyboardInterrupt):
+        raise  # the partial file stays for the next run to resume
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if hasher.size != pin.size:
+        tmp.unlink(missing_ok=True)
+        raise SizeMismatchError(
+            f"{label}: {origin} sent {hasher.size} bytes, expected {pin.size} (truncated or "
+            f"changed upstream); the temporary file was deleted and nothing was written to "
+            f"{dest}. Run the fetch again; if the source changed on purpose, run "
+            f"`scripts/update-locks.py --models {label}`.")
+    for algo, expected, found in (("blake3", pin.blake3, hasher.blake3),
+                                  ("sha256", pin.sha256, hasher.sha256)):
+        if expected is not None and expected != found:
+            tmp.unlink(missing_ok=True)
+            raise HashMismatchError(
+                f"{label}: {algo} of the download from {origin} is {found}, expected "
+                f"{expected}; the temporary file was deleted and nothing was written to {dest}. "
+                f"The file upstream changed or was corrupted in transit: fetch again, or if the "
+                f"new file is intended, run `scripts/update-locks.py --models {label}`.")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, dest)
+    stamps.record(root, rel, dest.stat(), pin.blake3)
+    return True
+
+
+def _stream_to(tmp: Path, dest: Path, pin: ModelPin, download: Callable[[Sink], None], *,
+               label: str, origin: str, progress: Progress | None) -> Digests:
+    """Download into `tmp` (resuming what it holds) and return the hashes of all its bytes."""
+    written = 0
+    try:
+        try:
+            existing = tmp.stat().st_size
+        except FileNotFoundError:
+            existing = 0
+        resume = 0 < existing <= pin.size
+        with open(tmp, "r+b" if resume else "wb") as handle:
+            if resume:
+                handle.seek(existing)
+            sink = Sink(handle, limit=pin.size, progress=progress,
+                        prefix=tmp if resume else None)
+            try:
+                if sink.offset < pin.size:  # a complete partial (killed before the rename)
+                    download(sink)           # needs no request: a Range past the end is a 416
+            finally:
+                written = sink.position
+                hasher = sink.close_hash()
+                if progress is not None:
+                    progress.finish(leftover=max(pin.size - written, 0))
+        return hasher
+    except _Overflow as exc:
+        raise SizeMismatchError(
+            f"{label}: {origin} sent more than the locked {pin.size} bytes (at least "
+            f"{exc.args[0]}); the temporary file was deleted and nothing was written to {dest}. "
+            f"If the source changed on purpose, run `scripts/update-locks.py --models {label}`."
+        ) from None
+    except DownloadInterrupted as exc:
+        raise DownloadInterrupted(f"{label}: {exc}; {written} of {pin.size} bytes are kept in "
+                                  f"{tmp}: run the fetch again to resume") from None
+    except FetchError as exc:
+        raise type(exc)(f"{label}: {exc}") from None
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise _disk_full(label, dest, written, pin.size) from None
+        raise FetchError(f"{label}: cannot write {tmp}: {exc.strerror or exc}") from None

@@ -1,0 +1,157 @@
+"""`python -m bake models verify`: every locked model present in the search paths, by hash.
+
+Search paths: COMFYUI_DIR/dest, then VOLUME/dest for each volume root. Every copy found is
+checked (ComfyUI may load any of them). `full` re-hashes each file (blake3, memory-mapped, all
+cores); `fast` trusts the stamp recorded at the last successful check when the file's identity
+(size, mtime_ns, inode) is unchanged, and hashes only the others (see bake.models.stamps). A wrong
+size is reported without reading the file. This is what the worker runs at boot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bake.hashing import blake3_file
+from bake.locks.lockfile import MODELS_LOCK, default_lock
+from bake.locks.models import ModelEntry, ModelPin, ModelsLock, load_models_lock
+from bake.models import stamps
+
+DEFAULT_VOLUME_ROOTS = (Path("/workspace"), Path("/runpod-volume"))
+MODES = ("full", "fast")
+LARGE_FILE = 64 << 20
+
+
+def default_volume_dirs() -> list[Path]:
+    """The network-volume roots RunPod mounts (pods: /workspace, serverless: /runpod-volume)
+    that exist here."""
+    return [p for p in DEFAULT_VOLUME_ROOTS if p.is_dir()]
+
+
+@dataclass
+class VerifyReport:
+    verified: list[str] = field(default_factory=list)  # paths whose size and blake3 match
+    missing: list[ModelEntry] = field(default_factory=list)  # in no search path
+    unlocked: list[ModelEntry] = field(default_factory=list)  # nothing to check against
+    problems: list[str] = field(default_factory=list)  # one line per wrong file
+    hashed_bytes: int = 0  # bytes actually read (0 for a fast run over unchanged files)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _check(root: Path, entry: ModelEntry, mode: str) -> tuple[str | None, int]:
+    """None when root/dest is right, else the problem line; plus the bytes hashed."""
+    pin = entry.locked
+    assert pin is not None
+    path = root / entry.dest
+    stat = path.stat()
+    if stat.st_size != pin.size:
+        stamps.forget(root, entry.dest)
+        return _wrong(entry, path, pin, "size", f"{pin.size} bytes", f"{stat.st_size} bytes"), 0
+    if mode == "fast" and stamps.lookup(root, entry.dest, stat) == pin.blake3:
+        return None, 0
+    found = blake3_file(path)
+    if found != pin.blake3:
+        stamps.forget(root, entry.dest)
+        return _wrong(entry, path, pin, "blake3", pin.blake3, found), stat.st_size
+    stamps.record(root, entry.dest, stat, found)
+    return None, stat.st_size
+
+
+def _wrong(entry: ModelEntry, path: Path, pin: ModelPin, what: str, expected: str,
+           found: str) -> str:
+    return (f"{entry.name}: {path}: wrong {what}: expected {expected}, found {found}; delete it "
+            f"and run `python -m bake models fetch` (or, if this file is the one you want, "
+            f"`scripts/update-locks.py --models {entry.name}`)")
+
+
+def verify_models(
+    lock: ModelsLock,
+    comfyui_dir: Path,
+    volume_dirs: Sequence[Path] = (),
+    *,
+    mode: str = "full",
+    placement: str = "all",
+    on_file: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    """Check every locked entry of `placement` in the search paths; see the module doc.
+    `on_file` is told of each file as its check ends (a log line), from a worker thread."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    roots = [Path(comfyui_dir), *(Path(v) for v in volume_dirs)]
+    report = VerifyReport()
+    work: list[tuple[Path, ModelEntry]] = []
+    for entry in lock.entries(placement):
+        if entry.locked is None:
+            report.unlocked.append(entry)
+            continue
+        found = [root for root in roots if (root / entry.dest).is_file()]
+        if not found:
+            report.missing.append(entry)
+        work += [(root, entry) for root in found]
+    # blake3 spreads one large file over all cores already; reading several large files at
+    # once only turns sequential reads into seeks on a cold disk. Small files (and the
+    # stat-only checks of fast mode) go through a pool so they do not wait behind a large one.
+    large = {i for i, (_, e) in enumerate(work) if e.locked and e.locked.size >= LARGE_FILE}
+    with ThreadPoolExecutor(max_workers=1) as serial, \
+            ThreadPoolExecutor(max_workers=min(4, max(len(work), 1))) as pool:
+        def check(root: Path, entry: ModelEntry) -> tuple[str | None, int]:
+            started = time.monotonic()
+            result = _check(root, entry, mode)
+            if on_file is not None:
+                problem, hashed = result
+                if hashed:
+                    how = f"hashed in {time.monotonic() - started:.1f}s"
+                else:
+                    how = "unchanged since stamped" if problem is None else "not read"
+                state = "ok" if problem is None else "WRONG"
+                on_file(f"{state} {entry.name} {root / entry.dest} ({how})")
+            return result
+
+        futures = [(serial if i in large else pool).submit(check, root, entry)
+                   for i, (root, entry) in enumerate(work)]
+        results = [f.result() for f in futures]
+    for (root, entry), (problem, hashed) in zip(work, results, strict=True):
+        report.hashed_bytes += hashed
+        if problem is None:
+            report.verified.append(str(root / entry.dest))
+        else:
+            report.problems.append(problem)
+    return report
+
+
+def missing_line(entry: ModelEntry, roots: Sequence[Path]) -> str:
+    where = " or ".join(str(Path(r) / entry.dest) for r in roots)
+    return (f"{entry.name}: missing: expected {where}; run `python -m bake models fetch "
+            f"--placement {entry.placement}`")
+
+
+def cli(args: argparse.Namespace) -> int:
+    lock = load_models_lock(default_lock(MODELS_LOCK, args.lock))
+    volume_dirs = args.volume_dir if args.volume_dir else default_volume_dirs()
+    started = time.monotonic()
+    report = verify_models(lock, args.comfyui_dir, volume_dirs, mode=args.mode,
+                           placement=getattr(args, "placement", "all"),
+                           on_file=lambda line: print(line, file=sys.stderr, flush=True))
+    took = time.monotonic() - started
+    roots = [args.comfyui_dir, *volume_dirs]
+    for entry in report.unlocked:
+        print(f"warning: {entry.name}: not locked, not verified: run "
+              f"`scripts/update-locks.py --models {entry.name}`", file=sys.stderr)
+    for entry in report.missing:
+        print(f"error: {missing_line(entry, roots)}", file=sys.stderr)
+    for line in report.problems:
+        print(f"error: {line}", file=sys.stderr)
+    rate = report.hashed_bytes / took / 2**20 if took > 0 else 0.0
+    print(f"{len(report.verified)} verified, {len(report.missing)} missing, "
+          f"{len(report.problems)} wrong, {len(report.unlocked)} unlocked "
+          f"({args.mode}: {report.hashed_bytes / 2**20:.1f} MiB hashed in {took:.2f}s, "
+          f"{rate:.0f} MiB/s)")
+    return 0 if report.ok and not report.missing else 1
