@@ -114,10 +114,16 @@ def cross_check(nodes: NodesLock, models: ModelsLock, models_file: str) -> list[
     for entry in models.entries():
         parts = entry.dest.split("/")
         if len(parts) > 2 and parts[0] == "custom_nodes" and parts[1].lower() not in names:
-            problems.append(str(Problem(
-                models_file, f"{entry.qualified}.dest",
-                f"{entry.dest!r} is inside custom_nodes/{parts[1]}, which is not a custom node "
-                "of the nodes lock")))
+            problems.append(
+                str(
+                    Problem(
+                        models_file,
+                        f"{entry.qualified}.dest",
+                        f"{entry.dest!r} is inside custom_nodes/{parts[1]}, which is not a "
+                        "custom node of the nodes lock",
+                    )
+                )
+            )
     return problems
 
 

@@ -198,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unforeseen failure: one line; the traceback on demand
         if os.environ.get("BAKE_TRACEBACK"):
             raise
-        print(f"error: {args.handler}: unexpected {type(exc).__name__}: {exc} "
-              "(set BAKE_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        print(
+            f"error: {args.handler}: unexpected {type(exc).__name__}: {exc} "
+            "(set BAKE_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -165,7 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # a bug or an unforeseen failure: one line, the others go on
             if os.environ.get("BAKE_TRACEBACK"):
                 raise
-            print(f"error: {kind}: unexpected {type(exc).__name__}: {exc} (set BAKE_TRACEBACK=1 "
-                  "for the traceback)", file=sys.stderr)
+            print(
+                f"error: {kind}: unexpected {type(exc).__name__}: {exc} (set BAKE_TRACEBACK=1 "
+                "for the traceback)",
+                file=sys.stderr,
+            )
             status |= 1
     return status

@@ -41,11 +41,18 @@ def boot_once(delay: float, model_mb: int) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         data = blob(model_mb << 20, seed=7)
         dest = "models/diffusion_models/bench.safetensors"
-        lock = write_lock(Path(tmp) / "models.lock.yaml",
-                          entry("bench", UrlSource("https://example.invalid/b"), dest, data))
-        worker = WorkerProcess(Path(tmp), env={
-            "MODEL_VERIFY": "full", "MODELS_LOCK": str(lock),
-            "FAKE_COMFYUI_START_DELAY": str(delay)})
+        lock = write_lock(
+            Path(tmp) / "models.lock.yaml",
+            entry("bench", UrlSource("https://example.invalid/b"), dest, data),
+        )
+        worker = WorkerProcess(
+            Path(tmp),
+            env={
+                "MODEL_VERIFY": "full",
+                "MODELS_LOCK": str(lock),
+                "FAKE_COMFYUI_START_DELAY": str(delay),
+            },
+        )
         path = worker.comfyui_dir / dest
         path.write_bytes(data)
         started = time.perf_counter()

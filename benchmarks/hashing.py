@@ -69,7 +69,8 @@ def main() -> int:
     for tool in ("b3sum", "sha256sum"):
         if shutil.which(tool):
             tools[tool] = lambda tool=tool: subprocess.run(
-                [tool, *names], check=True, stdout=subprocess.DEVNULL)
+                [tool, *names], check=True, stdout=subprocess.DEVNULL
+            )
         else:
             package = "coreutils" if tool == "sha256sum" else tool
             print(f"{tool}: not installed (apt-get install {package})")
@@ -79,8 +80,10 @@ def main() -> int:
         out = subprocess.run(["b3sum", *names], check=True, capture_output=True, text=True)
         assert [line.split()[0] for line in out.stdout.splitlines()] == ours, "hashes differ"
 
-    print(f"{len(paths)} files, {total / (1 << 30):.2f} GiB, warm cache, {os.cpu_count()} cores, "
-          f"best of {args.rounds}")
+    print(
+        f"{len(paths)} files, {total / (1 << 30):.2f} GiB, warm cache, {os.cpu_count()} cores, "
+        f"best of {args.rounds}"
+    )
     seconds = {name: best_of(args.rounds, run) for name, run in tools.items()}
     reference = seconds.get("b3sum")
     for name, secs in seconds.items():

@@ -50,8 +50,9 @@ sys.stdin.read()
 """
 
 
-def race(a: Callable[[], object], b: Callable[[], object], repeat: int,
-         after: Callable[[], None]) -> tuple[float, float]:
+def race(
+    a: Callable[[], object], b: Callable[[], object], repeat: int, after: Callable[[], None]
+) -> tuple[float, float]:
     ta, tb = [], []
     for _ in range(repeat):
         for fn, times in ((a, ta), (b, tb)):
@@ -68,15 +69,28 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="where downloads are written")
     parser.add_argument("--only", default="hf,url,s3", help="sources to measure")
-    parser.add_argument("--rate-mb", type=float, default=0,
-                        help="cap the Hub and URL servers at this many MiB/s, like a real "
-                        "link (default: no cap, loopback speed)")
+    parser.add_argument(
+        "--rate-mb",
+        type=float,
+        default=0,
+        help="cap the Hub and URL servers at this many MiB/s, like a real "
+        "link (default: no cap, loopback speed)",
+    )
     args = parser.parse_args()
 
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(args.size_mb * MB), str(ROOT / "tests"),
-         str(args.rate_mb * MB)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            str(args.size_mb * MB),
+            str(ROOT / "tests"),
+            str(args.rate_mb * MB),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     work = Path(tempfile.mkdtemp(prefix="bench-fetch-", dir=args.dir))
     try:
         info = json.loads(server.stdout.readline())
@@ -105,27 +119,34 @@ def main() -> int:
         rel = "models/bench/model.safetensors"
         size = info["size"]
         cap = f"{args.rate_mb:g} MiB/s" if args.rate_mb else "none"
-        print(f"file: {size / MB:.0f} MiB; server rate cap: {cap}; cores: {os.cpu_count()}; "
-              f"load average: {os.getloadavg()[0]:.1f}")
+        print(
+            f"file: {size / MB:.0f} MiB; server rate cap: {cap}; cores: {os.cpu_count()}; "
+            f"load average: {os.getloadavg()[0]:.1f}"
+        )
 
         def ours(source, revision=None):
-            entry = ModelEntry("bench", source, rel, "image",
-                               ModelPin(pin.size, pin.blake3, pin.sha256, revision))
+            entry = ModelEntry(
+                "bench", source, rel, "image", ModelPin(pin.size, pin.blake3, pin.sha256, revision)
+            )
 
             def run():
                 report = fetch_models(ModelsLock({"bench": entry}), work / "ours")
                 assert report.ok and report.fetched, report.failed
+
             return run
 
         def bare_hf():
-            hf_hub_download("bench/repo", "model.safetensors", revision=info["commit"],
-                            local_dir=work / "bare")
+            hf_hub_download(
+                "bench/repo", "model.safetensors", revision=info["commit"], local_dir=work / "bare"
+            )
 
         def bare_url():
             path = work / "bare" / "model.safetensors"
             path.parent.mkdir(parents=True, exist_ok=True)
-            with requests.get(info["url"], stream=True, timeout=60) as resp, \
-                    open(path, "wb") as handle:
+            with (
+                requests.get(info["url"], stream=True, timeout=60) as resp,
+                open(path, "wb") as handle,
+            ):
                 resp.raise_for_status()
                 for chunk in resp.iter_content(chunk_size=MB):
                     handle.write(chunk)
@@ -133,27 +154,32 @@ def main() -> int:
         def bare_s3():
             path = work / "bare" / "model.safetensors"
             path.parent.mkdir(parents=True, exist_ok=True)
-            client = boto3.session.Session().client("s3", region_name="auto",
-                                                    endpoint_url=info["s3"]["AWS_ENDPOINT_URL"])
-            client.download_file("bench", "model.safetensors", str(path),
-                                 Config=transfer_config())
+            client = boto3.session.Session().client(
+                "s3", region_name="auto", endpoint_url=info["s3"]["AWS_ENDPOINT_URL"]
+            )
+            client.download_file("bench", "model.safetensors", str(path), Config=transfer_config())
 
         def clean():
             for name in ("ours", "bare", "cache"):
                 shutil.rmtree(work / name, ignore_errors=True)
 
         cases = {
-            "hf": (ours(HfSource("bench/repo", "model.safetensors"), info["commit"]), bare_hf,
-                   "hf_hub_download"),
+            "hf": (
+                ours(HfSource("bench/repo", "model.safetensors"), info["commit"]),
+                bare_hf,
+                "hf_hub_download",
+            ),
             "url": (ours(UrlSource(info["url"])), bare_url, "requests stream"),
             "s3": (ours(S3Source("bench", "model.safetensors")), bare_s3, "boto3 download_file"),
         }
         for name in args.only.split(","):
             mine, bare, label = cases[name]
             t_ours, t_bare = race(mine, bare, args.repeat, clean)
-            print(f"{name:4s} fetch {size / t_ours / MB:7.0f} MiB/s ({t_ours:.2f}s)   "
-                  f"{label} {size / t_bare / MB:7.0f} MiB/s ({t_bare:.2f}s)   "
-                  f"ratio fetch/bare time {t_ours / t_bare:.2f}x (target <= 1.10)")
+            print(
+                f"{name:4s} fetch {size / t_ours / MB:7.0f} MiB/s ({t_ours:.2f}s)   "
+                f"{label} {size / t_bare / MB:7.0f} MiB/s ({t_bare:.2f}s)   "
+                f"ratio fetch/bare time {t_ours / t_bare:.2f}x (target <= 1.10)"
+            )
     finally:
         server.stdin.close()
         server.wait(timeout=30)

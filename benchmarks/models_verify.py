@@ -49,13 +49,17 @@ def make_files(root: Path, count: int, size: int, prefix: str) -> ModelsLock:
                 hasher.update(piece)
                 left -= len(piece)
         name = f"{prefix}{i:03d}"
-        entries[name] = ModelEntry(name, UrlSource(f"https://example.invalid/{name}"), rel,
-                                   "image", ModelPin(size=size, blake3=hasher.hexdigest()))
+        entries[name] = ModelEntry(
+            name,
+            UrlSource(f"https://example.invalid/{name}"),
+            rel,
+            "image",
+            ModelPin(size=size, blake3=hasher.hexdigest()),
+        )
     return ModelsLock(entries)
 
 
-def best(fn: Callable[[], object], repeat: int, before: Callable[[], None] | None = None
-         ) -> float:
+def best(fn: Callable[[], object], repeat: int, before: Callable[[], None] | None = None) -> float:
     times = []
     for _ in range(repeat):
         if before is not None:
@@ -66,8 +70,12 @@ def best(fn: Callable[[], object], repeat: int, before: Callable[[], None] | Non
     return min(times)
 
 
-def race(a: Callable[[], object], b: Callable[[], object], repeat: int,
-         before: Callable[[], None] | None = None) -> tuple[float, float]:
+def race(
+    a: Callable[[], object],
+    b: Callable[[], object],
+    repeat: int,
+    before: Callable[[], None] | None = None,
+) -> tuple[float, float]:
     """Best times of a and b, run alternately so that a busy (shared) machine slows both
     alike instead of whichever happened to run during the busy spell."""
     ta, tb = [], []
@@ -107,8 +115,10 @@ def main() -> int:
         lock = make_files(work, args.files, size, "big")
         paths = [work / e.dest for e in lock.entries()]
         total = size * args.files
-        print(f"files: {args.files} x {size / MB:.0f} MiB in {work}; cores: {os.cpu_count()}; "
-              f"load average: {os.getloadavg()[0]:.1f}")
+        print(
+            f"files: {args.files} x {size / MB:.0f} MiB in {work}; cores: {os.cpu_count()}; "
+            f"load average: {os.getloadavg()[0]:.1f}"
+        )
 
         def ours():
             report = verify_models(lock, work, mode="full")
@@ -117,37 +127,51 @@ def main() -> int:
         subprocess.run(["cat", *map(str, paths)], stdout=subprocess.DEVNULL, check=True)
         b3sum = shutil.which("b3sum")
         if b3sum:
-            t_ours, t_b3 = race(ours, lambda: subprocess.run(
-                [b3sum, "--no-names", *map(str, paths)], stdout=subprocess.DEVNULL, check=True),
-                args.repeat)
+            t_ours, t_b3 = race(
+                ours,
+                lambda: subprocess.run(
+                    [b3sum, "--no-names", *map(str, paths)], stdout=subprocess.DEVNULL, check=True
+                ),
+                args.repeat,
+            )
             print(f"warm  verify --mode full: {total / t_ours / MB:8.0f} MiB/s ({t_ours:.3f}s)")
             print(f"warm  b3sum             : {total / t_b3 / MB:8.0f} MiB/s ({t_b3:.3f}s)")
             print(f"ratio verify/b3sum throughput (warm): {t_b3 / t_ours:.2f}x  (target >= 0.9)")
         else:
             t_ours = best(ours, args.repeat)
             print(f"warm  verify --mode full: {total / t_ours / MB:8.0f} MiB/s ({t_ours:.3f}s)")
-            print("b3sum not found: install it (`apt-get install b3sum`, or `cargo install "
-                  "b3sum`) to compare against it")
+            print(
+                "b3sum not found: install it (`apt-get install b3sum`, or `cargo install "
+                "b3sum`) to compare against it"
+            )
 
         how = drop_caches(paths)
-        t_cold, t_cat = race(ours, lambda: subprocess.run(
-            ["cat", *map(str, paths)], stdout=subprocess.DEVNULL, check=True),
-            args.repeat, before=lambda: drop_caches(paths))
+        t_cold, t_cat = race(
+            ours,
+            lambda: subprocess.run(
+                ["cat", *map(str, paths)], stdout=subprocess.DEVNULL, check=True
+            ),
+            args.repeat,
+            before=lambda: drop_caches(paths),
+        )
         print(f"cold  cat > /dev/null   : {total / t_cat / MB:8.0f} MiB/s ({t_cat:.3f}s)")
         print(f"cold  verify --mode full: {total / t_cold / MB:8.0f} MiB/s ({t_cold:.3f}s)")
-        print(f"ratio verify/cat throughput (cold, evicted by {how}): "
-              f"{t_cat / t_cold:.2f}x  (target >= 0.9)")
+        print(
+            f"ratio verify/cat throughput (cold, evicted by {how}): "
+            f"{t_cat / t_cold:.2f}x  (target >= 0.9)"
+        )
 
         small = make_files(work, 100, MB, "small")
         verify_models(small, work, mode="full")  # stamps them
         reports = []
-        t_fast = best(lambda: reports.append(verify_models(small, work, mode="fast")),
-                      args.repeat)
+        t_fast = best(lambda: reports.append(verify_models(small, work, mode="fast")), args.repeat)
         read = reports[-1].hashed_bytes
         assert reports[-1].ok and len(reports[-1].verified) == 100
         t_full_small = best(lambda: verify_models(small, work, mode="full"), args.repeat)
-        print(f"fast  100 unchanged files: {t_fast * 1000:.1f} ms, {read} bytes read "
-              f"(full: {t_full_small * 1000:.1f} ms; {t_full_small / t_fast:.0f}x slower)")
+        print(
+            f"fast  100 unchanged files: {t_fast * 1000:.1f} ms, {read} bytes read "
+            f"(full: {t_full_small * 1000:.1f} ms; {t_full_small / t_fast:.0f}x slower)"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -41,8 +41,11 @@ def best(rounds: int, work: Callable[[], object]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--recompile", action="store_true",
-                        help="also time a full uv pip compile of the same inputs")
+    parser.add_argument(
+        "--recompile",
+        action="store_true",
+        help="also time a full uv pip compile of the same inputs",
+    )
     args = parser.parse_args()
     lock = ROOT / "requirements.lock"
 
@@ -53,15 +56,32 @@ def main() -> int:
     if args.recompile:
         previous = lock.read_text(encoding="utf-8")
         inputs = load_inputs(ROOT / "requirements.in", ROOT / "nodes.lock.yaml", None)
-        rows.append(("uv pip compile, same inputs",
-                     best(max(1, args.rounds // 2), lambda: uv_compile(inputs, previous))))
-    rows.append(("python verify: inspect this interpreter",
-                 best(args.rounds, lambda: inspect_environment(sys.executable))))
+        rows.append(
+            (
+                "uv pip compile, same inputs",
+                best(max(1, args.rounds // 2), lambda: uv_compile(inputs, previous)),
+            )
+        )
+    rows.append(
+        (
+            "python verify: inspect this interpreter",
+            best(args.rounds, lambda: inspect_environment(sys.executable)),
+        )
+    )
     uv = find_uv()
-    rows.append(("uv pip list --format json (reference)",
-                 best(args.rounds, lambda: subprocess.run(
-                     [uv, "pip", "list", "--python", sys.executable, "--format", "json"],
-                     capture_output=True, check=True))))
+    rows.append(
+        (
+            "uv pip list --format json (reference)",
+            best(
+                args.rounds,
+                lambda: subprocess.run(
+                    [uv, "pip", "list", "--python", sys.executable, "--format", "json"],
+                    capture_output=True,
+                    check=True,
+                ),
+            ),
+        )
+    )
     width = max(len(name) for name, _ in rows)
     for name, ms in rows:
         print(f"{name:<{width}}  {ms:8.1f} ms")

@@ -55,11 +55,19 @@ def slow(url: str, latency: float) -> str:
 
 def write_lock(path: Path, urls: list[str]) -> None:
     """ComfyUI from the first remote, one custom node from each of the others."""
-    comfy = NodeEntry("comfyui", "comfyui", GitSource(urls[0], "main"),
-                      requirements_file="requirements.txt")
-    nodes = {f"Node{i:02d}": NodeEntry(f"Node{i:02d}", "custom_node", GitSource(u, "main"),
-                                       requirements_file="requirements.txt")
-             for i, u in enumerate(urls) if i}
+    comfy = NodeEntry(
+        "comfyui", "comfyui", GitSource(urls[0], "main"), requirements_file="requirements.txt"
+    )
+    nodes = {
+        f"Node{i:02d}": NodeEntry(
+            f"Node{i:02d}",
+            "custom_node",
+            GitSource(u, "main"),
+            requirements_file="requirements.txt",
+        )
+        for i, u in enumerate(urls)
+        if i
+    }
     write_nodes_lock(NodesLock(comfy, nodes, {}), path)
 
 
@@ -91,15 +99,18 @@ def main() -> int:
         world.set_config("protocol.ext.allow", "always")
         urls = build(world, args.remotes)
         print(f"{args.remotes} remotes, {os.cpu_count()} CPUs, best of {args.rounds}")
-        for label, remote_urls in (("file://", urls),
-                                   (f"{args.latency:.2f} s per connection",
-                                    [slow(u, args.latency) for u in urls])):
+        for label, remote_urls in (
+            ("file://", urls),
+            (f"{args.latency:.2f} s per connection", [slow(u, args.latency) for u in urls]),
+        ):
             write_lock(tmp_path / "base.lock.yaml", remote_urls)
             text = (tmp_path / "base.lock.yaml").read_text()
             serial = timed(text, tmp_path, 1, args.rounds)
             parallel = timed(text, tmp_path, args.remotes, args.rounds)
-            print(f"{label:>24}: one after another {serial:6.2f} s, in parallel "
-                  f"{parallel:6.2f} s, ratio {serial / parallel:4.1f}x")
+            print(
+                f"{label:>24}: one after another {serial:6.2f} s, in parallel "
+                f"{parallel:6.2f} s, ratio {serial / parallel:4.1f}x"
+            )
     return 0
 
 

@@ -25,7 +25,7 @@ def test_stream_hasher_gives_both_hashes_in_one_pass():
     data = os.urandom(300_000)
     hasher = StreamHasher()
     for start in range(0, len(data), 65_536):
-        hasher.update(data[start:start + 65_536])
+        hasher.update(data[start : start + 65_536])
     digests = hasher.finish()
     assert digests.size == len(data)
     assert digests.sha256 == hashlib.sha256(data).hexdigest()
@@ -35,7 +35,10 @@ def test_stream_hasher_gives_both_hashes_in_one_pass():
 def test_stream_hasher_of_nothing_is_the_empty_hashes():
     digests = StreamHasher().finish()
     assert (digests.size, digests.sha256, digests.blake3) == (
-        0, hashlib.sha256(b"").hexdigest(), blake3.blake3(b"").hexdigest())
+        0,
+        hashlib.sha256(b"").hexdigest(),
+        blake3.blake3(b"").hexdigest(),
+    )
 
 
 def _make_tree(root):
@@ -54,11 +57,19 @@ def _make_tree(root):
 def test_tree_listing_is_canonical(tmp_path):
     _make_tree(tmp_path)
     lines = tree_listing(tmp_path).decode().splitlines()
-    assert [line.split(" ", 2)[2] for line in lines] == ["link", "pkg/a.py", "pkg/sub/b.txt",
-                                                         "run.sh"]
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "link",
+        "pkg/a.py",
+        "pkg/sub/b.txt",
+        "run.sh",
+    ]
     modes = {line.split(" ", 2)[2]: line.split(" ")[0] for line in lines}
-    assert modes == {"link": "120000", "pkg/a.py": "100644", "pkg/sub/b.txt": "100644",
-                     "run.sh": "100755"}
+    assert modes == {
+        "link": "120000",
+        "pkg/a.py": "100644",
+        "pkg/sub/b.txt": "100644",
+        "run.sh": "100755",
+    }
     assert f"120000 {blake3.blake3(b'pkg/a.py').hexdigest()} link" in lines
 
 

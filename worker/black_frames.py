@@ -20,7 +20,8 @@ BLACK_OUTPUT_MESSAGE = (
     "every frame of output {name!r} is black. This is the known SageAttention + Wan 2.2 FP8 "
     "issue on RTX 5090 (SageAttention issue #221). Set SAGE_ATTENTION=off on the endpoint (or "
     "use fp16/bf16 weights, or KJNodes' PathchSageAttentionKJ with "
-    "sageattn_qk_int8_pv_fp16_cuda) and run the job again.")
+    "sageattn_qk_int8_pv_fp16_cuda) and run the job again."
+)
 
 
 def frame_is_black(frame: Image.Image, threshold: int) -> bool:
@@ -62,8 +63,7 @@ def output_is_black(data: bytes, filename: str, threshold: int) -> bool | None:
     try:
         return all_black(_pyav_frames(data), threshold)
     except ImportError:
-        log.warning("black-frame guard: PyAV (`av`) is not installed, %s was not checked",
-                    filename)
+        log.warning("black-frame guard: PyAV (`av`) is not installed, %s was not checked", filename)
     except Exception as exc:
         log.warning("black-frame guard: could not decode %s (%s)", filename, exc)
     return None

@@ -53,8 +53,12 @@ def _preload() -> None:
         import runpod.serverless.modules.rp_fastapi  # noqa: F401
 
         # what uvicorn would import lazily when it starts serving
-        for name in ("uvicorn.loops.auto", "uvicorn.protocols.http.auto",
-                     "uvicorn.protocols.websockets.auto", "uvicorn.lifespan.on"):
+        for name in (
+            "uvicorn.loops.auto",
+            "uvicorn.protocols.http.auto",
+            "uvicorn.protocols.websockets.auto",
+            "uvicorn.lifespan.on",
+        ):
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
 
@@ -71,12 +75,21 @@ def main() -> int:
         log.error("configuration: %s", exc)
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
-    log.info("mode %s, ComfyUI in %s on %s:%d, models %s, SageAttention %s", config.mode,
-             config.comfyui_dir, config.listen, config.comfyui_port, config.model_verify,
-             "on" if config.sage_attention else "off")
+    log.info(
+        "mode %s, ComfyUI in %s on %s:%d, models %s, SageAttention %s",
+        config.mode,
+        config.comfyui_dir,
+        config.listen,
+        config.comfyui_port,
+        config.model_verify,
+        "on" if config.sage_attention else "off",
+    )
     if not (config.comfyui_dir / "main.py").is_file():
-        log.error("no ComfyUI at %s (COMFYUI_DIR): %s/main.py does not exist",
-                  config.comfyui_dir, config.comfyui_dir)
+        log.error(
+            "no ComfyUI at %s (COMFYUI_DIR): %s/main.py does not exist",
+            config.comfyui_dir,
+            config.comfyui_dir,
+        )
         return 1
 
     checked: list[ModelCheck] = []
@@ -101,8 +114,7 @@ def main() -> int:
         comfy.start()
         if config.mode == "serverless":
             preload.start()
-        sage_problem = finish_sage_check(sage_check, config.comfyui_python,
-                                         config.start_timeout)
+        sage_problem = finish_sage_check(sage_check, config.comfyui_python, config.start_timeout)
         if sage_problem:
             log.error("%s", sage_problem)
             return 1
@@ -115,8 +127,12 @@ def main() -> int:
         check = checked[0]
         if config.mode != "pod" and not _models_ok(check):
             return 1
-        log.info("ready in %.2f s (ComfyUI answered after %.2f s, model verification %.2f s)",
-                 time.monotonic() - started, comfy_seconds, check.seconds)
+        log.info(
+            "ready in %.2f s (ComfyUI answered after %.2f s, model verification %.2f s)",
+            time.monotonic() - started,
+            comfy_seconds,
+            check.seconds,
+        )
         if config.mode == "pod":
             return _supervise(comfy)
         preload.join()
@@ -136,8 +152,12 @@ def _models_ok(check: ModelCheck) -> bool:
         for line in check.errors:
             log.error("  %s", line)
         return False
-    log.info("models: %d verified (%.1f MiB hashed in %.2f s)", check.verified,
-             check.hashed_bytes / 2**20, check.seconds)
+    log.info(
+        "models: %d verified (%.1f MiB hashed in %.2f s)",
+        check.verified,
+        check.hashed_bytes / 2**20,
+        check.seconds,
+    )
     return True
 
 
@@ -146,13 +166,18 @@ def _serve(config: Config, comfy: ComfyProcess) -> int:
     from worker.comfy_client import ComfyClient, ComfyError
     from worker.outputs import BucketUploader
 
-    client = ComfyClient(config.comfyui_url, alive=comfy.alive,
-                         reconnect_timeout=config.ws_reconnect_timeout)
+    client = ComfyClient(
+        config.comfyui_url, alive=comfy.alive, reconnect_timeout=config.ws_reconnect_timeout
+    )
     try:
         client.ensure_connected()
     except ComfyError as exc:
-        log.error("ComfyUI answers HTTP but its websocket did not open within %.0f s "
-                  "(WEBSOCKET_RECONNECT_TIMEOUT): %s", config.ws_reconnect_timeout, exc)
+        log.error(
+            "ComfyUI answers HTTP but its websocket did not open within %.0f s "
+            "(WEBSOCKET_RECONNECT_TIMEOUT): %s",
+            config.ws_reconnect_timeout,
+            exc,
+        )
         return 1
     uploader = BucketUploader(config.bucket) if config.bucket else None
     rp_handler.install(rp_handler.Runtime(config, comfy, client, uploader))
@@ -162,13 +187,15 @@ def _serve(config: Config, comfy: ComfyProcess) -> int:
 
 def _supervise(comfy: ComfyProcess) -> int:
     """Pod mode: keep ComfyUI up for interactive use until the worker is told to stop."""
-    log.info("pod mode: ComfyUI is served on %s:%d", comfy.config.listen,
-             comfy.config.comfyui_port)
+    log.info("pod mode: ComfyUI is served on %s:%d", comfy.config.listen, comfy.config.comfyui_port)
     while True:
         assert comfy.proc is not None
         code = comfy.proc.wait()
-        log.warning("ComfyUI exited with code %s; restarting it. Its last log lines:\n%s",
-                    code, comfy.tail())
+        log.warning(
+            "ComfyUI exited with code %s; restarting it. Its last log lines:\n%s",
+            code,
+            comfy.tail(),
+        )
         time.sleep(min(30, 2 ** min(comfy.restarts, 5)))
         try:
             comfy.restart()

@@ -77,8 +77,10 @@ def format_validation_error(body: Any, titles: dict[str, str] | None = None) -> 
             input_name = (item.get("extra_info") or {}).get("input_name")
             where = f", input {input_name!r}" if input_name else ""
             detail = f": {item['details']}" if item.get("details") else ""
-            lines.append(f"node {node_id}{title} ({node.get('class_type')}){where}: "
-                         f"{item.get('message')}{detail}")
+            lines.append(
+                f"node {node_id}{title} ({node.get('class_type')}){where}: "
+                f"{item.get('message')}{detail}"
+            )
     if not lines:
         detail = f" ({error['details']})" if error.get("details") else ""
         lines.append(f"{error.get('message')}{detail}")
@@ -90,14 +92,22 @@ def format_execution_error(data: dict[str, Any], titles: dict[str, str] | None =
     title = (titles or {}).get(node_id)
     named = f' "{title}"' if title else ""
     message = str(data.get("exception_message", "")).strip()
-    return (f"ComfyUI failed while running node {node_id}{named} ({data.get('node_type')}): "
-            f"{data.get('exception_type')}: {message}")
+    return (
+        f"ComfyUI failed while running node {node_id}{named} ({data.get('node_type')}): "
+        f"{data.get('exception_type')}: {message}"
+    )
 
 
 class ComfyClient:
-    def __init__(self, base_url: str, *, alive: Callable[[], bool] = lambda: True,
-                 reconnect_timeout: float = 30.0, history_poll: float = 5.0,
-                 request_timeout: float = 60.0):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        alive: Callable[[], bool] = lambda: True,
+        reconnect_timeout: float = 30.0,
+        history_poll: float = 5.0,
+        request_timeout: float = 60.0,
+    ):
         self.base_url = base_url.rstrip("/")
         self.ws_url = "ws" + self.base_url[4:] + "/ws"
         self.client_id = uuid.uuid4().hex
@@ -123,17 +133,26 @@ class ComfyClient:
     def upload_image(self, name: str, data: bytes, subfolder: str = "") -> str:
         """Upload to input/<subfolder>; returns the name to give LoadImage (ComfyUI may
         store it under another name)."""
-        resp = self._request("POST", "/upload/image", files={"image": (name, data)},
-                             data={"type": "input", "overwrite": "true",
-                                   "subfolder": subfolder})
+        resp = self._request(
+            "POST",
+            "/upload/image",
+            files={"image": (name, data)},
+            data={"type": "input", "overwrite": "true", "subfolder": subfolder},
+        )
         if resp.status_code != 200:
-            raise ComfyError(f"ComfyUI refused the upload of {name!r}: HTTP {resp.status_code} "
-                             f"{resp.text[:200]}")
+            raise ComfyError(
+                f"ComfyUI refused the upload of {name!r}: HTTP {resp.status_code} {resp.text[:200]}"
+            )
         body = resp.json()
         return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
 
-    def queue_prompt(self, prompt: dict[str, Any], *, extra_data: dict[str, Any] | None = None,
-                     titles: dict[str, str] | None = None) -> str:
+    def queue_prompt(
+        self,
+        prompt: dict[str, Any],
+        *,
+        extra_data: dict[str, Any] | None = None,
+        titles: dict[str, str] | None = None,
+    ) -> str:
         payload: dict[str, Any] = {"prompt": prompt, "client_id": self.client_id}
         if extra_data:
             payload["extra_data"] = extra_data
@@ -145,12 +164,16 @@ class ComfyClient:
                 body = resp.text
             raise ComfyError(format_validation_error(body, titles))
         if resp.status_code != 200:
-            raise ComfyError(f"ComfyUI could not queue the workflow: HTTP {resp.status_code} "
-                             f"{resp.text[:300].strip()}")
+            raise ComfyError(
+                f"ComfyUI could not queue the workflow: HTTP {resp.status_code} "
+                f"{resp.text[:300].strip()}"
+            )
         body = resp.json()
         if body.get("node_errors"):
-            log.warning("ComfyUI queued the prompt but reported node errors: %s",
-                        json.dumps(body["node_errors"])[:2000])
+            log.warning(
+                "ComfyUI queued the prompt but reported node errors: %s",
+                json.dumps(body["node_errors"])[:2000],
+            )
         return str(body["prompt_id"])
 
     def history(self, prompt_id: str, timeout: float | None = None) -> dict[str, Any] | None:
@@ -161,15 +184,20 @@ class ComfyClient:
         try:
             return resp.json().get(prompt_id)
         except (ValueError, AttributeError) as exc:
-            raise ComfyError(f"ComfyUI answered GET {path} with something other than a "
-                             f"history: {resp.text[:200]!r}") from exc
+            raise ComfyError(
+                f"ComfyUI answered GET {path} with something other than a "
+                f"history: {resp.text[:200]!r}"
+            ) from exc
 
     def view(self, filename: str, subfolder: str, type_: str) -> bytes:
-        resp = self._request("GET", "/view", params={"filename": filename,
-                                                     "subfolder": subfolder, "type": type_})
+        resp = self._request(
+            "GET", "/view", params={"filename": filename, "subfolder": subfolder, "type": type_}
+        )
         if resp.status_code != 200:
-            raise ComfyError(f"ComfyUI could not return the output {subfolder}/{filename} "
-                             f"({type_}): HTTP {resp.status_code}")
+            raise ComfyError(
+                f"ComfyUI could not return the output {subfolder}/{filename} "
+                f"({type_}): HTTP {resp.status_code}"
+            )
         return resp.content
 
     def interrupt(self, prompt_id: str) -> None:
@@ -192,7 +220,9 @@ class ComfyClient:
                 ws = websocket.create_connection(
                     f"{self.ws_url}?clientId={client_id}",
                     timeout=max(0.1, min(10.0, deadline - time.monotonic())),
-                    enable_multithread=False, skip_utf8_validation=True)
+                    enable_multithread=False,
+                    skip_utf8_validation=True,
+                )
                 self.client_id = client_id
                 return ws
             except (OSError, websocket.WebSocketException) as exc:
@@ -219,11 +249,16 @@ class ComfyClient:
         self._drop_socket()
         self.session.close()
 
-    def run(self, prompt: dict[str, Any], *, timeout: float,
-            on_progress: ProgressCallback | None = None,
-            extra_data: dict[str, Any] | None = None,
-            titles: dict[str, str] | None = None, interrupt_grace: float = 15.0
-            ) -> PromptResult:
+    def run(
+        self,
+        prompt: dict[str, Any],
+        *,
+        timeout: float,
+        on_progress: ProgressCallback | None = None,
+        extra_data: dict[str, Any] | None = None,
+        titles: dict[str, str] | None = None,
+        interrupt_grace: float = 15.0,
+    ) -> PromptResult:
         """Queue `prompt`, follow it to the end and return its outputs from /history."""
         deadline = time.monotonic() + timeout
         try:
@@ -247,21 +282,27 @@ class ComfyClient:
             raise ComfyStuck(f"{exc}; the prompt could not be stopped") from exc
         if entry is None:
             stopped = self._stop_prompt(prompt_id, queued_as, interrupt_grace)
-            raise JobTimeout(f"the job did not finish within {timeout:g} s (JOB_TIMEOUT); the "
-                             f"prompt was interrupted", stopped)
+            raise JobTimeout(
+                f"the job did not finish within {timeout:g} s (JOB_TIMEOUT); the "
+                f"prompt was interrupted",
+                stopped,
+            )
         status = entry.get("status") or {}
         for kind, data in status.get("messages", []):
             if kind == "execution_error":
                 raise ComfyExecutionError(format_execution_error(data, titles))
             if kind == "execution_interrupted":
-                raise ComfyInterrupted(f"the prompt was interrupted at node {data.get('node_id')}"
-                                       f" ({data.get('node_type')})")
+                raise ComfyInterrupted(
+                    f"the prompt was interrupted at node {data.get('node_id')}"
+                    f" ({data.get('node_type')})"
+                )
         if status.get("status_str") not in (None, "success"):
             raise ComfyExecutionError(f"ComfyUI reported status {status.get('status_str')!r}")
         return PromptResult(prompt_id, entry.get("outputs") or {})
 
-    def _follow(self, prompt_id: str, queued_as: str, deadline: float,
-                on_progress: ProgressCallback | None) -> dict[str, Any] | None:
+    def _follow(
+        self, prompt_id: str, queued_as: str, deadline: float, on_progress: ProgressCallback | None
+    ) -> dict[str, Any] | None:
         """The prompt's history entry once it is done, or None at the deadline.
 
         `queued_as` is the clientId the prompt was queued with: only a socket of that id
@@ -285,8 +326,9 @@ class ComfyClient:
                 except ComfyGone:
                     raise
                 except ComfyError as exc:  # keep following through /history
-                    log.warning("ComfyUI's websocket cannot be reopened (%s); polling /history",
-                                exc)
+                    log.warning(
+                        "ComfyUI's websocket cannot be reopened (%s); polling /history", exc
+                    )
                     continue
                 check = True  # the final message may have been sent while it was closed
                 continue
@@ -319,14 +361,16 @@ class ComfyClient:
             if data.get("prompt_id") != prompt_id:
                 continue
             if kind == "progress" and on_progress is not None:
-                on_progress(str(data.get("node")), int(data.get("value", 0)),
-                            int(data.get("max", 0)))
+                on_progress(
+                    str(data.get("node")), int(data.get("value", 0)), int(data.get("max", 0))
+                )
             elif kind == "executing" and data.get("node") is None:
                 # ComfyUI writes the history entry before this message.
                 entry = self.history(prompt_id, self._call_timeout(deadline))
                 if entry is None:
-                    raise ComfyError(f"ComfyUI finished prompt {prompt_id} but has no "
-                                     "history for it")
+                    raise ComfyError(
+                        f"ComfyUI finished prompt {prompt_id} but has no history for it"
+                    )
                 return entry
 
     def _call_timeout(self, deadline: float) -> float:
@@ -349,8 +393,10 @@ class ComfyClient:
             items = [*body["queue_running"], *body["queue_pending"]]
             return any(item[1] == prompt_id for item in items)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise ComfyError(f"ComfyUI answered GET /queue with something other than a "
-                             f"queue: {resp.text[:200]!r}") from exc
+            raise ComfyError(
+                f"ComfyUI answered GET /queue with something other than a "
+                f"queue: {resp.text[:200]!r}"
+            ) from exc
 
     def _stop_prompt(self, prompt_id: str, queued_as: str, grace: float) -> bool:
         """Interrupt the prompt; True once ComfyUI has let go of it within `grace` s."""

@@ -25,9 +25,18 @@ class ComfyStartError(RuntimeError):
 
 def comfy_command(config: Config, *, sage: bool) -> list[str]:
     """The exact ComfyUI command line the worker runs."""
-    cmd = [config.comfyui_python, str(config.comfyui_dir / "main.py"),
-           "--listen", config.listen, "--port", str(config.comfyui_port),
-           "--fast", "fp16_accumulation", "--preview-method", "none"]
+    cmd = [
+        config.comfyui_python,
+        str(config.comfyui_dir / "main.py"),
+        "--listen",
+        config.listen,
+        "--port",
+        str(config.comfyui_port),
+        "--fast",
+        "fp16_accumulation",
+        "--preview-method",
+        "none",
+    ]
     if sage:
         cmd.append("--use-sage-attention")
     cmd += ["--extra-model-paths-config", str(config.extra_model_paths)]
@@ -43,12 +52,17 @@ def start_sage_check(config: Config) -> subprocess.Popen[str] | None:
     """Start `import sageattention` in ComfyUI's interpreter; None when sage is off."""
     if not config.sage_attention:
         return None
-    return subprocess.Popen(sage_check_command(config.comfyui_python), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        sage_check_command(config.comfyui_python),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
-def finish_sage_check(proc: subprocess.Popen[str] | None, python: str,
-                      timeout: float) -> str | None:
+def finish_sage_check(
+    proc: subprocess.Popen[str] | None, python: str, timeout: float
+) -> str | None:
     """None when sageattention imports (or the check was not started); else the reason."""
     if proc is None:
         return None
@@ -61,9 +75,11 @@ def finish_sage_check(proc: subprocess.Popen[str] | None, python: str,
     if proc.returncode == 0:
         return None
     last = [line for line in out.strip().splitlines() if line.strip()][-1:] or ["no output"]
-    return (f"SAGE_ATTENTION is on, but `import sageattention` fails in ComfyUI's interpreter "
-            f"({python}): {last[0]}. Install the SageAttention wheel built for this GPU into "
-            f"that environment, or set SAGE_ATTENTION=off to run without it.")
+    return (
+        f"SAGE_ATTENTION is on, but `import sageattention` fails in ComfyUI's interpreter "
+        f"({python}): {last[0]}. Install the SageAttention wheel built for this GPU into "
+        f"that environment, or set SAGE_ATTENTION=off to run without it."
+    )
 
 
 def _die_with_parent() -> None:
@@ -94,11 +110,17 @@ class ComfyProcess:
         log.info("starting ComfyUI: %s", " ".join(self.command))
         main = threading.current_thread() is threading.main_thread()
         on_main_thread = _die_with_parent if main else None
-        self.proc = subprocess.Popen(self.command, cwd=self.config.comfyui_dir,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=on_main_thread)
-        self._pump = threading.Thread(target=self._pass_log, args=(self.proc,),
-                                      name="comfyui-log", daemon=True)
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=self.config.comfyui_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=on_main_thread,
+        )
+        self._pump = threading.Thread(
+            target=self._pass_log, args=(self.proc,), name="comfyui-log", daemon=True
+        )
         self._pump.start()
 
     def _pass_log(self, proc: subprocess.Popen[bytes]) -> None:
@@ -137,10 +159,14 @@ class ComfyProcess:
                 code = self.returncode
                 hint = ""
                 if code == SAGE_MISSING_EXIT and self.sage:
-                    hint = (" (ComfyUI exits with 255 when --use-sage-attention is given and "
-                            "sageattention does not import; SAGE_ATTENTION=off runs without it)")
-                raise ComfyStartError(f"ComfyUI exited with code {code} before it was ready"
-                                      f"{hint}. Its last log lines:\n{self.tail()}")
+                    hint = (
+                        " (ComfyUI exits with 255 when --use-sage-attention is given and "
+                        "sageattention does not import; SAGE_ATTENTION=off runs without it)"
+                    )
+                raise ComfyStartError(
+                    f"ComfyUI exited with code {code} before it was ready"
+                    f"{hint}. Its last log lines:\n{self.tail()}"
+                )
             try:
                 if session.get(url, timeout=2).status_code == 200:
                     return time.monotonic() - started
@@ -148,9 +174,11 @@ class ComfyProcess:
                 pass
             if time.monotonic() - started > timeout:
                 self.stop()
-                raise ComfyStartError(f"ComfyUI did not answer {url} within {timeout:.0f} s "
-                                      f"(COMFYUI_START_TIMEOUT). Its last log lines:\n"
-                                      f"{self.tail()}")
+                raise ComfyStartError(
+                    f"ComfyUI did not answer {url} within {timeout:.0f} s "
+                    f"(COMFYUI_START_TIMEOUT). Its last log lines:\n"
+                    f"{self.tail()}"
+                )
             time.sleep(0.05)
 
     def stop(self) -> int | None:
@@ -164,8 +192,9 @@ class ComfyProcess:
             try:
                 proc.wait(self.config.stop_timeout)
             except subprocess.TimeoutExpired:
-                log.warning("ComfyUI ignored SIGTERM for %.0f s; killing it",
-                            self.config.stop_timeout)
+                log.warning(
+                    "ComfyUI ignored SIGTERM for %.0f s; killing it", self.config.stop_timeout
+                )
                 proc.kill()
                 proc.wait()
         if self._pump is not None:

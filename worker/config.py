@@ -109,8 +109,9 @@ class Config:
             comfyui_python=env.get("COMFYUI_PYTHON", "").strip() or sys.executable,
             comfyui_port=port,
             comfyui_extra_args=tuple(env.get("COMFYUI_EXTRA_ARGS", "").split()),
-            extra_model_paths=Path(env.get("EXTRA_MODEL_PATHS",
-                                           str(WORKER_DIR / "extra_model_paths.yaml"))),
+            extra_model_paths=Path(
+                env.get("EXTRA_MODEL_PATHS", str(WORKER_DIR / "extra_model_paths.yaml"))
+            ),
             mode=_choice(env, "WORKER_MODE", "serverless", ("serverless", "pod")),
             sage_attention=_flag(env, "SAGE_ATTENTION", True),
             model_verify=_choice(env, "MODEL_VERIFY", "full", ("full", "fast", "off")),
@@ -148,8 +149,10 @@ def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
         is_ip = host.replace(".", "").isdigit() or ":" in host
         name = host.split(".")[0] if host.count(".") >= 2 and not is_ip else ""
     if not name:
-        raise ConfigError("BUCKET_ENDPOINT_URL is set but BUCKET_NAME is not, and the endpoint "
-                          "does not start with the bucket name: set BUCKET_NAME")
+        raise ConfigError(
+            "BUCKET_ENDPOINT_URL is set but BUCKET_NAME is not, and the endpoint "
+            "does not start with the bucket name: set BUCKET_NAME"
+        )
     return BucketConfig(
         endpoint_url=endpoint,
         bucket=name,

@@ -44,13 +44,14 @@ def check_destination(url: str, allow_private: bool) -> None:
     try:
         infos = socket.getaddrinfo(parsed.hostname, port or 443, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise JobInputError(f"image URL {url!r}: cannot resolve {parsed.hostname}: {exc}") \
-            from None
+        raise JobInputError(f"image URL {url!r}: cannot resolve {parsed.hostname}: {exc}") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
-            raise JobInputError(f"image URL {url!r}: {parsed.hostname} resolves to the "
-                                f"non-public address {address}, which is refused")
+            raise JobInputError(
+                f"image URL {url!r}: {parsed.hostname} resolves to the "
+                f"non-public address {address}, which is refused"
+            )
 
 
 def _session(allow_private: bool, sockets: list[socket.socket]) -> requests.Session:
@@ -105,8 +106,9 @@ def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_private: bool
     timer = threading.Timer(timeout, _shut, (sockets, expired))
     timer.daemon = True
     timer.start()
-    too_slow = JobInputError(f"image URL {url!r} took longer than {timeout:g} s "
-                             "(IMAGE_URL_TIMEOUT)")
+    too_slow = JobInputError(
+        f"image URL {url!r} took longer than {timeout:g} s (IMAGE_URL_TIMEOUT)"
+    )
     try:
         with _session(allow_private, sockets) as session:
             data = _fetch(session, url, max_bytes, timeout, allow_private)
@@ -140,21 +142,22 @@ def _find_refusal(exc: BaseException) -> _RefusedPeer | None:
         seen.add(id(item))
         if isinstance(item, _RefusedPeer):
             return item
-        pending += [*item.args, getattr(item, "reason", None), item.__cause__,
-                    item.__context__]
+        pending += [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
     return None
 
 
-def _fetch(session: requests.Session, url: str, max_bytes: int, timeout: float,
-           allow_private: bool) -> bytes:
+def _fetch(
+    session: requests.Session, url: str, max_bytes: int, timeout: float, allow_private: bool
+) -> bytes:
     deadline = time.monotonic() + timeout
     for _ in range(MAX_REDIRECTS + 1):
         check_destination(url, allow_private)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        resp = session.get(url, stream=True, allow_redirects=False,
-                           timeout=(min(remaining, 10), remaining))
+        resp = session.get(
+            url, stream=True, allow_redirects=False, timeout=(min(remaining, 10), remaining)
+        )
         with resp:
             if resp.is_redirect:
                 url = urljoin(url, resp.headers["Location"])
@@ -163,14 +166,17 @@ def _fetch(session: requests.Session, url: str, max_bytes: int, timeout: float,
                 raise JobInputError(f"image URL {url!r} answered HTTP {resp.status_code}")
             declared = resp.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise JobInputError(f"image URL {url!r} is {int(declared)} bytes, over the "
-                                    f"limit of {max_bytes} (IMAGE_URL_MAX_BYTES)")
+                raise JobInputError(
+                    f"image URL {url!r} is {int(declared)} bytes, over the "
+                    f"limit of {max_bytes} (IMAGE_URL_MAX_BYTES)"
+                )
             chunks, size = [], 0
             for chunk in resp.iter_content(64 * 1024):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise JobInputError(f"image URL {url!r} sent more than {max_bytes} "
-                                        "bytes (IMAGE_URL_MAX_BYTES)")
+                    raise JobInputError(
+                        f"image URL {url!r} sent more than {max_bytes} bytes (IMAGE_URL_MAX_BYTES)"
+                    )
                 chunks.append(chunk)
             if not size:
                 raise JobInputError(f"image URL {url!r} returned no data")

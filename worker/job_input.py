@@ -44,34 +44,47 @@ class JobSpec:
 
 
 def node_titles(prompt: dict[str, Any]) -> dict[str, str]:
-    return {nid: str(node["_meta"]["title"]) for nid, node in prompt.items()
-            if isinstance(node, dict) and isinstance(node.get("_meta"), dict)
-            and node["_meta"].get("title")}
+    return {
+        nid: str(node["_meta"]["title"])
+        for nid, node in prompt.items()
+        if isinstance(node, dict)
+        and isinstance(node.get("_meta"), dict)
+        and node["_meta"].get("title")
+    }
 
 
 def parse_job_input(raw: Any, *, workflows_dir: Path, allow_raw: bool) -> JobSpec:
     if not isinstance(raw, dict):
-        raise JobInputError(f"input must be an object with a `workflow`, found "
-                            f"{type(raw).__name__}")
+        raise JobInputError(
+            f"input must be an object with a `workflow`, found {type(raw).__name__}"
+        )
     unknown = sorted(set(raw) - set(KNOWN_KEYS))
     if unknown:
-        raise JobInputError(f"unknown input field(s) {', '.join(map(repr, unknown))}; known "
-                            f"fields: {', '.join(KNOWN_KEYS)}")
+        raise JobInputError(
+            f"unknown input field(s) {', '.join(map(repr, unknown))}; known "
+            f"fields: {', '.join(KNOWN_KEYS)}"
+        )
     if "workflow" not in raw:
-        raise JobInputError("input.workflow is missing: give an API-format workflow or the name "
-                            f"of one of: {', '.join(available_workflows(workflows_dir)) or '-'}")
+        raise JobInputError(
+            "input.workflow is missing: give an API-format workflow or the name "
+            f"of one of: {', '.join(available_workflows(workflows_dir)) or '-'}"
+        )
     workflow = raw["workflow"]
     if isinstance(workflow, str):
         prompt = load_named_workflow(workflow, workflows_dir)
     elif isinstance(workflow, dict):
         if not allow_raw:
-            raise JobInputError("this endpoint accepts only named workflows "
-                                "(ALLOW_RAW_WORKFLOWS=0): set input.workflow to one of: "
-                                f"{', '.join(available_workflows(workflows_dir)) or '-'}")
+            raise JobInputError(
+                "this endpoint accepts only named workflows "
+                "(ALLOW_RAW_WORKFLOWS=0): set input.workflow to one of: "
+                f"{', '.join(available_workflows(workflows_dir)) or '-'}"
+            )
         prompt = copy.deepcopy(workflow)
     else:
-        raise JobInputError(f"input.workflow must be an object (API format) or a workflow name, "
-                            f"found {type(workflow).__name__}")
+        raise JobInputError(
+            f"input.workflow must be an object (API format) or a workflow name, "
+            f"found {type(workflow).__name__}"
+        )
     check_graph(prompt)
     if "overrides" in raw:
         prompt = apply_overrides(prompt, raw["overrides"])
@@ -88,14 +101,16 @@ def parse_job_input(raw: Any, *, workflows_dir: Path, allow_raw: bool) -> JobSpe
 def available_workflows(workflows_dir: Path) -> list[str]:
     if not workflows_dir.is_dir():
         return []
-    return sorted(p.name.removesuffix(".json").removesuffix("_api")
-                  for p in workflows_dir.glob("*.json"))
+    return sorted(
+        p.name.removesuffix(".json").removesuffix("_api") for p in workflows_dir.glob("*.json")
+    )
 
 
 def load_named_workflow(name: str, workflows_dir: Path) -> dict[str, Any]:
     if not WORKFLOW_NAME.fullmatch(name) or ".." in name:
-        raise JobInputError(f"input.workflow {name!r} is not a valid workflow name (letters, "
-                            "digits, '_', '-', '.')")
+        raise JobInputError(
+            f"input.workflow {name!r} is not a valid workflow name (letters, digits, '_', '-', '.')"
+        )
     base = name.removesuffix(".json")
     for candidate in (f"{base}_api.json", f"{base}.json"):
         path = workflows_dir / candidate
@@ -103,26 +118,35 @@ def load_named_workflow(name: str, workflows_dir: Path) -> dict[str, Any]:
             try:
                 prompt = json.loads(path.read_text(encoding="utf-8"))
             except ValueError as exc:  # a broken file in the image, not the caller's mistake
-                raise JobInputError(f"the workflow {name!r} ({candidate}) cannot be read: "
-                                    f"{exc}") from None
+                raise JobInputError(
+                    f"the workflow {name!r} ({candidate}) cannot be read: {exc}"
+                ) from None
             if not isinstance(prompt, dict):
-                raise JobInputError(f"the workflow {name!r} ({candidate}) is not an API-format "
-                                    f"graph (an object), found {type(prompt).__name__}")
+                raise JobInputError(
+                    f"the workflow {name!r} ({candidate}) is not an API-format "
+                    f"graph (an object), found {type(prompt).__name__}"
+                )
             return prompt
-    raise JobInputError(f"unknown workflow {name!r}; available: "
-                        f"{', '.join(available_workflows(workflows_dir)) or '-'}")
+    raise JobInputError(
+        f"unknown workflow {name!r}; available: "
+        f"{', '.join(available_workflows(workflows_dir)) or '-'}"
+    )
 
 
 def check_graph(prompt: dict[str, Any]) -> None:
     if "nodes" in prompt and "links" in prompt:
-        raise JobInputError("input.workflow is in ComfyUI's UI format (it has `nodes` and "
-                            "`links`); export it with 'Export (API)' and send that")
+        raise JobInputError(
+            "input.workflow is in ComfyUI's UI format (it has `nodes` and "
+            "`links`); export it with 'Export (API)' and send that"
+        )
     if not prompt:
         raise JobInputError("input.workflow is empty")
     for nid, node in prompt.items():
         if not isinstance(node, dict):
-            raise JobInputError(f"input.workflow[{nid!r}] must be an object with class_type "
-                                f"and inputs, found {type(node).__name__}")
+            raise JobInputError(
+                f"input.workflow[{nid!r}] must be an object with class_type "
+                f"and inputs, found {type(node).__name__}"
+            )
         if not isinstance(node.get("class_type"), str):
             raise JobInputError(f"input.workflow[{nid!r}] has no class_type")
         if not isinstance(node.get("inputs", {}), dict):
@@ -132,39 +156,52 @@ def check_graph(prompt: dict[str, Any]) -> None:
 def apply_overrides(prompt: dict[str, Any], overrides: Any) -> dict[str, Any]:
     """Set node inputs by `"<node id>.<input>"` or `"<node title>.<input>"`."""
     if not isinstance(overrides, dict):
-        raise JobInputError(f"input.overrides must be an object of \"<node id or title>.<input>\""
-                            f": value, found {type(overrides).__name__}")
+        raise JobInputError(
+            f'input.overrides must be an object of "<node id or title>.<input>"'
+            f": value, found {type(overrides).__name__}"
+        )
     prompt = copy.deepcopy(prompt)
     titles = node_titles(prompt)
     for key, value in overrides.items():
         target, dot, input_name = str(key).rpartition(".")
         if not dot or not target or not input_name:
-            raise JobInputError(f"input.overrides key {key!r} must look like "
-                                "\"<node id or title>.<input>\"")
+            raise JobInputError(
+                f'input.overrides key {key!r} must look like "<node id or title>.<input>"'
+            )
         if target in prompt:
             node_id = target
         else:
             matches = [nid for nid, title in titles.items() if title == target]
             if not matches:
                 shown = ", ".join(sorted(set(titles.values()))) or "-"
-                raise JobInputError(f"input.overrides {key!r}: no node has the id or title "
-                                    f"{target!r} (titles: {shown})")
+                raise JobInputError(
+                    f"input.overrides {key!r}: no node has the id or title "
+                    f"{target!r} (titles: {shown})"
+                )
             if len(matches) > 1:
-                raise JobInputError(f"input.overrides {key!r}: the title {target!r} names "
-                                    f"nodes {', '.join(matches)}; use a node id")
+                raise JobInputError(
+                    f"input.overrides {key!r}: the title {target!r} names "
+                    f"nodes {', '.join(matches)}; use a node id"
+                )
             node_id = matches[0]
         inputs = prompt[node_id].setdefault("inputs", {})
         if input_name not in inputs:
-            raise JobInputError(f"input.overrides {key!r}: node {node_id} "
-                                f"({prompt[node_id]['class_type']}) has no input {input_name!r}"
-                                f" (inputs: {', '.join(sorted(inputs)) or '-'})")
+            raise JobInputError(
+                f"input.overrides {key!r}: node {node_id} "
+                f"({prompt[node_id]['class_type']}) has no input {input_name!r}"
+                f" (inputs: {', '.join(sorted(inputs)) or '-'})"
+            )
         if _is_link(inputs[input_name]):
-            raise JobInputError(f"input.overrides {key!r}: input {input_name!r} of node "
-                                f"{node_id} is connected to node {inputs[input_name][0]}; "
-                                "only widget values can be overridden")
+            raise JobInputError(
+                f"input.overrides {key!r}: input {input_name!r} of node "
+                f"{node_id} is connected to node {inputs[input_name][0]}; "
+                "only widget values can be overridden"
+            )
         if not isinstance(value, str | int | float | bool) or value is None:
-            raise JobInputError(f"input.overrides {key!r}: the value must be a string, number "
-                                f"or boolean, found {type(value).__name__}")
+            raise JobInputError(
+                f"input.overrides {key!r}: the value must be a string, number "
+                f"or boolean, found {type(value).__name__}"
+            )
         inputs[input_name] = value
     return prompt
 
@@ -177,18 +214,28 @@ def safe_name(name: Any, where: str) -> str:
     """An input file name that cannot leave ComfyUI's input folder."""
     if not isinstance(name, str) or not name.strip():
         raise JobInputError(f"{where} must be a non-empty file name")
-    if ("/" in name or "\\" in name or name in (".", "..") or ".." in name
-            or name.startswith(".") or "\x00" in name or len(name) > MAX_NAME
-            or any(ord(c) < 32 for c in name)):
-        raise JobInputError(f"{where} {name!r} is not a safe file name: no path separators, "
-                            f"no '..', no leading '.', at most {MAX_NAME} characters")
+    if (
+        "/" in name
+        or "\\" in name
+        or name in (".", "..")
+        or ".." in name
+        or name.startswith(".")
+        or "\x00" in name
+        or len(name) > MAX_NAME
+        or any(ord(c) < 32 for c in name)
+    ):
+        raise JobInputError(
+            f"{where} {name!r} is not a safe file name: no path separators, "
+            f"no '..', no leading '.', at most {MAX_NAME} characters"
+        )
     return name
 
 
 def parse_images(raw: Any) -> list[InputImage]:
     if not isinstance(raw, list):
-        raise JobInputError(f"input.images must be a list of {{name, image}}, found "
-                            f"{type(raw).__name__}")
+        raise JobInputError(
+            f"input.images must be a list of {{name, image}}, found {type(raw).__name__}"
+        )
     images: list[InputImage] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
@@ -215,8 +262,9 @@ def decode_base64(value: str, where: str) -> bytes:
     if value.startswith("data:"):
         header, comma, value = value.partition(",")
         if not comma or ";base64" not in header:
-            raise JobInputError(f"{where}: a data URI must be base64-encoded "
-                                "(data:<type>;base64,...)")
+            raise JobInputError(
+                f"{where}: a data URI must be base64-encoded (data:<type>;base64,...)"
+            )
     try:
         data = base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
@@ -258,7 +306,10 @@ def check_output_prefixes(prompt: dict[str, Any]) -> None:
     """A `filename_prefix` (from the workflow or an override) stays in the job's folder."""
     for node_id, node in prompt.items():
         prefix = node.get("inputs", {}).get("filename_prefix")
-        if isinstance(prefix, str) and (prefix.startswith(("/", "\\"))
-                                        or ".." in re.split(r"[/\\]", prefix)):
-            raise JobInputError(f"input.workflow[{node_id!r}] filename_prefix {prefix!r} must "
-                                "stay inside the output folder: no leading '/' and no '..'")
+        if isinstance(prefix, str) and (
+            prefix.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", prefix)
+        ):
+            raise JobInputError(
+                f"input.workflow[{node_id!r}] filename_prefix {prefix!r} must "
+                "stay inside the output folder: no leading '/' and no '..'"
+            )

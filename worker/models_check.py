@@ -46,8 +46,11 @@ def fetch_blocker(entry: object, env: Mapping[str, str]) -> str | None:
     source = getattr(entry, "source", None)
     kind = getattr(source, "kind", None)
     if kind == "s3":
-        names = (source.endpoint_url_env, source.access_key_id_env,  # type: ignore[union-attr]
-                 source.secret_access_key_env)  # type: ignore[union-attr]
+        names = (
+            source.endpoint_url_env,
+            source.access_key_id_env,  # type: ignore[union-attr]
+            source.secret_access_key_env,
+        )  # type: ignore[union-attr]
         lacking = [name for name in names if not env.get(name)]
         return f"{', '.join(lacking)} not set" if lacking else None
     if kind == "hf" and env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
@@ -84,15 +87,18 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
     to_fetch = []
     for entry in report.missing:
         if entry.placement == "image":
-            result.errors.append(missing_line(entry, roots) + " (an image model: the image "
-                                 "is incomplete)")
+            result.errors.append(
+                missing_line(entry, roots) + " (an image model: the image is incomplete)"
+            )
             continue
         blocker = fetch_blocker(entry, env)
         if not config.fetch_missing:
             result.warnings.append(missing_line(entry, roots) + "; FETCH_MISSING=1 fetches it")
         elif not volumes:
-            result.warnings.append(f"{entry.name}: missing, and no network volume is mounted "
-                                   f"({', '.join(map(str, config.volume_roots))}) to fetch it to")
+            result.warnings.append(
+                f"{entry.name}: missing, and no network volume is mounted "
+                f"({', '.join(map(str, config.volume_roots))}) to fetch it to"
+            )
         elif blocker:
             result.warnings.append(f"{entry.name}: missing, and not fetched: {blocker}")
         else:
@@ -102,8 +108,9 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
 
         log.info("fetching missing volume models: %s", ", ".join(to_fetch))
         try:
-            fetched = fetch_models(lock, config.comfyui_dir, volumes, placement="volume",
-                                   names=to_fetch)
+            fetched = fetch_models(
+                lock, config.comfyui_dir, volumes, placement="volume", names=to_fetch
+            )
             result.errors += fetched.failed
             result.verified += len(fetched.fetched) + len(fetched.present)
         except BakeError as exc:

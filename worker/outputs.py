@@ -14,13 +14,27 @@ log = logging.getLogger("worker")
 
 # ComfyUI's output keys, and under which result key their files are returned.
 # VideoHelperSuite reports videos (mp4 included) under `gifs`.
-KINDS = {"images": "images", "gifs": "videos", "videos": "videos", "video": "videos",
-         "audio": "audio"}
+KINDS = {
+    "images": "images",
+    "gifs": "videos",
+    "videos": "videos",
+    "video": "videos",
+    "audio": "audio",
+}
 RESULT_KEYS = ("images", "videos", "audio", "files")
-CONTENT_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska",
-                 ".mov": "video/quicktime", ".webp": "image/webp", ".gif": "image/gif",
-                 ".png": "image/png", ".flac": "audio/flac", ".mp3": "audio/mpeg",
-                 ".wav": "audio/wav", ".opus": "audio/opus"}
+CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".mov": "video/quicktime",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".png": "image/png",
+    ".flac": "audio/flac",
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".opus": "audio/opus",
+}
 
 
 class OutputError(Exception):
@@ -38,8 +52,11 @@ class OutputFile:
     @property
     def content_type(self) -> str:
         ext = "." + self.filename.rsplit(".", 1)[-1].lower() if "." in self.filename else ""
-        return (CONTENT_TYPES.get(ext) or mimetypes.guess_type(self.filename)[0]
-                or "application/octet-stream")
+        return (
+            CONTENT_TYPES.get(ext)
+            or mimetypes.guess_type(self.filename)[0]
+            or "application/octet-stream"
+        )
 
 
 def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile]:
@@ -61,8 +78,15 @@ def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile]:
                 if type_ == "temp" or ident in seen:
                     continue
                 seen.add(ident)
-                files.append(OutputFile(node_id, KINDS.get(key, "files"), entry["filename"],
-                                        str(entry.get("subfolder", "")), type_))
+                files.append(
+                    OutputFile(
+                        node_id,
+                        KINDS.get(key, "files"),
+                        entry["filename"],
+                        str(entry.get("subfolder", "")),
+                        type_,
+                    )
+                )
     return files
 
 
@@ -82,13 +106,18 @@ def check_inline_size(sizes: list[int], limit: int) -> None:
             "may carry (MAX_INLINE_BYTES; RunPod accepts 10 MB from /run and 20 MB from "
             "/runsync). Configure an S3/R2 bucket "
             "(BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY, "
-            "BUCKET_NAME) so that outputs are returned as URLs.")
+            "BUCKET_NAME) so that outputs are returned as URLs."
+        )
 
 
 def inline_entry(file: OutputFile, data: bytes) -> dict[str, Any]:
-    return {"filename": file.filename, "type": "base64",
-            "data": base64.b64encode(data).decode("ascii"),
-            "content_type": file.content_type, "node_id": file.node_id}
+    return {
+        "filename": file.filename,
+        "type": "base64",
+        "data": base64.b64encode(data).decode("ascii"),
+        "content_type": file.content_type,
+        "node_id": file.node_id,
+    }
 
 
 class BucketUploader:
@@ -100,29 +129,46 @@ class BucketUploader:
 
         self.bucket = bucket
         self.client = boto3.client(
-            "s3", endpoint_url=bucket.endpoint_url, region_name=bucket.region,
+            "s3",
+            endpoint_url=bucket.endpoint_url,
+            region_name=bucket.region,
             aws_access_key_id=bucket.access_key_id,
             aws_secret_access_key=bucket.secret_access_key,
-            config=BotoConfig(signature_version="s3v4", retries={"max_attempts": 3},
-                              s3={"addressing_style": "path"}))
+            config=BotoConfig(
+                signature_version="s3v4",
+                retries={"max_attempts": 3},
+                s3={"addressing_style": "path"},
+            ),
+        )
 
-    def upload(self, file: OutputFile, data: bytes, job_id: str, job_folder: str = ""
-               ) -> dict[str, Any]:
+    def upload(
+        self, file: OutputFile, data: bytes, job_id: str, job_folder: str = ""
+    ) -> dict[str, Any]:
         """Store the file as <prefix>/<job id>/<its subfolder>/<name>, the subfolder taken
         relative to `job_folder` (the job's own output folder): two saving nodes may write
         the same file name into different folders."""
         subfolder = file.subfolder.strip("/")
         if job_folder and (subfolder == job_folder or subfolder.startswith(job_folder + "/")):
-            subfolder = subfolder[len(job_folder):].strip("/")
+            subfolder = subfolder[len(job_folder) :].strip("/")
         key = "/".join(p for p in (self.bucket.prefix, job_id, subfolder, file.filename) if p)
         try:
-            self.client.put_object(Bucket=self.bucket.bucket, Key=key, Body=data,
-                                   ContentType=file.content_type)
+            self.client.put_object(
+                Bucket=self.bucket.bucket, Key=key, Body=data, ContentType=file.content_type
+            )
             url = self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket.bucket, "Key": key},
-                ExpiresIn=self.bucket.url_expires)
+                "get_object",
+                Params={"Bucket": self.bucket.bucket, "Key": key},
+                ExpiresIn=self.bucket.url_expires,
+            )
         except Exception as exc:
-            raise OutputError(f"uploading {file.filename} to bucket {self.bucket.bucket!r} at "
-                              f"{self.bucket.endpoint_url} failed: {exc}") from None
-        return {"filename": file.filename, "type": "s3_url", "data": url,
-                "content_type": file.content_type, "node_id": file.node_id}
+            raise OutputError(
+                f"uploading {file.filename} to bucket {self.bucket.bucket!r} at "
+                f"{self.bucket.endpoint_url} failed: {exc}"
+            ) from None
+        return {
+            "filename": file.filename,
+            "type": "s3_url",
+            "data": url,
+            "content_type": file.content_type,
+            "node_id": file.node_id,
+        }

@@ -84,9 +84,16 @@ class _Progress:
         if not self.enabled or (now - self.last < self.interval and value < maximum):
             return
         self.last = now
-        runpod.serverless.progress_update(self.job, {
-            "node": node, "class_type": self.prompt.get(node, {}).get("class_type"),
-            "title": self.titles.get(node), "step": value, "max": maximum})
+        runpod.serverless.progress_update(
+            self.job,
+            {
+                "node": node,
+                "class_type": self.prompt.get(node, {}).get("class_type"),
+                "title": self.titles.get(node),
+                "step": value,
+                "max": maximum,
+            },
+        )
 
 
 def handler(job: dict[str, Any]) -> dict[str, Any]:
@@ -95,8 +102,11 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         return {"error": "the worker is not initialised (start it with worker/start.sh)"}
     started = time.perf_counter()
     try:
-        spec = parse_job_input(job.get("input"), workflows_dir=rt.config.workflows_dir,
-                               allow_raw=rt.config.allow_raw_workflows)
+        spec = parse_job_input(
+            job.get("input"),
+            workflows_dir=rt.config.workflows_dir,
+            allow_raw=rt.config.allow_raw_workflows,
+        )
     except JobInputError as exc:
         return {"error": f"invalid input: {exc}"}
     except Exception as exc:
@@ -114,13 +124,16 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         return {"error": f"invalid input: {exc}"}
     except ComfyGone:
         code = rt.comfy.returncode
-        message = (f"ComfyUI exited (code {code}) while running the job. Its last log lines:\n"
-                   f"{rt.comfy.tail()}")
+        message = (
+            f"ComfyUI exited (code {code}) while running the job. Its last log lines:\n"
+            f"{rt.comfy.tail()}"
+        )
         return _restart(rt, message) or {"error": message + "\nComfyUI has been restarted."}
     except JobTimeout as exc:
         if not exc.stopped:
             return _restart(rt, str(exc)) or {
-                "error": f"{exc}; it did not stop, so ComfyUI was restarted"}
+                "error": f"{exc}; it did not stop, so ComfyUI was restarted"
+            }
         return {"error": str(exc)}
     except ComfyStuck as exc:
         return _restart(rt, str(exc)) or {"error": f"{exc}, so ComfyUI was restarted"}
@@ -133,31 +146,41 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         _cleanup(rt.config, scope)
 
 
-def _run(rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str,
-         started: float) -> dict[str, Any]:
+def _run(
+    rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str, started: float
+) -> dict[str, Any]:
     config, client = rt.config, rt.client
     renames: dict[str, str] = {}
     for image in spec.images:
         data = image.data
         if data is None:
             assert image.url is not None
-            data = fetch_image(image.url, max_bytes=config.image_url_max_bytes,
-                               timeout=config.image_url_timeout,
-                               allow_private=config.image_url_allow_private)
+            data = fetch_image(
+                image.url,
+                max_bytes=config.image_url_max_bytes,
+                timeout=config.image_url_timeout,
+                allow_private=config.image_url_allow_private,
+            )
         # A folder per job: a job's inputs never replace files that were there before it
         # (nor another job's), and they leave with the folder.
         renames[image.name] = client.upload_image(image.name, data, subfolder=scope)
     prompt = scope_outputs(rename_references(spec.prompt, renames), scope)
     inputs_done = time.perf_counter()
-    result = client.run(prompt, timeout=config.job_timeout,
-                        on_progress=_Progress(job, spec, config.progress_interval),
-                        extra_data=spec.extra_data, titles=spec.titles,
-                        interrupt_grace=config.interrupt_grace)
+    result = client.run(
+        prompt,
+        timeout=config.job_timeout,
+        on_progress=_Progress(job, spec, config.progress_interval),
+        extra_data=spec.extra_data,
+        titles=spec.titles,
+        interrupt_grace=config.interrupt_grace,
+    )
     ran = time.perf_counter()
     files = collect_outputs(result.outputs)
     if not files:
-        raise OutputError("the workflow finished but saved no output files: it needs a saving "
-                          "node (SaveImage, VHS_VideoCombine with save_output on, ...)")
+        raise OutputError(
+            "the workflow finished but saved no output files: it needs a saving "
+            "node (SaveImage, VHS_VideoCombine with save_output on, ...)"
+        )
     contents = [(f, client.view(f.filename, f.subfolder, f.type)) for f in files]
     if config.black_frame_guard:
         _guard_black(contents, config.black_threshold)
@@ -165,7 +188,8 @@ def _run(rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str,
     if rt.uploader is not None:
         for f, data in contents:
             output.setdefault(f.kind, []).append(
-                rt.uploader.upload(f, data, str(job["id"]), job_folder=scope))
+                rt.uploader.upload(f, data, str(job["id"]), job_folder=scope)
+            )
     else:
         check_inline_size([len(data) for _, data in contents], config.max_inline_bytes)
         for f, data in contents:
@@ -173,10 +197,12 @@ def _run(rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str,
     done = time.perf_counter()
     output = {k: output[k] for k in RESULT_KEYS if k in output}
     output["prompt_id"] = result.prompt_id
-    output["timings"] = {"inputs_ms": round((inputs_done - started) * 1000, 1),
-                         "comfyui_ms": round((ran - inputs_done) * 1000, 1),
-                         "outputs_ms": round((done - ran) * 1000, 1),
-                         "total_ms": round((done - started) * 1000, 1)}
+    output["timings"] = {
+        "inputs_ms": round((inputs_done - started) * 1000, 1),
+        "comfyui_ms": round((ran - inputs_done) * 1000, 1),
+        "outputs_ms": round((done - ran) * 1000, 1),
+        "total_ms": round((done - started) * 1000, 1),
+    }
     return output
 
 
@@ -193,8 +219,11 @@ def _restart(rt: Runtime, why: str) -> dict[str, Any] | None:
         rt.comfy.restart()
     except ComfyStartError as exc:
         log.error("ComfyUI did not come back: %s", exc)
-        return {"error": f"{why}\nComfyUI could not be restarted ({exc}); this worker is being "
-                         "replaced.", "refresh_worker": True}
+        return {
+            "error": f"{why}\nComfyUI could not be restarted ({exc}); this worker is being "
+            "replaced.",
+            "refresh_worker": True,
+        }
     rt.client.ws = None  # the old socket belonged to the dead process
     return None
 

@@ -35,9 +35,11 @@ def _unexpected(entry: ModelEntry, exc: Exception, dest: Path) -> str:
 
     detail = scrub(str(exc)).splitlines()
     detail_text = f": {detail[0]}" if detail else ""
-    return (f"{entry.name}: downloading from {origin(entry, entry.locked.revision)} failed "
-            f"({type(exc).__name__}{detail_text}); nothing was written to {dest}. Run "
-            "the fetch again; if it keeps failing, report this line")
+    return (
+        f"{entry.name}: downloading from {origin(entry, entry.locked.revision)} failed "
+        f"({type(exc).__name__}{detail_text}); nothing was written to {dest}. Run "
+        "the fetch again; if it keeps failing, report this line"
+    )
 
 
 @dataclass
@@ -56,8 +58,10 @@ def target(entry: ModelEntry, comfyui_dir: Path, volume_dirs: Sequence[Path]) ->
     if entry.placement == "image":
         return Path(comfyui_dir)
     if not volume_dirs:
-        raise FetchError(f"{entry.name}: a volume entry needs a volume root: pass --volume-dir "
-                         "(e.g. /runpod-volume or /workspace)")
+        raise FetchError(
+            f"{entry.name}: a volume entry needs a volume root: pass --volume-dir "
+            "(e.g. /runpod-volume or /workspace)"
+        )
     return Path(volume_dirs[0])
 
 
@@ -66,10 +70,13 @@ def select(lock: ModelsLock, placement: str = "all", names: Sequence[str] = ()) 
     entries = select_entries(lock, names, placement)
     unlocked = [e.name for e in entries if e.locked is None]
     if unlocked:
-        raise UnlockedError("\n".join(
-            f"{name}: not locked yet, so there is nothing to verify a download against: run "
-            f"`scripts/update-locks.py --models {name}` with network access and commit the lock"
-            for name in unlocked))
+        raise UnlockedError(
+            "\n".join(
+                f"{name}: not locked yet, so there is nothing to verify a download against: run "
+                f"`scripts/update-locks.py --models {name}` with network access and commit the lock"
+                for name in unlocked
+            )
+        )
     return entries
 
 
@@ -93,9 +100,15 @@ def fetch_models(
         assert entry.locked is not None
         root = roots[entry.name]
         try:
-            fetched = place(root, entry.dest, entry.locked, downloader(entry),
-                            label=entry.name, origin=origin(entry, entry.locked.revision),
-                            progress=progress)
+            fetched = place(
+                root,
+                entry.dest,
+                entry.locked,
+                downloader(entry),
+                label=entry.name,
+                origin=origin(entry, entry.locked.revision),
+                progress=progress,
+            )
         except BakeError as exc:
             report.failed.extend(exc.lines())
             return
@@ -121,14 +134,22 @@ def cli(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr)
     started = time.monotonic()
     try:
-        report = fetch_models(lock, args.comfyui_dir, volume_dirs, placement=args.placement,
-                              names=getattr(args, "names", None) or (),
-                              jobs=args.jobs or DEFAULT_JOBS, progress=progress)
+        report = fetch_models(
+            lock,
+            args.comfyui_dir,
+            volume_dirs,
+            placement=args.placement,
+            names=getattr(args, "names", None) or (),
+            jobs=args.jobs or DEFAULT_JOBS,
+            progress=progress,
+        )
     finally:
         progress.close()
     for line in report.failed:
         print(f"error: {line}", file=sys.stderr)
     took = time.monotonic() - started
-    print(f"{len(report.fetched)} fetched, {len(report.present)} already present, "
-          f"{len(report.failed)} failed ({took:.1f}s)")
+    print(
+        f"{len(report.fetched)} fetched, {len(report.present)} already present, "
+        f"{len(report.failed)} failed ({took:.1f}s)"
+    )
     return 0 if report.ok else 1

@@ -33,14 +33,21 @@ from bake.progress import Progress
 def check_entry(entry: ModelEntry) -> str | None:
     """Why the entry's pin is incomplete or stale without asking the network, or None."""
     if entry.locked is None:
-        return (f"{entry.qualified}: not locked: run `scripts/update-locks.py --models "
-                f"{entry.name}` with network access")
+        return (
+            f"{entry.qualified}: not locked: run `scripts/update-locks.py --models "
+            f"{entry.name}` with network access"
+        )
     source = entry.source
-    if (isinstance(source, HfSource) and HEX40.fullmatch(source.revision)
-            and entry.locked.revision != source.revision):
-        return (f"{entry.qualified}: stale: original.revision is {source.revision} but the lock "
-                f"holds {entry.locked.revision}: run `scripts/update-locks.py --models "
-                f"{entry.name}`")
+    if (
+        isinstance(source, HfSource)
+        and HEX40.fullmatch(source.revision)
+        and entry.locked.revision != source.revision
+    ):
+        return (
+            f"{entry.qualified}: stale: original.revision is {source.revision} but the lock "
+            f"holds {entry.locked.revision}: run `scripts/update-locks.py --models "
+            f"{entry.name}`"
+        )
     return None
 
 
@@ -53,21 +60,30 @@ def resolve_entry(entry: ModelEntry, progress: Progress | None = None) -> ModelP
 
         hub = source_hf.resolve(source)
         old = entry.locked
-        if (old is not None and old.revision == hub.commit and old.size == hub.size
-                and hub.sha256 is not None and old.sha256 == hub.sha256):
+        if (
+            old is not None
+            and old.revision == hub.commit
+            and old.size == hub.size
+            and hub.sha256 is not None
+            and old.sha256 == hub.sha256
+        ):
             return old
-        hashes = download_hashes(downloader(entry, hub.commit), limit=hub.size,
-                                 progress=progress)
+        hashes = download_hashes(downloader(entry, hub.commit), limit=hub.size, progress=progress)
         if hashes.size != hub.size:
-            raise FetchError(f"{entry.qualified}: {origin(entry, hub.commit)} streamed "
-                             f"{hashes.size} bytes but the Hub lists {hub.size}")
+            raise FetchError(
+                f"{entry.qualified}: {origin(entry, hub.commit)} streamed "
+                f"{hashes.size} bytes but the Hub lists {hub.size}"
+            )
         if hub.sha256 is not None and hashes.sha256 != hub.sha256:
-            raise FetchError(f"{entry.qualified}: {origin(entry, hub.commit)}: the Hub lists "
-                             f"sha256 {hub.sha256} but the streamed file hashes to "
-                             f"{hashes.sha256}; not locked (retry; if it persists, report it "
-                             "to the repository's owner)")
-        return ModelPin(size=hashes.size, blake3=hashes.blake3, sha256=hashes.sha256,
-                        revision=hub.commit)
+            raise FetchError(
+                f"{entry.qualified}: {origin(entry, hub.commit)}: the Hub lists "
+                f"sha256 {hub.sha256} but the streamed file hashes to "
+                f"{hashes.sha256}; not locked (retry; if it persists, report it "
+                "to the repository's owner)"
+            )
+        return ModelPin(
+            size=hashes.size, blake3=hashes.blake3, sha256=hashes.sha256, revision=hub.commit
+        )
     hashes = download_hashes(downloader(entry), progress=progress)
     if hashes.size == 0:
         raise FetchError(f"{entry.qualified}: {where} is empty")

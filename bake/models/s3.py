@@ -33,8 +33,17 @@ from bake.locks.models import S3Source
 from bake.models.store import DownloadInterrupted, Sink
 
 _MB = 1 << 20
-_AUTH_CODES = {"403", "401", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-               "InvalidToken", "ExpiredToken", "Unauthorized", "Forbidden"}
+_AUTH_CODES = {
+    "403",
+    "401",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "Unauthorized",
+    "Forbidden",
+}
 _MISSING_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 
 
@@ -67,47 +76,62 @@ def client(source: S3Source):
     custom = named != ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
     if custom and not all(env.get(name) for name in named):
         # per-entry names have no fallback chain: say which to set rather than try anonymously
-        raise AuthError(f"{source.describe()}: set {named[0]} and {named[1]} to the keys of "
-                        "this bucket's account")
+        raise AuthError(
+            f"{source.describe()}: set {named[0]} and {named[1]} to the keys of "
+            "this bucket's account"
+        )
     return boto3.session.Session().client(
         "s3",
         endpoint_url=env.get(source.endpoint_url_env) or None,
         aws_access_key_id=env.get(source.access_key_id_env) or None,
         aws_secret_access_key=env.get(source.secret_access_key_env) or None,
         region_name=source.region,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"},
-                      signature_version="s3v4"),
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4"),
     )
 
 
 def _translate(exc: Exception, source: S3Source, shown: str) -> FetchError:
     keys = f"{source.access_key_id_env} and {source.secret_access_key_env}"
     if isinstance(exc, NoCredentialsError):
-        return AuthError(f"{shown}: no credentials: set {keys} (and {source.endpoint_url_env} "
-                         "for R2)")
+        return AuthError(
+            f"{shown}: no credentials: set {keys} (and {source.endpoint_url_env} for R2)"
+        )
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in _AUTH_CODES or status in (401, 403):
-            return AuthError(f"{shown}: access denied ({code or status}): set {keys} to keys "
-                             f"that can read this object (and {source.endpoint_url_env} to "
-                             "the account's endpoint)")
+            return AuthError(
+                f"{shown}: access denied ({code or status}): set {keys} to keys "
+                f"that can read this object (and {source.endpoint_url_env} to "
+                "the account's endpoint)"
+            )
         if code in _MISSING_CODES or status == 404:
-            return SourceNotFoundError(f"{shown}: no such object ({code or status}); check "
-                                       "`original.bucket`/`original.key` and the variables "
-                                       "they name")
+            return SourceNotFoundError(
+                f"{shown}: no such object ({code or status}); check "
+                "`original.bucket`/`original.key` and the variables "
+                "they name"
+            )
         return FetchError(f"{shown}: the server answered {code or status}")
     if isinstance(exc, (RetriesExceededError, Boto3RetriesExceededError)):
         # s3transfer retried a part until it gave up; what reached the sink is a prefix of the
         # object (parts are written in order), so the next run resumes from its end
         last = exc.last_exception
-        return DownloadInterrupted(f"the connection to {shown} kept failing "
-                                   f"({type(last).__name__ if last else type(exc).__name__})")
-    if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError,
-                        ResponseStreamingError, IncompleteReadError)):
-        return DownloadInterrupted(f"the connection to {shown} kept failing "
-                                   f"({type(exc).__name__})")
+        return DownloadInterrupted(
+            f"the connection to {shown} kept failing "
+            f"({type(last).__name__ if last else type(exc).__name__})"
+        )
+    if isinstance(
+        exc,
+        (
+            EndpointConnectionError,
+            ConnectionClosedError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+            IncompleteReadError,
+        ),
+    ):
+        return DownloadInterrupted(f"the connection to {shown} kept failing ({type(exc).__name__})")
     return FetchError(f"{shown}: {type(exc).__name__}")
 
 

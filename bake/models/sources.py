@@ -13,8 +13,7 @@ from bake.locks.models import HfSource, ModelEntry, ModelsLock, S3Source, UrlSou
 from bake.models.store import Sink
 
 
-def select(lock: ModelsLock, names: Sequence[str] = (), placement: str = "all"
-           ) -> list[ModelEntry]:
+def select(lock: ModelsLock, names: Sequence[str] = (), placement: str = "all") -> list[ModelEntry]:
     """The entries `names` pick (every entry when none), of `placement`, each once, in the
     order named. Every unknown name is reported at once, before anything is done. (The one
     selection of `models fetch` and `update-locks --models`.)"""
@@ -23,10 +22,14 @@ def select(lock: ModelsLock, names: Sequence[str] = (), placement: str = "all"
     unknown = [name for name in dict.fromkeys(names) if name not in lock.models]
     if unknown:
         known = ", ".join(sorted(lock.models))
-        raise BakeError(f"no model named {', '.join(map(repr, unknown))} in the models lock "
-                        f"(known: {known})")
-    return [lock.models[name] for name in dict.fromkeys(names)
-            if placement in ("all", lock.models[name].placement)]
+        raise BakeError(
+            f"no model named {', '.join(map(repr, unknown))} in the models lock (known: {known})"
+        )
+    return [
+        lock.models[name]
+        for name in dict.fromkeys(names)
+        if placement in ("all", lock.models[name].placement)
+    ]
 
 
 def origin(entry: ModelEntry, revision: str | None = None) -> str:

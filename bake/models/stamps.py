@@ -39,9 +39,10 @@ class Stamp:
     def matches(self, stat: os.stat_result) -> bool:
         """The file still is the one that was hashed (same size, mtime and inode)."""
         return (self.size, self.mtime_ns, self.inode) == (
-            stat.st_size, stat.st_mtime_ns, stat.st_ino)
-
-
+            stat.st_size,
+            stat.st_mtime_ns,
+            stat.st_ino,
+        )
 
 
 def _fallback_dir() -> Path:
@@ -60,8 +61,9 @@ def _candidates(root: Path, rel: str) -> list[Path]:
 def _read(path: Path) -> Stamp | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Stamp(int(data["size"]), int(data["mtime_ns"]), int(data["inode"]),
-                     str(data["blake3"]))
+        return Stamp(
+            int(data["size"]), int(data["mtime_ns"]), int(data["inode"]), str(data["blake3"])
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -75,8 +75,14 @@ class Sink:
     supported by re-hashing what stays. `handle=None` hashes without keeping a copy.
     """
 
-    def __init__(self, handle=None, *, limit: int | None = None,
-                 progress: Progress | None = None, prefix: Path | None = None):
+    def __init__(
+        self,
+        handle=None,
+        *,
+        limit: int | None = None,
+        progress: Progress | None = None,
+        prefix: Path | None = None,
+    ):
         self._handle = handle
         self._limit = limit
         self._progress = progress
@@ -160,8 +166,9 @@ class Sink:
         return self._pipe.finish()
 
 
-def download_hashes(download: Callable[[Sink], None], *, limit: int | None = None,
-                    progress: Progress | None = None) -> Digests:
+def download_hashes(
+    download: Callable[[Sink], None], *, limit: int | None = None, progress: Progress | None = None
+) -> Digests:
     """Stream a file through sha256 and blake3 without keeping it (what `update-locks` does)."""
     sink = Sink(limit=limit, progress=progress)
     try:
@@ -194,11 +201,20 @@ def _disk_full(label: str, dest: Path, written: int, size: int) -> FetchError:
     return FetchError(
         f"{label}: no space left on the device while writing {dest} ({written} of {size} "
         f"bytes written); the temporary file was deleted. Free at least {size} bytes on that "
-        f"file system and run the fetch again.")
+        f"file system and run the fetch again."
+    )
 
 
-def place(root: Path, rel: str, pin: ModelPin, download: Callable[[Sink], None], *,
-          label: str, origin: str, progress: Progress | None = None) -> bool:
+def place(
+    root: Path,
+    rel: str,
+    pin: ModelPin,
+    download: Callable[[Sink], None],
+    *,
+    label: str,
+    origin: str,
+    progress: Progress | None = None,
+) -> bool:
     """Make root/rel hold the file `pin` describes. Returns True when it was downloaded,
     False when a valid copy was already there. Raises a FetchError or VerificationError whose
     message names the entry, the destination, what was expected and found, and what to do."""
@@ -216,25 +232,35 @@ def place(root: Path, rel: str, pin: ModelPin, download: Callable[[Sink], None],
                 progress.message(f"{label}: another process is fetching {dest}; waiting for it")
             guard.acquire()
     except OSError as exc:
-        raise FetchError(f"{label}: cannot create {dest.parent} or its lock file: "
-                         f"{exc.strerror}; make the directory writable") from None
+        raise FetchError(
+            f"{label}: cannot create {dest.parent} or its lock file: "
+            f"{exc.strerror}; make the directory writable"
+        ) from None
     try:
         if is_present(root, rel, pin):
             return False
-        return _download_locked(root, rel, pin, download, label=label, origin=origin,
-                                progress=progress)
+        return _download_locked(
+            root, rel, pin, download, label=label, origin=origin, progress=progress
+        )
     finally:
         guard.release()
 
 
-def _download_locked(root: Path, rel: str, pin: ModelPin, download: Callable[[Sink], None], *,
-                     label: str, origin: str, progress: Progress | None) -> bool:
+def _download_locked(
+    root: Path,
+    rel: str,
+    pin: ModelPin,
+    download: Callable[[Sink], None],
+    *,
+    label: str,
+    origin: str,
+    progress: Progress | None,
+) -> bool:
     dest = root / rel
     tmp = temp_path(dest, pin)
     _remove_stale_partials(dest, tmp)  # before downloading: their space may be needed
     try:
-        hasher = _stream_to(tmp, dest, pin, download, label=label, origin=origin,
-                            progress=progress)
+        hasher = _stream_to(tmp, dest, pin, download, label=label, origin=origin, progress=progress)
     except (DownloadInterrupted, KeyboardInterrupt):
         raise  # the partial file stays for the next run to resume
     except BaseException:
@@ -246,24 +272,36 @@ def _download_locked(root: Path, rel: str, pin: ModelPin, download: Callable[[Si
             f"{label}: {origin} sent {hasher.size} bytes, expected {pin.size} (truncated or "
             f"changed upstream); the temporary file was deleted and nothing was written to "
             f"{dest}. Run the fetch again; if the source changed on purpose, run "
-            f"`scripts/update-locks.py --models {label}`.")
-    for algo, expected, found in (("blake3", pin.blake3, hasher.blake3),
-                                  ("sha256", pin.sha256, hasher.sha256)):
+            f"`scripts/update-locks.py --models {label}`."
+        )
+    for algo, expected, found in (
+        ("blake3", pin.blake3, hasher.blake3),
+        ("sha256", pin.sha256, hasher.sha256),
+    ):
         if expected is not None and expected != found:
             tmp.unlink(missing_ok=True)
             raise HashMismatchError(
                 f"{label}: {algo} of the download from {origin} is {found}, expected "
                 f"{expected}; the temporary file was deleted and nothing was written to {dest}. "
                 f"The file upstream changed or was corrupted in transit: fetch again, or if the "
-                f"new file is intended, run `scripts/update-locks.py --models {label}`.")
+                f"new file is intended, run `scripts/update-locks.py --models {label}`."
+            )
     os.chmod(tmp, 0o644)
     os.replace(tmp, dest)
     stamps.record(root, rel, dest.stat(), pin.blake3)
     return True
 
 
-def _stream_to(tmp: Path, dest: Path, pin: ModelPin, download: Callable[[Sink], None], *,
-               label: str, origin: str, progress: Progress | None) -> Digests:
+def _stream_to(
+    tmp: Path,
+    dest: Path,
+    pin: ModelPin,
+    download: Callable[[Sink], None],
+    *,
+    label: str,
+    origin: str,
+    progress: Progress | None,
+) -> Digests:
     """Download into `tmp` (resuming what it holds) and return the hashes of all its bytes."""
     written = 0
     try:
@@ -275,11 +313,10 @@ def _stream_to(tmp: Path, dest: Path, pin: ModelPin, download: Callable[[Sink], 
         with open(tmp, "r+b" if resume else "wb") as handle:
             if resume:
                 handle.seek(existing)
-            sink = Sink(handle, limit=pin.size, progress=progress,
-                        prefix=tmp if resume else None)
+            sink = Sink(handle, limit=pin.size, progress=progress, prefix=tmp if resume else None)
             try:
                 if sink.offset < pin.size:  # a complete partial (killed before the rename)
-                    download(sink)           # needs no request: a Range past the end is a 416
+                    download(sink)  # needs no request: a Range past the end is a 416
             finally:
                 written = sink.position
                 hasher = sink.close_hash()
@@ -293,8 +330,10 @@ def _stream_to(tmp: Path, dest: Path, pin: ModelPin, download: Callable[[Sink], 
             f"If the source changed on purpose, run `scripts/update-locks.py --models {label}`."
         ) from None
     except DownloadInterrupted as exc:
-        raise DownloadInterrupted(f"{label}: {exc}; {written} of {pin.size} bytes are kept in "
-                                  f"{tmp}: run the fetch again to resume") from None
+        raise DownloadInterrupted(
+            f"{label}: {exc}; {written} of {pin.size} bytes are kept in "
+            f"{tmp}: run the fetch again to resume"
+        ) from None
     except FetchError as exc:
         raise type(exc)(f"{label}: {exc}") from None
     except OSError as exc:

@@ -41,6 +41,7 @@ def redact(url: str) -> str:
 
 def scrub(text: str) -> str:
     """`text` with every URL in it redacted (error messages of libraries quote URLs whole)."""
+
     def one(match: re.Match) -> str:
         url = match.group(0)
         try:
@@ -76,24 +77,29 @@ def download(source: UrlSource, sink: Sink, *, session: requests.Session | None 
                     if chunk:
                         sink.write(chunk)
             return
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as exc:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             last_error = type(exc).__name__
             if sink.position > start:
                 retries_left = retries
             if retries_left <= 0:
                 raise DownloadInterrupted(
-                    f"the connection to {shown} kept failing ({last_error}) after "
-                    f"{retries} retries") from None
+                    f"the connection to {shown} kept failing ({last_error}) after {retries} retries"
+                ) from None
             retries_left -= 1
             time.sleep(min(2 ** (retries - retries_left - 1) * 0.25, 8))
         except requests.RequestException as exc:
             # not retryable (a redirect loop, a bad scheme, an undecodable body); caught here
             # because requests' errors are OSErrors and must not read as a disk problem
             detail = scrub(str(exc)).strip()
-            raise FetchError(f"{shown}: {type(exc).__name__}"
-                             f"{f' ({detail})' if detail else ''}; check `original.url` in "
-                             "models.lock.yaml and that the server answers it") from None
+            raise FetchError(
+                f"{shown}: {type(exc).__name__}"
+                f"{f' ({detail})' if detail else ''}; check `original.url` in "
+                "models.lock.yaml and that the server answers it"
+            ) from None
 
 
 def _raise_for_status(resp: requests.Response, shown: str) -> None:
@@ -101,11 +107,14 @@ def _raise_for_status(resp: requests.Response, shown: str) -> None:
     if code < 400:
         return
     if code == 404 or code == 410:
-        raise SourceNotFoundError(f"{shown} answered {code} Not Found: the file is gone or the "
-                                  "URL is wrong; fix `original.url` in models.lock.yaml")
+        raise SourceNotFoundError(
+            f"{shown} answered {code} Not Found: the file is gone or the "
+            "URL is wrong; fix `original.url` in models.lock.yaml"
+        )
     if code in (401, 403):
         raise AuthError(
             f"{shown} answered {code} ({'Unauthorized' if code == 401 else 'Forbidden'}): url "
             "sources send no credentials, so the file must be public; host it on Hugging Face "
-            "(HF_TOKEN) or S3/R2 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) instead")
+            "(HF_TOKEN) or S3/R2 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) instead"
+        )
     raise FetchError(f"{shown} answered HTTP {code} {resp.reason}")

@@ -65,11 +65,14 @@ def _check(root: Path, entry: ModelEntry, mode: str) -> tuple[str | None, int]:
     return None, stat.st_size
 
 
-def _wrong(entry: ModelEntry, path: Path, pin: ModelPin, what: str, expected: str,
-           found: str) -> str:
-    return (f"{entry.name}: {path}: wrong {what}: expected {expected}, found {found}; delete it "
-            f"and run `python -m bake models fetch` (or, if this file is the one you want, "
-            f"`scripts/update-locks.py --models {entry.name}`)")
+def _wrong(
+    entry: ModelEntry, path: Path, pin: ModelPin, what: str, expected: str, found: str
+) -> str:
+    return (
+        f"{entry.name}: {path}: wrong {what}: expected {expected}, found {found}; delete it "
+        f"and run `python -m bake models fetch` (or, if this file is the one you want, "
+        f"`scripts/update-locks.py --models {entry.name}`)"
+    )
 
 
 def verify_models(
@@ -100,8 +103,11 @@ def verify_models(
     # once only turns sequential reads into seeks on a cold disk. Small files (and the
     # stat-only checks of fast mode) go through a pool so they do not wait behind a large one.
     large = {i for i, (_, e) in enumerate(work) if e.locked and e.locked.size >= LARGE_FILE}
-    with ThreadPoolExecutor(max_workers=1) as serial, \
-            ThreadPoolExecutor(max_workers=min(4, max(len(work), 1))) as pool:
+    with (
+        ThreadPoolExecutor(max_workers=1) as serial,
+        ThreadPoolExecutor(max_workers=min(4, max(len(work), 1))) as pool,
+    ):
+
         def check(root: Path, entry: ModelEntry) -> tuple[str | None, int]:
             started = time.monotonic()
             result = _check(root, entry, mode)
@@ -115,8 +121,10 @@ def verify_models(
                 on_file(f"{state} {entry.name} {root / entry.dest} ({how})")
             return result
 
-        futures = [(serial if i in large else pool).submit(check, root, entry)
-                   for i, (root, entry) in enumerate(work)]
+        futures = [
+            (serial if i in large else pool).submit(check, root, entry)
+            for i, (root, entry) in enumerate(work)
+        ]
         results = [f.result() for f in futures]
     for (root, entry), (problem, hashed) in zip(work, results, strict=True):
         report.hashed_bytes += hashed
@@ -129,29 +137,41 @@ def verify_models(
 
 def missing_line(entry: ModelEntry, roots: Sequence[Path]) -> str:
     where = " or ".join(str(Path(r) / entry.dest) for r in roots)
-    return (f"{entry.name}: missing: expected {where}; run `python -m bake models fetch "
-            f"--placement {entry.placement}`")
+    return (
+        f"{entry.name}: missing: expected {where}; run `python -m bake models fetch "
+        f"--placement {entry.placement}`"
+    )
 
 
 def cli(args: argparse.Namespace) -> int:
     lock = load_models_lock(default_lock(MODELS_LOCK, args.lock))
     volume_dirs = args.volume_dir if args.volume_dir else default_volume_dirs()
     started = time.monotonic()
-    report = verify_models(lock, args.comfyui_dir, volume_dirs, mode=args.mode,
-                           placement=getattr(args, "placement", "all"),
-                           on_file=lambda line: print(line, file=sys.stderr, flush=True))
+    report = verify_models(
+        lock,
+        args.comfyui_dir,
+        volume_dirs,
+        mode=args.mode,
+        placement=getattr(args, "placement", "all"),
+        on_file=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     took = time.monotonic() - started
     roots = [args.comfyui_dir, *volume_dirs]
     for entry in report.unlocked:
-        print(f"warning: {entry.name}: not locked, not verified: run "
-              f"`scripts/update-locks.py --models {entry.name}`", file=sys.stderr)
+        print(
+            f"warning: {entry.name}: not locked, not verified: run "
+            f"`scripts/update-locks.py --models {entry.name}`",
+            file=sys.stderr,
+        )
     for entry in report.missing:
         print(f"error: {missing_line(entry, roots)}", file=sys.stderr)
     for line in report.problems:
         print(f"error: {line}", file=sys.stderr)
     rate = report.hashed_bytes / took / 2**20 if took > 0 else 0.0
-    print(f"{len(report.verified)} verified, {len(report.missing)} missing, "
-          f"{len(report.problems)} wrong, {len(report.unlocked)} unlocked "
-          f"({args.mode}: {report.hashed_bytes / 2**20:.1f} MiB hashed in {took:.2f}s, "
-          f"{rate:.0f} MiB/s)")
+    print(
+        f"{len(report.verified)} verified, {len(report.missing)} missing, "
+        f"{len(report.problems)} wrong, {len(report.unlocked)} unlocked "
+        f"({args.mode}: {report.hashed_bytes / 2**20:.1f} MiB hashed in {took:.2f}s, "
+        f"{rate:.0f} MiB/s)"
+    )
     return 0 if report.ok and not report.missing else 1

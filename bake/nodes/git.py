@@ -63,18 +63,33 @@ def _stderr_summary(stderr: str) -> str:
     return redact("; ".join(picked)) or "no output"
 
 
-def run(args: Sequence[str], *, cwd: Path | None = None, entry: str, url: str | None = None,
-        what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    entry: str,
+    url: str | None = None,
+    what: str,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
     """Run `git args...`; on failure (or timeout) raise GitError naming entry, remote, action."""
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, env=_env(), capture_output=True, text=True,
-            timeout=_timeout(), check=False, stdin=subprocess.DEVNULL,
+            ["git", *args],
+            cwd=cwd,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=_timeout(),
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         where = f" ({redact(url)})" if url else ""
-        raise GitError(f"{entry}: git {what}{where} did not finish within {_timeout():.0f} s; "
-                       f"check the network or raise {_TIMEOUT_ENV}") from None
+        raise GitError(
+            f"{entry}: git {what}{where} did not finish within {_timeout():.0f} s; "
+            f"check the network or raise {_TIMEOUT_ENV}"
+        ) from None
     except FileNotFoundError:
         raise GitError(f"{entry}: git is not installed (needed to {what})") from None
     if check and proc.returncode != 0:
@@ -95,8 +110,9 @@ def ls_remote(url: str, *patterns: str, entry: str) -> dict[str, str]:
     """The refs the remote advertises (peeled tags as `<name>^{}`) -> sha; with `patterns`,
     only refs ending in one of them (the server sends only those: GitHub's big repositories
     advertise thousands of pull-request refs otherwise)."""
-    proc = run(["ls-remote", "--", url, *patterns], entry=entry, url=url, what="ls-remote",
-               check=False)
+    proc = run(
+        ["ls-remote", "--", url, *patterns], entry=entry, url=url, what="ls-remote", check=False
+    )
     if proc.returncode != 0:
         raise _unreachable(entry, url, proc.stderr)
     refs: dict[str, str] = {}
@@ -143,8 +159,9 @@ def init(repo: Path, url: str, *, entry: str) -> None:
     if not (repo / ".git").exists():
         run(["init", "--quiet", str(repo)], entry=entry, what="init")
     stored = strip_credentials(url)
-    current = run(["config", "--get", "remote.origin.url"], cwd=repo, entry=entry,
-                  what="config", check=False).stdout.strip()
+    current = run(
+        ["config", "--get", "remote.origin.url"], cwd=repo, entry=entry, what="config", check=False
+    ).stdout.strip()
     if not current:
         run(["remote", "add", "origin", stored], cwd=repo, entry=entry, what="remote add")
     elif current != stored:
@@ -152,21 +169,33 @@ def init(repo: Path, url: str, *, entry: str) -> None:
 
 
 def has_commit(repo: Path, rev: str) -> bool:
-    proc = subprocess.run(["git", "cat-file", "-e", f"{rev}^{{commit}}"], cwd=repo, env=_env(),
-                          capture_output=True, check=False)
+    proc = subprocess.run(
+        ["git", "cat-file", "-e", f"{rev}^{{commit}}"],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        check=False,
+    )
     return proc.returncode == 0
 
 
 def fetch_commit(repo: Path, url: str, rev: str, *, entry: str) -> None:
     """Fetch exactly `rev` (depth 1, no tags) from `url` into `repo`. Tells a remote that
     cannot be reached apart from one that no longer has the commit."""
-    proc = run(["fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, rev], cwd=repo,
-               entry=entry, url=url, what="fetch", check=False)
+    proc = run(
+        ["fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, rev],
+        cwd=repo,
+        entry=entry,
+        url=url,
+        what="fetch",
+        check=False,
+    )
     if proc.returncode == 0 and has_commit(repo, rev):
         return
     ls_remote(url, "HEAD", entry=entry)  # raises the "cannot reach" error if that is why
-    name = entry.split(".", 1)[1] if entry.startswith(("custom_nodes.", "source_builds.")) \
-        else entry
+    name = (
+        entry.split(".", 1)[1] if entry.startswith(("custom_nodes.", "source_builds.")) else entry
+    )
     raise GitError(
         f"{entry}: the locked commit {rev} is not on {redact(url)} any more (force-pushed away "
         f"or deleted; git said: {_stderr_summary(proc.stderr)}). Run scripts/update-locks.py "
@@ -178,11 +207,39 @@ def fetch_commit(repo: Path, url: str, rev: str, *, entry: str) -> None:
 def checkout(repo: Path, rev: str, *, entry: str) -> None:
     """Detached, forced checkout of `rev` (tracked files only: untracked files stay), then every
     submodule, recursively, at the commit the superproject records (shallow)."""
-    run(["-c", "core.autocrlf=false", "-c", "advice.detachedHead=false", "checkout",
-         "--quiet", "--force", "--detach", rev], cwd=repo, entry=entry, what="checkout")
+    run(
+        [
+            "-c",
+            "core.autocrlf=false",
+            "-c",
+            "advice.detachedHead=false",
+            "checkout",
+            "--quiet",
+            "--force",
+            "--detach",
+            rev,
+        ],
+        cwd=repo,
+        entry=entry,
+        what="checkout",
+    )
     if (repo / ".gitmodules").is_file():
-        run(["-c", "core.autocrlf=false", "submodule", "update", "--init", "--recursive",
-             "--force", "--depth", "1"], cwd=repo, entry=entry, what="submodule update")
+        run(
+            [
+                "-c",
+                "core.autocrlf=false",
+                "submodule",
+                "update",
+                "--init",
+                "--recursive",
+                "--force",
+                "--depth",
+                "1",
+            ],
+            cwd=repo,
+            entry=entry,
+            what="submodule update",
+        )
 
 
 def fetch_checkout(repo: Path, url: str, rev: str, *, entry: str) -> None:
@@ -197,35 +254,48 @@ def head(repo: Path) -> str | None:
     """The commit checked out at `repo`, or None when `repo` is not a checkout of its own."""
     if not (repo / ".git").exists():
         return None
-    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
-                          cwd=repo, env=_env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def commit_date(repo: Path, rev: str, *, entry: str) -> str:
     """The committer date of `rev`, ISO 8601 with the committer's offset."""
-    return run(["show", "-s", "--format=%cI", rev], cwd=repo, entry=entry,
-               what="show").stdout.strip()
+    return run(
+        ["show", "-s", "--format=%cI", rev], cwd=repo, entry=entry, what="show"
+    ).stdout.strip()
 
 
 def read_file_at(repo: Path, rev: str, path: str, *, entry: str) -> str | None:
     """The text of `path` in commit `rev`, or None when the commit has no such file."""
-    proc = run(["cat-file", "blob", f"{rev}:{path}"], cwd=repo, entry=entry, what="cat-file",
-               check=False)
+    proc = run(
+        ["cat-file", "blob", f"{rev}:{path}"], cwd=repo, entry=entry, what="cat-file", check=False
+    )
     return proc.stdout if proc.returncode == 0 else None
 
 
 def tracked_files(repo: Path, *, entry: str) -> list[str]:
     """Every file git tracks in the checkout, submodules' files included."""
-    out = run(["ls-files", "-z", "--recurse-submodules"], cwd=repo, entry=entry,
-              what="ls-files").stdout
+    out = run(
+        ["ls-files", "-z", "--recurse-submodules"], cwd=repo, entry=entry, what="ls-files"
+    ).stdout
     return [p for p in out.split("\0") if p]
 
 
 def modified_files(repo: Path, *, entry: str) -> list[str]:
     """Tracked files (and submodules) whose content differs from the commit checked out."""
-    out = run(["status", "--porcelain=v1", "-z", "--untracked-files=no",
-               "--ignore-submodules=none"], cwd=repo, entry=entry, what="status").stdout
+    out = run(
+        ["status", "--porcelain=v1", "-z", "--untracked-files=no", "--ignore-submodules=none"],
+        cwd=repo,
+        entry=entry,
+        what="status",
+    ).stdout
     return [item[3:] for item in out.split("\0") if len(item) > 3]
 
 
@@ -237,5 +307,4 @@ def worktree_tree_hash(repo: Path, *, entry: str) -> str:
 
 def local_diff(repo: Path, *, entry: str) -> str:
     """The local edits to tracked files as a binary patch (what a repair is about to undo)."""
-    return run(["diff", "--binary", "HEAD"], cwd=repo, entry=entry, what="diff",
-               check=False).stdout
+    return run(["diff", "--binary", "HEAD"], cwd=repo, entry=entry, what="diff", check=False).stdout

@@ -102,21 +102,35 @@ def _preflight(lock: NodesLock, comfyui_dir: Path) -> list[NodeEntry]:
     refused = []
     for entry in entries:
         if hit := excluded_by(entry.name, entry.original.url, lock.exclude):
-            refused.append(Problem(NODES_LOCK, entry.qualified, f"{hit} is excluded (it "
-                                   "installs code at run time) and is never installed; remove "
-                                   "this entry"))
+            refused.append(
+                Problem(
+                    NODES_LOCK,
+                    entry.qualified,
+                    f"{hit} is excluded (it "
+                    "installs code at run time) and is never installed; remove "
+                    "this entry",
+                )
+            )
     nodes_dir = comfyui_dir / "custom_nodes"
     if nodes_dir.is_dir():
         for child in sorted(nodes_dir.iterdir()):
             if child.is_dir() and (hit := excluded_by(child.name, None, lock.exclude)):
-                refused.append(Problem(str(child), "", f"{hit} is excluded (it installs code "
-                                       "at run time) but is present here; delete this folder"))
+                refused.append(
+                    Problem(
+                        str(child),
+                        "",
+                        f"{hit} is excluded (it installs code "
+                        "at run time) but is present here; delete this folder",
+                    )
+                )
     if refused:
         raise LockError(refused)
     unlocked = [e.qualified for e in entries if e.locked is None]
     if unlocked:
-        raise UnlockedError(f"{', '.join(unlocked)}: not locked; the build installs only locked "
-                            "commits: run scripts/update-locks.py --nodes with network access")
+        raise UnlockedError(
+            f"{', '.join(unlocked)}: not locked; the build installs only locked "
+            "commits: run scripts/update-locks.py --nodes with network access"
+        )
     return entries
 
 
@@ -134,8 +148,7 @@ def _stage(final: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _check_tree(entry: NodeEntry, rev: str, found: str, expected: str | None,
-                where: str) -> None:
+def _check_tree(entry: NodeEntry, rev: str, found: str, expected: str | None, where: str) -> None:
     if expected is not None and found != expected:
         raise TreeMismatchError(
             f"{entry.qualified}: the tree {where} at {rev[:12]} is {found}, "
@@ -149,8 +162,9 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
-def _restore_in_place(entry: NodeEntry, rev: str, target: Path, expected: str | None,
-                      comfyui_dir: Path, log: Log) -> str | None:
+def _restore_in_place(
+    entry: NodeEntry, rev: str, target: Path, expected: str | None, comfyui_dir: Path, log: Log
+) -> str | None:
     """HEAD is right but tracked files differ: save the edits, undo them from the local
     objects. The new tree, or None when that did not give the expected tree."""
     label = entry.qualified
@@ -170,13 +184,16 @@ def _restore_in_place(entry: NodeEntry, rev: str, target: Path, expected: str | 
     if (expected is not None and tree != expected) or git.modified_files(target, entry=label):
         return None
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    log(f"{label}: repaired: local edits to tracked files ({shown or 'file modes'}) were undone "
-        f"to match {rev[:12]}{saved}")
+    log(
+        f"{label}: repaired: local edits to tracked files ({shown or 'file modes'}) were undone "
+        f"to match {rev[:12]}{saved}"
+    )
     return tree
 
 
-def install_entry(entry: NodeEntry, comfyui_dir: Path, *, manifest: Manifest | None = None,
-                  log: Log = print) -> ManifestEntry:
+def install_entry(
+    entry: NodeEntry, comfyui_dir: Path, *, manifest: Manifest | None = None, log: Log = print
+) -> ManifestEntry:
     """Put `entry` at its path under `comfyui_dir` at its locked rev, verified."""
     assert entry.locked is not None
     label, rev, url = entry.qualified, entry.locked.rev, entry.original.url
@@ -217,15 +234,21 @@ def install_entry(entry: NodeEntry, comfyui_dir: Path, *, manifest: Manifest | N
             # Existing folder: move it to the verified commit taken from the staged copy (no
             # second download), keeping its untracked files.
             git.init(target, url, entry=label)
-            git.run(["fetch", "--quiet", "--depth", "1", "--no-tags", "--", str(stage), rev],
-                    cwd=target, entry=label, what="fetch from the verified copy")
+            git.run(
+                ["fetch", "--quiet", "--depth", "1", "--no-tags", "--", str(stage), rev],
+                cwd=target,
+                entry=label,
+                what="fetch from the verified copy",
+            )
             git.checkout(target, rev, entry=label)
             tree = git.worktree_tree_hash(target, entry=label)
             _check_tree(entry, rev, tree, staged, "checked out")
             log(f"{label}: repaired: {reason}; now at {rev[:12]}")
     if entry.locked.tree is None:
-        log(f"{label}: note: the lock has no tree for {rev[:12]} yet (run "
-            f"scripts/update-locks.py --nodes where the remote is reachable); recorded {tree}")
+        log(
+            f"{label}: note: the lock has no tree for {rev[:12]} yet (run "
+            f"scripts/update-locks.py --nodes where the remote is reachable); recorded {tree}"
+        )
     return done(tree)
 
 
@@ -235,13 +258,16 @@ def _stray_nodes(lock: NodesLock, comfyui_dir: Path) -> list[str]:
     if not nodes_dir.is_dir():
         return []
     pinned = {name.lower() for name in lock.custom_nodes}
-    return sorted(c.name for c in nodes_dir.iterdir()
-                  if c.is_dir() and not c.name.startswith((".", "__"))
-                  and c.name.lower() not in pinned)
+    return sorted(
+        c.name
+        for c in nodes_dir.iterdir()
+        if c.is_dir() and not c.name.startswith((".", "__")) and c.name.lower() not in pinned
+    )
 
 
-def install_nodes(lock: NodesLock, comfyui_dir: Path, *, log: Log = print,
-                  jobs: int | None = None) -> Manifest:
+def install_nodes(
+    lock: NodesLock, comfyui_dir: Path, *, log: Log = print, jobs: int | None = None
+) -> Manifest:
     """Install ComfyUI at `comfyui_dir` and every custom node under it, each at its locked
     commit and verified; write the manifest; raise naming every entry that failed."""
     comfyui_dir = Path(comfyui_dir)
@@ -263,8 +289,10 @@ def install_nodes(lock: NodesLock, comfyui_dir: Path, *, log: Log = print,
     if failures:
         raise InstallError("\n".join(failures))
     for name in _stray_nodes(lock, comfyui_dir):
-        log(f"custom_nodes/{name}: warning: not in the lock, yet ComfyUI will load it; remove "
-            "it or pin it in nodes.lock.yaml")
+        log(
+            f"custom_nodes/{name}: warning: not in the lock, yet ComfyUI will load it; remove "
+            "it or pin it in nodes.lock.yaml"
+        )
     result = Manifest((comfy, *(r for r in results if isinstance(r, ManifestEntry))))
     (comfyui_dir / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(comfyui_dir / MANIFEST, result.to_json())
@@ -274,6 +302,9 @@ def install_nodes(lock: NodesLock, comfyui_dir: Path, *, log: Log = print,
 def cli(args: argparse.Namespace) -> int:
     lock = load_nodes_lock(default_lock(NODES_LOCK, args.lock))
     manifest = install_nodes(lock, Path(args.comfyui_dir), log=lambda s: print(s, flush=True))
-    print(f"{len(manifest.entries)} entries installed and verified in {args.comfyui_dir}; "
-          f"manifest: {Path(args.comfyui_dir) / MANIFEST}", flush=True)
+    print(
+        f"{len(manifest.entries)} entries installed and verified in {args.comfyui_dir}; "
+        f"manifest: {Path(args.comfyui_dir) / MANIFEST}",
+        flush=True,
+    )
     return 0

@@ -55,12 +55,12 @@ class Snapshot:
     requirements: tuple[str, ...]
 
     def pin(self) -> GitPin:
-        return GitPin(rev=self.rev, date=self.date, tree=self.tree,
-                      requirements=self.requirements)
+        return GitPin(rev=self.rev, date=self.date, tree=self.tree, requirements=self.requirements)
 
 
-def snapshot(entry: NodeEntry, rev: str, *, cache: Path | None = None,
-             refetch: bool = False) -> Snapshot:
+def snapshot(
+    entry: NodeEntry, rev: str, *, cache: Path | None = None, refetch: bool = False
+) -> Snapshot:
     """Fetch `rev` of `entry` into the cache (unless cached and not `refetch`), check it out
     and read its date, tree hash and requirement lines."""
     label = entry.qualified
@@ -96,24 +96,31 @@ def check_entry(entry: NodeEntry, *, cache: Path | None = None) -> list[str]:
     found = snapshot(entry, entry.locked.rev, cache=cache, refetch=True)
     problems = []
     if entry.locked.tree is None:
-        problems.append(f"{label}: locked.tree is not recorded (the tree at "
-                        f"{entry.locked.rev[:12]} is {found.tree}); run "
-                        f"scripts/update-locks.py --nodes {entry.name}")
+        problems.append(
+            f"{label}: locked.tree is not recorded (the tree at "
+            f"{entry.locked.rev[:12]} is {found.tree}); run "
+            f"scripts/update-locks.py --nodes {entry.name}"
+        )
     elif entry.locked.tree != found.tree:
-        problems.append(f"{label}: locked.tree is {entry.locked.tree} but the tree at "
-                        f"{entry.locked.rev[:12]} is {found.tree}; the lock was edited or the "
-                        f"remote serves other content: run scripts/update-locks.py --nodes "
-                        f"{entry.name} and review the diff")
+        problems.append(
+            f"{label}: locked.tree is {entry.locked.tree} but the tree at "
+            f"{entry.locked.rev[:12]} is {found.tree}; the lock was edited or the "
+            f"remote serves other content: run scripts/update-locks.py --nodes "
+            f"{entry.name} and review the diff"
+        )
     locked_reqs = entry.locked.requirements
     if entry.kind != "source_build" and locked_reqs != found.requirements:
         added = [r for r in found.requirements if r not in locked_reqs]
         dropped = [r for r in locked_reqs if r not in found.requirements]
-        detail = "; ".join(
-            [*(f"+ {r}" for r in added), *(f"- {r}" for r in dropped)]) or "order differs"
+        detail = (
+            "; ".join([*(f"+ {r}" for r in added), *(f"- {r}" for r in dropped)]) or "order differs"
+        )
         where = entry.requirements_file or "(no requirements_file)"
-        problems.append(f"{label}: locked.requirements differ from {where} at "
-                        f"{entry.locked.rev[:12]} ({detail}); run scripts/update-locks.py "
-                        f"--nodes {entry.name}")
+        problems.append(
+            f"{label}: locked.requirements differ from {where} at "
+            f"{entry.locked.rev[:12]} ({detail}); run scripts/update-locks.py "
+            f"--nodes {entry.name}"
+        )
     return problems
 
 
@@ -128,14 +135,16 @@ def _select(lock: NodesLock, names: Sequence[str]) -> list[NodeEntry]:
             unknown.append(name)
     if unknown:
         known = ", ".join(e.name for e in lock.entries())
-        raise BakeError(f"nodes lock has no entry named {', '.join(map(repr, unknown))} "
-                        f"(known: {known})")
+        raise BakeError(
+            f"nodes lock has no entry named {', '.join(map(repr, unknown))} (known: {known})"
+        )
     unique = {e.qualified: e for e in selected}  # the same entry named twice runs once
     return list(unique.values())
 
 
-def _run_all(entries: list[NodeEntry], work: Callable[[NodeEntry], T],
-             jobs: int | None) -> dict[str, T | BakeError]:
+def _run_all(
+    entries: list[NodeEntry], work: Callable[[NodeEntry], T], jobs: int | None
+) -> dict[str, T | BakeError]:
     """`work` on every entry in a thread pool; each result or the BakeError it raised."""
 
     def one(entry: NodeEntry) -> T | BakeError:
@@ -150,9 +159,15 @@ def _run_all(entries: list[NodeEntry], work: Callable[[NodeEntry], T],
     return {e.qualified: r for e, r in zip(entries, results, strict=True)}
 
 
-def update_nodes(lock_path: Path, names: Sequence[str] = (), *, check: bool = False,
-                 out: Callable[[str], None] = print, jobs: int | None = None,
-                 cache: Path | None = None) -> int:
+def update_nodes(
+    lock_path: Path,
+    names: Sequence[str] = (),
+    *,
+    check: bool = False,
+    out: Callable[[str], None] = print,
+    jobs: int | None = None,
+    cache: Path | None = None,
+) -> int:
     """Resolve (or with `check`, verify) the entries `names` (default: all) of the nodes lock
     at `lock_path`; print the diff or the problems; 0 when all is well, 1 otherwise."""
     lock_path = Path(lock_path)

@@ -43,8 +43,9 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def build_env(entry: NodeEntry, environ: Mapping[str, str] | None = None,
-              cpus: int | None = None) -> dict[str, str]:
+def build_env(
+    entry: NodeEntry, environ: Mapping[str, str] | None = None, cpus: int | None = None
+) -> dict[str, str]:
     """The build's environment: `environ`, then parallelism defaults for what it leaves unset,
     then the entry's `env` (which always wins: it is what the lock pins)."""
     env = dict(os.environ if environ is None else environ)
@@ -61,27 +62,53 @@ def _has_pip(python: str) -> bool:
 
 
 def _find_uv(python: str) -> str | None:
-    for candidate in (os.environ.get("UV"), str(Path(python).parent / "uv"),
-                      str(Path(sys.executable).parent / "uv"), shutil.which("uv")):
+    for candidate in (
+        os.environ.get("UV"),
+        str(Path(python).parent / "uv"),
+        str(Path(sys.executable).parent / "uv"),
+        shutil.which("uv"),
+    ):
         if candidate and os.access(candidate, os.X_OK) and Path(candidate).is_file():
             return candidate
     return None
 
 
-def build_command(src: Path, wheel_dir: Path, python: str,
-                  frontend: Frontend = "auto") -> list[str]:
+def build_command(
+    src: Path, wheel_dir: Path, python: str, frontend: Frontend = "auto"
+) -> list[str]:
     """The wheel-build command line for `src` into `wheel_dir` with `python`."""
     if frontend == "auto":
         frontend = "pip" if _has_pip(python) else "uv"
     if frontend == "pip":
-        return [python, "-m", "pip", "wheel", str(src), "--no-build-isolation", "--no-deps",
-                "--no-cache-dir", "--wheel-dir", str(wheel_dir)]
+        return [
+            python,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "--no-build-isolation",
+            "--no-deps",
+            "--no-cache-dir",
+            "--wheel-dir",
+            str(wheel_dir),
+        ]
     uv = _find_uv(python)
     if uv is None:
-        raise BuildError(f"{python} has no pip and uv is not on PATH: install one of them in "
-                         "the build stage to build the SageAttention wheel")
-    return [uv, "build", "--wheel", "--no-build-isolation", "--python", python,
-            "--out-dir", str(wheel_dir), str(src)]
+        raise BuildError(
+            f"{python} has no pip and uv is not on PATH: install one of them in "
+            "the build stage to build the SageAttention wheel"
+        )
+    return [
+        uv,
+        "build",
+        "--wheel",
+        "--no-build-isolation",
+        "--python",
+        python,
+        "--out-dir",
+        str(wheel_dir),
+        str(src),
+    ]
 
 
 def _sha256(path: Path) -> str:
@@ -93,21 +120,31 @@ def _dist_name(wheel: Path) -> str:
     return wheel.name.split("-", 1)[0].lower()
 
 
-def build_wheel(entry: NodeEntry, out: Path, *, python: str = sys.executable,
-                frontend: Frontend = "auto", log: Callable[[str], None] = print) -> Path:
+def build_wheel(
+    entry: NodeEntry,
+    out: Path,
+    *,
+    python: str = sys.executable,
+    frontend: Frontend = "auto",
+    log: Callable[[str], None] = print,
+) -> Path:
     """Build `entry`'s locked commit into a wheel in `out` (replacing an older wheel of the
     same project there) and return its path."""
     label = entry.qualified
     if entry.locked is None:
-        raise UnlockedError(f"{label}: not locked; run scripts/update-locks.py --nodes "
-                            f"{entry.name} with network access")
+        raise UnlockedError(
+            f"{label}: not locked; run scripts/update-locks.py --nodes "
+            f"{entry.name} with network access"
+        )
     rev = entry.locked.rev
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     foreign = sorted(w.name for w in out.glob("*.whl") if _dist_name(w) != entry.name.lower())
     if foreign:
-        raise BuildError(f"{label}: {out} already holds other wheels ({', '.join(foreign)}); "
-                         "give --out an empty folder so it ends with exactly one wheel")
+        raise BuildError(
+            f"{label}: {out} already holds other wheels ({', '.join(foreign)}); "
+            "give --out an empty folder so it ends with exactly one wheel"
+        )
 
     src = Path(tempfile.mkdtemp(prefix=f"bake-{entry.name}-src-"))
     wheel_dir = Path(tempfile.mkdtemp(prefix=f".bake-{entry.name}-", dir=out))
@@ -118,17 +155,19 @@ def build_wheel(entry: NodeEntry, out: Path, *, python: str = sys.executable,
             if tree != entry.locked.tree:
                 raise VerificationError(
                     f"{label}: the tree at {rev[:12]} is {tree}, the lock says "
-                    f"{entry.locked.tree}; refusing to build other source than the lock pins")
+                    f"{entry.locked.tree}; refusing to build other source than the lock pins"
+                )
         env = build_env(entry)
         cmd = build_command(src, wheel_dir, python, frontend)
-        shown = " ".join(f"{k}={env[k]}" for k in sorted({*entry.env, "EXT_PARALLEL",
-                                                          "MAX_JOBS"}))
+        shown = " ".join(f"{k}={env[k]}" for k in sorted({*entry.env, "EXT_PARALLEL", "MAX_JOBS"}))
         log(f"{label}: building {rev[:12]} with {shown}: {' '.join(cmd[:4])} ...")
         sys.stdout.flush()
         proc = subprocess.run(cmd, cwd=src, env=env, check=False, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
-            raise BuildError(f"{label}: the wheel build of {rev[:12]} failed (exit "
-                             f"{proc.returncode}); its output is above")
+            raise BuildError(
+                f"{label}: the wheel build of {rev[:12]} failed (exit "
+                f"{proc.returncode}); its output is above"
+            )
         wheels = sorted(wheel_dir.glob("*.whl"))
         if len(wheels) != 1:
             names = ", ".join(w.name for w in wheels) or "none"
@@ -149,8 +188,10 @@ def cli(args: argparse.Namespace) -> int:
     lock = load_nodes_lock(default_lock(NODES_LOCK, args.lock))
     entry = lock.source_builds.get(ENTRY)
     if entry is None:
-        raise BakeError(f"source_builds.{ENTRY}: no such entry in the nodes lock; add it "
-                        "(original url and ref, env TORCH_CUDA_ARCH_LIST) and run "
-                        "scripts/update-locks.py --nodes")
+        raise BakeError(
+            f"source_builds.{ENTRY}: no such entry in the nodes lock; add it "
+            "(original url and ref, env TORCH_CUDA_ARCH_LIST) and run "
+            "scripts/update-locks.py --nodes"
+        )
     build_wheel(entry, args.out, log=lambda s: print(s, flush=True))
     return 0

@@ -131,10 +131,10 @@ def order_build_options(uv_output: str) -> str:
     named by an earlier `--no-binary`; uv writes `--no-binary` first, which would make pip
     refuse pixeloe's sdist. In this order both pip and uv keep the exception."""
     lines = uv_output.splitlines(keepends=True)
-    where = [i for i, line in enumerate(lines)
-             if line.startswith(("--only-binary", "--no-binary"))]
-    ordered = sorted((lines[i] for i in where),
-                     key=lambda line: not line.startswith("--only-binary"))
+    where = [i for i, line in enumerate(lines) if line.startswith(("--only-binary", "--no-binary"))]
+    ordered = sorted(
+        (lines[i] for i in where), key=lambda line: not line.startswith("--only-binary")
+    )
     for index, line in zip(where, ordered, strict=True):
         lines[index] = line
     return "".join(lines)
@@ -170,7 +170,7 @@ def read_stamp(text: str) -> Stamp | None:
     records: dict[str, str] = {}
     end = start + 1
     while end < len(lines) and lines[end].startswith(_BLOCK_LINE):
-        label, _, value = lines[end][len(_BLOCK_LINE):].rstrip("\n").partition(": ")
+        label, _, value = lines[end][len(_BLOCK_LINE) :].rstrip("\n").partition(": ")
         records[label] = value
         end += 1
     pins = records.pop("pins", None)
@@ -237,8 +237,10 @@ def unsatisfied(lock: RequirementsLock, inputs: Inputs) -> list[str]:
     problems = []
     for name, req in overrides.items():
         if not _applies(req) and name in lock.pins:
-            problems.append(f"{name}=={lock.pins[name].version} is pinned, but "
-                            f"{inputs.overrides_name} drops it ('{req}')")
+            problems.append(
+                f"{name}=={lock.pins[name].version} is pinned, but "
+                f"{inputs.overrides_name} drops it ('{req}')"
+            )
     sources = [(inputs.requirements_in_name, requirement_lines(inputs.requirements_in))]
     sources += [(f"{NODES_LOCK} {name}", lines) for name, lines in inputs.nodes.items()]
     for label, lines in sources:
@@ -246,8 +248,9 @@ def unsatisfied(lock: RequirementsLock, inputs: Inputs) -> list[str]:
             try:
                 req = _requirement(line)
             except InvalidRequirement as exc:
-                problems.append(f"{label}: '{line}' is not a requirement uv and pip agree on "
-                                f"({exc})")
+                problems.append(
+                    f"{label}: '{line}' is not a requirement uv and pip agree on ({exc})"
+                )
                 continue
             if req is None or not _applies(req):
                 continue
@@ -286,11 +289,15 @@ def missing_project_dependencies(pyproject_text: str, requirements_in: str) -> l
         want = Requirement(line)
         have = intents.get(canonicalize_name(want.name))
         if have is None:
-            problems.append(f"pyproject.toml depends on '{want}', which requirements.in does not "
-                            f"name; add '{want}' to requirements.in")
+            problems.append(
+                f"pyproject.toml depends on '{want}', which requirements.in does not "
+                f"name; add '{want}' to requirements.in"
+            )
         elif want.specifier and set(want.specifier) - set(have.specifier):
-            problems.append(f"pyproject.toml depends on '{want}', requirements.in has '{have}'; "
-                            f"give requirements.in the same bounds")
+            problems.append(
+                f"pyproject.toml depends on '{want}', requirements.in has '{have}'; "
+                f"give requirements.in the same bounds"
+            )
     return problems
 
 
@@ -310,8 +317,10 @@ def _check_node_lines(nodes: Mapping[str, tuple[str, ...]]) -> list[str]:
                 except InvalidRequirement as exc:
                     why = f"not a requirement ({exc})"
             if why:
-                problems.append(f"{NODES_LOCK}: {name}.locked.requirements: '{line}': {why}; "
-                                f"settle it in {OVERRIDES} or requirements.in instead")
+                problems.append(
+                    f"{NODES_LOCK}: {name}.locked.requirements: '{line}': {why}; "
+                    f"settle it in {OVERRIDES} or requirements.in instead"
+                )
     return problems
 
 
@@ -319,8 +328,10 @@ def who_asks(inputs: Inputs, message: str) -> list[str]:
     """Each input line whose package `message` names, as `<input>: <line>`: uv's conflict
     report says which versions clash, this says which node or intent asked for them."""
     words = {canonicalize_name(w) for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", message)}
-    sources = [(inputs.requirements_in_name, requirement_lines(inputs.requirements_in)),
-               (inputs.overrides_name, requirement_lines(inputs.overrides or ""))]
+    sources = [
+        (inputs.requirements_in_name, requirement_lines(inputs.requirements_in)),
+        (inputs.overrides_name, requirement_lines(inputs.overrides or "")),
+    ]
     sources += [(f"{NODES_LOCK} {name}", lines) for name, lines in inputs.nodes.items()]
     found = []
     for label, lines in sources:
@@ -356,8 +367,10 @@ def load_inputs(requirements_in: Path, nodes_lock: Path, torch_index: str | None
     try:
         text = requirements_in.read_text(encoding="utf-8")
     except OSError as exc:
-        raise PythonEnvError(f"{requirements_in}: cannot read it ({exc.strerror}); it holds the "
-                             "image's top-level Python requirements") from None
+        raise PythonEnvError(
+            f"{requirements_in}: cannot read it ({exc.strerror}); it holds the "
+            "image's top-level Python requirements"
+        ) from None
     overrides_path = requirements_in.parent / OVERRIDES
     overrides = overrides_path.read_text(encoding="utf-8") if overrides_path.is_file() else None
     lock = load_nodes_lock(nodes_lock)
@@ -373,7 +386,8 @@ def load_inputs(requirements_in: Path, nodes_lock: Path, torch_index: str | None
     if unpinned:
         raise PythonEnvError(
             f"{NODES_LOCK}: {', '.join(unpinned)} not locked yet, so their requirements are "
-            "unknown; run scripts/update-locks.py --nodes first")
+            "unknown; run scripts/update-locks.py --nodes first"
+        )
     problems = _check_node_lines(nodes)
     if problems:
         raise PythonEnvError("\n".join(problems))
@@ -390,8 +404,10 @@ def find_uv() -> str:
 
         return find_uv_bin()
     except (ImportError, FileNotFoundError):
-        raise UvError("uv not found on PATH nor beside this Python; install it "
-                      "(https://docs.astral.sh/uv/) to compile requirements.lock") from None
+        raise UvError(
+            "uv not found on PATH nor beside this Python; install it "
+            "(https://docs.astral.sh/uv/) to compile requirements.lock"
+        ) from None
 
 
 def compile_command(torch_index: str | None) -> str:
@@ -410,10 +426,24 @@ def uv_compile(inputs: Inputs, previous: str | None = None, *, uv: str | None = 
     with tempfile.TemporaryDirectory(prefix="bake-pylock-") as scratch:
         work = Path(scratch)
         (work / inputs.requirements_in_name).write_text(inputs.requirements_in, encoding="utf-8")
-        args = [uv, "pip", "compile", "--no-config", "--quiet", "--no-progress",
-                "--python-version", TARGET_PYTHON, "--python-platform", TARGET_PLATFORM,
-                "--generate-hashes", "--emit-index-url", "--emit-build-options",
-                "--output-file", REQUIREMENTS_LOCK, inputs.requirements_in_name]
+        args = [
+            uv,
+            "pip",
+            "compile",
+            "--no-config",
+            "--quiet",
+            "--no-progress",
+            "--python-version",
+            TARGET_PYTHON,
+            "--python-platform",
+            TARGET_PLATFORM,
+            "--generate-hashes",
+            "--emit-index-url",
+            "--emit-build-options",
+            "--output-file",
+            REQUIREMENTS_LOCK,
+            inputs.requirements_in_name,
+        ]
         if previous is not None:
             (work / REQUIREMENTS_LOCK).write_text(previous, encoding="utf-8")
         (work / NODES_FOLDER).mkdir()
@@ -428,14 +458,16 @@ def uv_compile(inputs: Inputs, previous: str | None = None, *, uv: str | None = 
         if inputs.torch_index:
             args += ["--extra-index-url", inputs.torch_index]
         env = {**os.environ, "UV_CUSTOM_COMPILE_COMMAND": compile_command(inputs.torch_index)}
-        result = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            args, cwd=work, env=env, capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().replace(scratch + "/", "")
             message = f"uv pip compile failed for {TARGET} (exit {result.returncode}):\n{detail}"
             if askers := who_asks(inputs, detail):
-                message += "\nthe inputs that ask for the packages named above:\n" + \
-                    "\n".join(f"  {line}" for line in askers)
+                message += "\nthe inputs that ask for the packages named above:\n" + "\n".join(
+                    f"  {line}" for line in askers
+                )
             raise UvError(message)
         output = (work / REQUIREMENTS_LOCK).read_text(encoding="utf-8")
     return stamp(order_build_options(output), input_records(inputs))
@@ -476,14 +508,16 @@ def update_python(
                 # the URL is written into the lock's header and uv's command line
                 raise PythonEnvError(
                     "--torch-index: the URL carries credentials, which would be written into "
-                    f"{label}; put them in ~/.netrc for that host and pass the bare URL")
+                    f"{label}; put them in ~/.netrc for that host and pass the bare URL"
+                )
             wanted = torch_index
         inputs = load_inputs(requirements_in, nodes_lock, wanted)
         problems = []
         pyproject = requirements_in.parent / "pyproject.toml"
         if pyproject.is_file():
-            problems += missing_project_dependencies(pyproject.read_text(encoding="utf-8"),
-                                                     inputs.requirements_in)
+            problems += missing_project_dependencies(
+                pyproject.read_text(encoding="utf-8"), inputs.requirements_in
+            )
         if problems:
             raise PythonEnvError("\n".join(problems))
         if check:
@@ -513,8 +547,9 @@ def update_python(
         return 1
 
 
-def _check(lock_path: Path, previous: str | None, inputs: Inputs,
-           out: Callable[[str], None]) -> int:
+def _check(
+    lock_path: Path, previous: str | None, inputs: Inputs, out: Callable[[str], None]
+) -> int:
     label = lock_path.name
     if previous is None:
         out(f"{label}: missing; run {COMMAND} to compile it")

@@ -122,14 +122,16 @@ class Environment:
 def inspect_environment(python: str = sys.executable) -> Environment:
     """Ask `python` what it has installed (a child process: `python` may be another venv)."""
     try:
-        result = subprocess.run([python, "-I", "-c", _PROBE], capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            [python, "-I", "-c", _PROBE], capture_output=True, text=True, check=False
+        )
     except OSError as exc:
         raise PythonEnvError(f"cannot run {python}: {exc.strerror}") from None
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])
-        raise PythonEnvError(f"{python} failed to list its distributions "
-                             f"(exit {result.returncode}):\n{tail}")
+        raise PythonEnvError(
+            f"{python} failed to list its distributions (exit {result.returncode}):\n{tail}"
+        )
     data = json.loads(result.stdout.strip().splitlines()[-1])
     torch = data.get("torch")
     info = None
@@ -188,24 +190,28 @@ def compare(
     for name, pin in sorted(wanted.items()):
         found = by_name.get(name)
         if not found:
-            problems.append(f"{pin}: not installed ({lock_name} line {pin.line}); install the "
-                            f"environment from {lock_name}")
+            problems.append(
+                f"{pin}: not installed ({lock_name} line {pin.line}); install the "
+                f"environment from {lock_name}"
+            )
             continue
         versions = sorted({d.version for d in found})
         if len(found) > 1:
             where = ", ".join(f"{d.version} at {d.path}" for d in found)
-            problems.append(f"{name}: installed {len(found)} times ({where}); "
-                            f"{lock_name} pins {pin.version}")
+            problems.append(
+                f"{name}: installed {len(found)} times ({where}); {lock_name} pins {pin.version}"
+            )
         elif not _same_version(versions[0], pin.version):
-            problems.append(f"{name}: {lock_name} pins {pin.version}, installed is "
-                            f"{versions[0]}")
+            problems.append(f"{name}: {lock_name} pins {pin.version}, installed is {versions[0]}")
 
     for name in sorted(set(by_name) - set(wanted)):
         if name in allowed:
             continue
         version = by_name[name][0].version
-        problems.append(f"{name} {version}: installed, but not in {lock_name}; add it to "
-                        f"requirements.in, uninstall it, or pass --allow-extra {name}")
+        problems.append(
+            f"{name} {version}: installed, but not in {lock_name}; add it to "
+            f"requirements.in, uninstall it, or pass --allow-extra {name}"
+        )
 
     if env.torch is not None:
         problems += _torch_problems(env.torch, expected_cuda(lock))
@@ -217,15 +223,19 @@ def _torch_problems(torch: TorchInfo, cuda: str) -> list[str]:
         return [f"torch is installed but does not import: {torch.error}"]
     label = f"torch {torch.version}"
     if not torch.cuda:
-        return [f"{label}: a CPU-only build (torch.version.cuda is None), expected a CUDA {cuda} "
-                "build; install torch from the lock's index"]
+        return [
+            f"{label}: a CPU-only build (torch.version.cuda is None), expected a CUDA {cuda} "
+            "build; install torch from the lock's index"
+        ]
     problems = []
     if torch.cuda != cuda and not torch.cuda.startswith(cuda + "."):
         problems.append(f"{label}: built for CUDA {torch.cuda}, expected CUDA {cuda}")
     if not any(a in (REQUIRED_ARCH, REQUIRED_ARCH + "a") for a in torch.arch):
         found = " ".join(torch.arch) or "nothing"
-        problems.append(f"{label}: compiled for {found}; expected {REQUIRED_ARCH} (RTX 5090) in "
-                        "torch._C._cuda_getArchFlags()")
+        problems.append(
+            f"{label}: compiled for {found}; expected {REQUIRED_ARCH} (RTX 5090) in "
+            "torch._C._cuda_getArchFlags()"
+        )
     return problems
 
 
@@ -248,7 +258,6 @@ def cli(args: argparse.Namespace) -> int:
         raise PythonEnvError("\n".join(problems))
     summary = f"{env.python}: {len(lock.pins)} distributions match {path.name}"
     if env.torch is not None:
-        summary += (f"; torch {env.torch.version} for CUDA {env.torch.cuda} with "
-                    f"{REQUIRED_ARCH}")
+        summary += f"; torch {env.torch.version} for CUDA {env.torch.cuda} with {REQUIRED_ARCH}"
     print(summary)
     return 0

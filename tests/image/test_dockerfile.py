@@ -137,8 +137,9 @@ def test_the_sageattention_wheel_is_installed_from_a_mount_not_shipped(dockerfil
     runtime = dockerfile.stage("runtime")
     assert not [i for i in runtime.of("COPY") if "/wheels" in i.value]
     installs = [i for i in runtime.of("RUN") if "sageattention-" in i.value]
-    assert installs and any(m.get("from") == "sage" and m.get("type") == "bind"
-                            for m in installs[0].mounts())
+    assert installs and any(
+        m.get("from") == "sage" and m.get("type") == "bind" for m in installs[0].mounts()
+    )
 
 
 def test_the_runtime_has_what_triton_compiles_with(dockerfile):

@@ -43,41 +43,91 @@ NODE_CASES = [
     ("version missing", "version", DELETE, "version: required field is missing"),
     ("unknown top-level key", "extras", {}, "extras: unknown field"),
     ("unknown entry key", "comfyui|branch", "x", "comfyui.branch: unknown field"),
-    ("original missing", "custom_nodes|rgthree-comfy|original", DELETE,
-     "custom_nodes.rgthree-comfy.original: required field is missing"),
+    (
+        "original missing",
+        "custom_nodes|rgthree-comfy|original",
+        DELETE,
+        "custom_nodes.rgthree-comfy.original: required field is missing",
+    ),
     ("ref missing", "comfyui|original|ref", DELETE, "comfyui.original.ref: required field"),
-    ("short rev", "comfyui|locked|rev", "7ac999bf",
-     "comfyui.locked.rev: expected a full commit (40 lowercase hex characters), found string "
-     "'7ac999bf'"),
-    ("non-hex rev", "custom_nodes|ComfyUI-KJNodes|locked|rev", "z" * 40,
-     "custom_nodes.ComfyUI-KJNodes.locked.rev: expected a full commit"),
-    ("bad date", "comfyui|locked|date", "yesterday",
-     "comfyui.locked.date: expected an ISO 8601 date, found string 'yesterday'"),
-    ("bad tree hash", "custom_nodes|ComfyUI-KJNodes|locked|tree", "sha1:abc",
-     "custom_nodes.ComfyUI-KJNodes.locked.tree: expected 'blake3:' and 64"),
-    ("requirements not a list", "comfyui|locked|requirements", "torch",
-     "comfyui.locked.requirements: expected a list of strings, found string 'torch'"),
-    ("requirements_file escapes", "comfyui|requirements_file", "../x.txt",
-     "comfyui.requirements_file: must stay inside"),
-    ("manager by name", "custom_nodes|ComfyUI-Manager",
-     {"original": {"url": "https://example.invalid/x/y.git", "ref": "main"}},
-     "custom_nodes.ComfyUI-Manager: ComfyUI-Manager is excluded"),
-    ("manager by url, other case and owner", "custom_nodes|manager",
-     {"original": {"url": "https://example.invalid/Comfy-Org/comfyui-manager.git", "ref": "main"}},
-     "custom_nodes.manager: ComfyUI-Manager is excluded"),
-    ("duplicate names differing in case", "custom_nodes|comfyui-kjnodes",
-     {"original": {"url": "https://example.invalid/a/b.git", "ref": "main"}},
-     "duplicate name: custom_nodes.ComfyUI-KJNodes already uses it"),
-    ("env value not a string", "source_builds|sageattention|env|TORCH_CUDA_ARCH_LIST", 12.0,
-     "source_builds.sageattention.env.TORCH_CUDA_ARCH_LIST: expected a string"),
-    ("node name with a slash", "custom_nodes|a/b",
-     {"original": {"url": "https://example.invalid/a/b.git", "ref": "main"}},
-     "custom_nodes.a/b: expected a plain folder name"),
+    (
+        "short rev",
+        "comfyui|locked|rev",
+        "7ac999bf",
+        "comfyui.locked.rev: expected a full commit (40 lowercase hex characters), found string "
+        "'7ac999bf'",
+    ),
+    (
+        "non-hex rev",
+        "custom_nodes|ComfyUI-KJNodes|locked|rev",
+        "z" * 40,
+        "custom_nodes.ComfyUI-KJNodes.locked.rev: expected a full commit",
+    ),
+    (
+        "bad date",
+        "comfyui|locked|date",
+        "yesterday",
+        "comfyui.locked.date: expected an ISO 8601 date, found string 'yesterday'",
+    ),
+    (
+        "bad tree hash",
+        "custom_nodes|ComfyUI-KJNodes|locked|tree",
+        "sha1:abc",
+        "custom_nodes.ComfyUI-KJNodes.locked.tree: expected 'blake3:' and 64",
+    ),
+    (
+        "requirements not a list",
+        "comfyui|locked|requirements",
+        "torch",
+        "comfyui.locked.requirements: expected a list of strings, found string 'torch'",
+    ),
+    (
+        "requirements_file escapes",
+        "comfyui|requirements_file",
+        "../x.txt",
+        "comfyui.requirements_file: must stay inside",
+    ),
+    (
+        "manager by name",
+        "custom_nodes|ComfyUI-Manager",
+        {"original": {"url": "https://example.invalid/x/y.git", "ref": "main"}},
+        "custom_nodes.ComfyUI-Manager: ComfyUI-Manager is excluded",
+    ),
+    (
+        "manager by url, other case and owner",
+        "custom_nodes|manager",
+        {
+            "original": {
+                "url": "https://example.invalid/Comfy-Org/comfyui-manager.git",
+                "ref": "main",
+            }
+        },
+        "custom_nodes.manager: ComfyUI-Manager is excluded",
+    ),
+    (
+        "duplicate names differing in case",
+        "custom_nodes|comfyui-kjnodes",
+        {"original": {"url": "https://example.invalid/a/b.git", "ref": "main"}},
+        "duplicate name: custom_nodes.ComfyUI-KJNodes already uses it",
+    ),
+    (
+        "env value not a string",
+        "source_builds|sageattention|env|TORCH_CUDA_ARCH_LIST",
+        12.0,
+        "source_builds.sageattention.env.TORCH_CUDA_ARCH_LIST: expected a string",
+    ),
+    (
+        "node name with a slash",
+        "custom_nodes|a/b",
+        {"original": {"url": "https://example.invalid/a/b.git", "ref": "main"}},
+        "custom_nodes.a/b: expected a plain folder name",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "expected"), [c[1:] for c in NODE_CASES],
-                         ids=[c[0] for c in NODE_CASES])
+@pytest.mark.parametrize(
+    ("path", "value", "expected"), [c[1:] for c in NODE_CASES], ids=[c[0] for c in NODE_CASES]
+)
 def test_bad_nodes_lock_names_file_entry_and_field(path, value, expected):
     problems = _problems(parse_nodes_lock, _break(valid_nodes(), path, value), "nodes.lock.yaml")
     assert any(expected in p for p in problems), problems
@@ -85,50 +135,114 @@ def test_bad_nodes_lock_names_file_entry_and_field(path, value, expected):
 
 
 MODEL_CASES = [
-    ("unknown source kind", "models|wan_vae|original|source", "ftp",
-     "models.wan_vae.original.source: unknown source kind: expected one of hf, s3, url, found "
-     "string 'ftp'"),
-    ("hf without repo", "models|wan_vae|original|repo", DELETE,
-     "models.wan_vae.original.repo: required field is missing"),
-    ("hf without path", "models|wan_vae|original|path", DELETE,
-     "models.wan_vae.original.path: required field is missing"),
-    ("absolute dest", "models|wan_vae|dest", "/etc/passwd",
-     "models.wan_vae.dest: must be relative to the ComfyUI root, not absolute, found "
-     "'/etc/passwd'"),
-    ("dest escaping the root", "models|wan_vae|dest", "models/../../x.bin",
-     "models.wan_vae.dest: must stay inside the ComfyUI root (no '..')"),
-    ("duplicate dest", "models|rife47|dest", "models/vae/./wan_2.1_vae.safetensors",
-     "is also the dest of models.wan_vae: two entries cannot write one file"),
-    ("negative size", "models|wan_vae|locked|size", -1,
-     "models.wan_vae.locked.size: expected a whole number of bytes >= 0, found integer -1"),
-    ("size not an integer", "models|wan_vae|locked|size", "14.6GB",
-     "models.wan_vae.locked.size: expected a whole number of bytes >= 0, found string"),
-    ("size is a float", "models|wan_vae|locked|size", 1.5,
-     "models.wan_vae.locked.size: expected a whole number of bytes >= 0, found number"),
-    ("short blake3", "models|wan_vae|locked|blake3", "abc123",
-     "models.wan_vae.locked.blake3: expected 64 lowercase hex characters, found string 'abc123'"),
-    ("non-hex sha256", "models|wan_vae|locked|sha256", "g" * 64,
-     "models.wan_vae.locked.sha256: expected 64 lowercase hex characters"),
-    ("hf pin without revision", "models|wan_vae|locked|revision", DELETE,
-     "models.wan_vae.locked.revision: required for a Hugging Face source"),
-    ("bad placement", "models|wan_vae|placement", "disk",
-     "models.wan_vae.placement: expected image or volume, found string 'disk'"),
-    ("original missing", "models|rife47|original", DELETE,
-     "models.rife47.original: required field is missing"),
-    ("url source not http", "models|rife47|original|url", "file:///etc/passwd",
-     "models.rife47.original.url: expected an http(s) URL"),
-    ("s3 env name not a name", "models|tuned|original|endpoint_url_env", "not a name",
-     "models.tuned.original.endpoint_url_env: expected the name of an environment variable"),
+    (
+        "unknown source kind",
+        "models|wan_vae|original|source",
+        "ftp",
+        "models.wan_vae.original.source: unknown source kind: expected one of hf, s3, url, found "
+        "string 'ftp'",
+    ),
+    (
+        "hf without repo",
+        "models|wan_vae|original|repo",
+        DELETE,
+        "models.wan_vae.original.repo: required field is missing",
+    ),
+    (
+        "hf without path",
+        "models|wan_vae|original|path",
+        DELETE,
+        "models.wan_vae.original.path: required field is missing",
+    ),
+    (
+        "absolute dest",
+        "models|wan_vae|dest",
+        "/etc/passwd",
+        "models.wan_vae.dest: must be relative to the ComfyUI root, not absolute, found "
+        "'/etc/passwd'",
+    ),
+    (
+        "dest escaping the root",
+        "models|wan_vae|dest",
+        "models/../../x.bin",
+        "models.wan_vae.dest: must stay inside the ComfyUI root (no '..')",
+    ),
+    (
+        "duplicate dest",
+        "models|rife47|dest",
+        "models/vae/./wan_2.1_vae.safetensors",
+        "is also the dest of models.wan_vae: two entries cannot write one file",
+    ),
+    (
+        "negative size",
+        "models|wan_vae|locked|size",
+        -1,
+        "models.wan_vae.locked.size: expected a whole number of bytes >= 0, found integer -1",
+    ),
+    (
+        "size not an integer",
+        "models|wan_vae|locked|size",
+        "14.6GB",
+        "models.wan_vae.locked.size: expected a whole number of bytes >= 0, found string",
+    ),
+    (
+        "size is a float",
+        "models|wan_vae|locked|size",
+        1.5,
+        "models.wan_vae.locked.size: expected a whole number of bytes >= 0, found number",
+    ),
+    (
+        "short blake3",
+        "models|wan_vae|locked|blake3",
+        "abc123",
+        "models.wan_vae.locked.blake3: expected 64 lowercase hex characters, found string 'abc123'",
+    ),
+    (
+        "non-hex sha256",
+        "models|wan_vae|locked|sha256",
+        "g" * 64,
+        "models.wan_vae.locked.sha256: expected 64 lowercase hex characters",
+    ),
+    (
+        "hf pin without revision",
+        "models|wan_vae|locked|revision",
+        DELETE,
+        "models.wan_vae.locked.revision: required for a Hugging Face source",
+    ),
+    (
+        "bad placement",
+        "models|wan_vae|placement",
+        "disk",
+        "models.wan_vae.placement: expected image or volume, found string 'disk'",
+    ),
+    (
+        "original missing",
+        "models|rife47|original",
+        DELETE,
+        "models.rife47.original: required field is missing",
+    ),
+    (
+        "url source not http",
+        "models|rife47|original|url",
+        "file:///etc/passwd",
+        "models.rife47.original.url: expected an http(s) URL",
+    ),
+    (
+        "s3 env name not a name",
+        "models|tuned|original|endpoint_url_env",
+        "not a name",
+        "models.tuned.original.endpoint_url_env: expected the name of an environment variable",
+    ),
     ("unknown model key", "models|wan_vae|sha", "x", "models.wan_vae.sha: unknown field"),
     ("models missing", "models", DELETE, "models: required field is missing"),
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "expected"), [c[1:] for c in MODEL_CASES],
-                         ids=[c[0] for c in MODEL_CASES])
+@pytest.mark.parametrize(
+    ("path", "value", "expected"), [c[1:] for c in MODEL_CASES], ids=[c[0] for c in MODEL_CASES]
+)
 def test_bad_models_lock_names_file_entry_and_field(path, value, expected):
-    problems = _problems(parse_models_lock, _break(valid_models(), path, value),
-                         "models.lock.yaml")
+    problems = _problems(parse_models_lock, _break(valid_models(), path, value), "models.lock.yaml")
     assert any(expected in p for p in problems), problems
 
 
@@ -138,8 +252,9 @@ def test_duplicate_model_names_in_yaml_are_refused():
     data["models"]["WAN_VAE"] = copy.deepcopy(data["models"]["rife47"])
     data["models"]["WAN_VAE"]["dest"] = "models/other.bin"
     problems = _problems(parse_models_lock, data, "models.lock.yaml")
-    assert any("models.WAN_VAE: duplicate name: models.wan_vae already uses it" in p
-               for p in problems)
+    assert any(
+        "models.WAN_VAE: duplicate name: models.wan_vae already uses it" in p for p in problems
+    )
 
 
 def test_every_problem_is_reported_not_only_the_first():
@@ -150,20 +265,27 @@ def test_every_problem_is_reported_not_only_the_first():
 
 
 REQUIREMENT_CASES = [
-    ("no ==", "numpy>=2.0 \\\n    --hash=sha256:" + "1" * 64 + "\n",
-     "numpy: expected an exact pin 'name==version', found 'numpy>=2.0'"),
+    (
+        "no ==",
+        "numpy>=2.0 \\\n    --hash=sha256:" + "1" * 64 + "\n",
+        "numpy: expected an exact pin 'name==version', found 'numpy>=2.0'",
+    ),
     ("no hash", "numpy==2.2.6\n", "numpy==2.2.6: no --hash"),
     ("short hash", "numpy==2.2.6 --hash=sha256:abc\n", "numpy: expected --hash=sha256:<64 hex>"),
     ("wildcard", "numpy==2.* --hash=sha256:" + "1" * 64 + "\n", "expected an exact pin"),
     ("editable", "-e ./local\n", "unsupported option line '-e ./local'"),
-    ("pinned twice", VALID_REQUIREMENTS.split("pynvml")[0] + "NumPy==2.0.0 --hash=sha256:"
-     + "1" * 64 + "\n", "numpy: pinned twice"),
+    (
+        "pinned twice",
+        VALID_REQUIREMENTS.split("pynvml")[0] + "NumPy==2.0.0 --hash=sha256:" + "1" * 64 + "\n",
+        "numpy: pinned twice",
+    ),
     ("not a requirement", "!!! --hash=sha256:" + "1" * 64 + "\n", "not a requirement"),
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in REQUIREMENT_CASES],
-                         ids=[c[0] for c in REQUIREMENT_CASES])
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in REQUIREMENT_CASES], ids=[c[0] for c in REQUIREMENT_CASES]
+)
 def test_bad_requirements_lock_line_is_refused(text, expected):
     with pytest.raises(LockError) as info:
         parse_requirements_lock(text, "requirements.lock")
@@ -203,7 +325,8 @@ def test_canonical_dump_is_stable_whatever_the_input_order(nodes_data, models_da
     shuffled = dict(reversed(list(nodes_data.items())))
     shuffled["custom_nodes"] = dict(reversed(list(nodes_data["custom_nodes"].items())))
     assert dumps_nodes_lock(parse_nodes_lock(shuffled)) == dumps_nodes_lock(
-        parse_nodes_lock(nodes_data))
+        parse_nodes_lock(nodes_data)
+    )
     text = dumps_models_lock(parse_models_lock(models_data))
     assert dumps_models_lock(parse_models_lock(yaml.safe_load(text))) == text
 
@@ -214,14 +337,22 @@ def test_committed_locks_round_trip_byte_identical(name):
     from bake.locks.nodes import load_nodes_lock
 
     path = REPO / name
-    load, dump = ((load_nodes_lock, dumps_nodes_lock) if name.startswith("nodes")
-                  else (load_models_lock, dumps_models_lock))
+    load, dump = (
+        (load_nodes_lock, dumps_nodes_lock)
+        if name.startswith("nodes")
+        else (load_models_lock, dumps_models_lock)
+    )
     assert dump(load(path)) == path.read_text(encoding="utf-8")
 
 
 def _run_check(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bake", "check", *args], cwd=cwd,
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bake", "check", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_bake_check_passes_on_the_committed_locks_with_warnings():
@@ -269,8 +400,9 @@ def test_model_inside_an_unknown_node_folder_is_refused():
 
     models = valid_models()
     models["models"]["rife47"]["dest"] = "custom_nodes/ComfyUI-Frame-Interp/ckpts/rife47.pth"
-    problems = cross_check(parse_nodes_lock(valid_nodes()), parse_models_lock(models),
-                           "models.lock.yaml")
+    problems = cross_check(
+        parse_nodes_lock(valid_nodes()), parse_models_lock(models), "models.lock.yaml"
+    )
     assert problems == [
         "models.lock.yaml: models.rife47.dest: 'custom_nodes/ComfyUI-Frame-Interp/ckpts/"
         "rife47.pth' is inside custom_nodes/ComfyUI-Frame-Interp, which is not a custom node "
@@ -289,8 +421,10 @@ def test_an_unforeseen_failure_is_one_error_line(monkeypatch, capsys):
     monkeypatch.setattr(check, "cli", boom)
     assert cli.main(["check"]) == 1
     err = capsys.readouterr().err
-    assert err == ("error: check: unexpected RuntimeError: unexpected state (set "
-                   "BAKE_TRACEBACK=1 for the traceback)\n")
+    assert err == (
+        "error: check: unexpected RuntimeError: unexpected state (set "
+        "BAKE_TRACEBACK=1 for the traceback)\n"
+    )
     monkeypatch.setenv("BAKE_TRACEBACK", "1")
     with pytest.raises(RuntimeError):
         cli.main(["check"])

@@ -16,8 +16,10 @@ def test_identical_locks_have_no_diff():
 def test_a_node_update_shows_rev_date_and_requirement_lines():
     old = parse_nodes_lock(valid_nodes())
     pin = old.get("comfyui").locked
-    new = old.with_pin("comfyui", GitPin(REV_B, "2026-02-01T00:00:00+00:00", None,
-                                         ("torch", "numpy>=2.0", "requests")))
+    new = old.with_pin(
+        "comfyui",
+        GitPin(REV_B, "2026-02-01T00:00:00+00:00", None, ("torch", "numpy>=2.0", "requests")),
+    )
     diff = diff_locks(old, new)
     change = diff.changed_entry("comfyui")
     assert change is not None

@@ -64,15 +64,25 @@ def test_lock_option_redirects_by_kind(recorded, tmp_path):
 
 
 def test_unknown_name_is_one_clear_error():
-    result = subprocess.run([sys.executable, "scripts/update-locks.py", "no-such-node"],
-                            cwd=REPO, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "scripts/update-locks.py", "no-such-node"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 1
     assert "no entry named no-such-node" in result.stderr
 
 
 def test_names_do_not_apply_to_the_python_lock():
-    result = subprocess.run([sys.executable, "scripts/update-locks.py", "--python", "x"],
-                            cwd=REPO, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "scripts/update-locks.py", "--python", "x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2
     assert "NAME filters apply to --nodes and --models only" in result.stderr
 
@@ -102,7 +112,8 @@ def test_a_kind_flag_reads_only_its_own_lock(recorded, tmp_path, capsys):
 
 
 def test_an_unexpected_failure_in_one_kind_is_one_line_and_the_others_run(
-        recorded, monkeypatch, capsys):
+    recorded, monkeypatch, capsys
+):
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
 

@@ -13,9 +13,18 @@ from support.s3server import S3Server
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path):
     """No real credentials or caches leak in; stamps fall back into the test's tmp dir."""
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "BAKE_STAMP_DIR",
-                 "BAKE_CACHE_DIR", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    for name in (
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_HUB_OFFLINE",
+        "BAKE_STAMP_DIR",
+        "BAKE_CACHE_DIR",
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))

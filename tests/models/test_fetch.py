@@ -25,18 +25,34 @@ def lock_entries(hub, files):
     hub.add_file("org/wan", "split_files/loras/lora.safetensors", LORA)
     commit = hub.repos["org/wan"].branches["main"]
     return (
-        entry("vae", HfSource("org/wan", "split_files/vae/vae.safetensors"),
-              "models/vae/vae.safetensors", VAE, revision=commit),
-        entry("lora", HfSource("org/wan", "split_files/loras/lora.safetensors"),
-              "models/loras/lora.safetensors", LORA, revision=commit, placement="volume"),
-        entry("rife47", UrlSource(files.add("/rife47.pth", RIFE)),
-              "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife47.pth", RIFE),
+        entry(
+            "vae",
+            HfSource("org/wan", "split_files/vae/vae.safetensors"),
+            "models/vae/vae.safetensors",
+            VAE,
+            revision=commit,
+        ),
+        entry(
+            "lora",
+            HfSource("org/wan", "split_files/loras/lora.safetensors"),
+            "models/loras/lora.safetensors",
+            LORA,
+            revision=commit,
+            placement="volume",
+        ),
+        entry(
+            "rife47",
+            UrlSource(files.add("/rife47.pth", RIFE)),
+            "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife47.pth",
+            RIFE,
+        ),
     )
 
 
 def test_unlocked_entries_are_refused_before_anything_downloads(hub, files, tmp_path):
-    unlocked = entry("dasiwa_high", S3Source("b", "k"), "models/d/x.safetensors",
-                     placement="volume")
+    unlocked = entry(
+        "dasiwa_high", S3Source("b", "k"), "models/d/x.safetensors", placement="volume"
+    )
     lock = make_lock(*lock_entries(hub, files), unlocked)
     with pytest.raises(UnlockedError) as err:
         fetch_models(lock, tmp_path / "c", [tmp_path / "v"])
@@ -51,10 +67,13 @@ def test_placement_decides_the_root(hub, files, tmp_path):
     lock = make_lock(*lock_entries(hub, files))
     report = fetch_models(lock, comfy, [volume, tmp_path / "second"])
     assert report.ok
-    assert sorted(report.fetched) == sorted([
-        str(comfy / "models/vae/vae.safetensors"),
-        str(volume / "models/loras/lora.safetensors"),
-        str(comfy / "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife47.pth")])
+    assert sorted(report.fetched) == sorted(
+        [
+            str(comfy / "models/vae/vae.safetensors"),
+            str(volume / "models/loras/lora.safetensors"),
+            str(comfy / "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife47.pth"),
+        ]
+    )
     assert not (tmp_path / "second").exists()
 
 
@@ -75,8 +94,16 @@ def test_names_select_entries_and_unknown_names_are_refused(hub, files, tmp_path
 def test_cli(hub, files, tmp_path, capsys):
     lock_file = write_lock(tmp_path / "models.lock.yaml", *lock_entries(hub, files))
     comfy = tmp_path / "comfyui"
-    args = ["models", "fetch", "--comfyui-dir", str(comfy), "--lock", str(lock_file),
-            "--placement", "image"]
+    args = [
+        "models",
+        "fetch",
+        "--comfyui-dir",
+        str(comfy),
+        "--lock",
+        str(lock_file),
+        "--placement",
+        "image",
+    ]
     assert main(args) == 0
     out = capsys.readouterr()
     assert "2 fetched, 0 already present, 0 failed" in out.out
@@ -95,8 +122,21 @@ def test_cli_volume_placement_without_volume_dir(hub, files, tmp_path, capsys, m
 
     monkeypatch.setattr(models_verify, "DEFAULT_VOLUME_ROOTS", (tmp_path / "absent",))
     lock_file = write_lock(tmp_path / "models.lock.yaml", *lock_entries(hub, files))
-    assert main(["models", "fetch", "--comfyui-dir", str(tmp_path), "--lock", str(lock_file),
-                 "--placement", "volume"]) == 1
+    assert (
+        main(
+            [
+                "models",
+                "fetch",
+                "--comfyui-dir",
+                str(tmp_path),
+                "--lock",
+                str(lock_file),
+                "--placement",
+                "volume",
+            ]
+        )
+        == 1
+    )
     assert "--volume-dir" in capsys.readouterr().err
 
 
@@ -109,20 +149,49 @@ def test_eight_processes_fetch_one_lock_into_one_directory(hub, files, s3, tmp_p
     s3.put("shared", "dasiwa.safetensors", LORA)
     entries = (
         *lock_entries(hub, files),
-        entry("big", HfSource("org/wan", "split_files/diffusion_models/big.safetensors"),
-              "models/diffusion_models/big.safetensors", big,
-              revision=hub.repos["org/wan"].branches["main"]),
-        entry("dasiwa", S3Source("shared", "dasiwa.safetensors"),
-              "models/diffusion_models/dasiwa.safetensors", LORA, placement="volume"),
+        entry(
+            "big",
+            HfSource("org/wan", "split_files/diffusion_models/big.safetensors"),
+            "models/diffusion_models/big.safetensors",
+            big,
+            revision=hub.repos["org/wan"].branches["main"],
+        ),
+        entry(
+            "dasiwa",
+            S3Source("shared", "dasiwa.safetensors"),
+            "models/diffusion_models/dasiwa.safetensors",
+            LORA,
+            placement="volume",
+        ),
     )
     lock_file = write_lock(tmp_path / "models.lock.yaml", *entries)
     shared = tmp_path / "volume"
-    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, **s3.env(),
-           "BAKE_STAMP_DIR": "", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "bake", "models", "fetch", "--comfyui-dir", str(shared),
-           "--volume-dir", str(shared), "--lock", str(lock_file), "--jobs", "3"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for _ in range(8)]
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.endpoint,
+        **s3.env(),
+        "BAKE_STAMP_DIR": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "bake",
+        "models",
+        "fetch",
+        "--comfyui-dir",
+        str(shared),
+        "--volume-dir",
+        str(shared),
+        "--lock",
+        str(lock_file),
+        "--jobs",
+        "3",
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(8)
+    ]
     outputs = []
     try:
         for proc in procs:
@@ -146,21 +215,18 @@ def test_eight_processes_fetch_one_lock_into_one_directory(hub, files, s3, tmp_p
     assert fetched == len(entries)  # the S3 object too: exactly one process downloaded each
 
 
-def test_a_fetched_file_verifies_in_fast_mode_without_hashing(hub, files, tmp_path,
-                                                             monkeypatch):
+def test_a_fetched_file_verifies_in_fast_mode_without_hashing(hub, files, tmp_path, monkeypatch):
     from bake.models import verify as models_verify
     from bake.models.verify import verify_models
 
     lock = make_lock(*lock_entries(hub, files))
     fetch_models(lock, tmp_path, [tmp_path], placement="all")
-    monkeypatch.setattr(models_verify, "blake3_file",
-                        lambda p, **k: pytest.fail(f"re-hashed {p}"))
+    monkeypatch.setattr(models_verify, "blake3_file", lambda p, **k: pytest.fail(f"re-hashed {p}"))
     report = verify_models(lock, Path(tmp_path), [tmp_path], mode="fast")
     assert report.ok and not report.missing
 
 
-def test_an_unexpected_error_is_a_failure_line_naming_the_entry(hub, files, tmp_path,
-                                                                  monkeypatch):
+def test_an_unexpected_error_is_a_failure_line_naming_the_entry(hub, files, tmp_path, monkeypatch):
     """A library error nobody translated fails that entry, not the run, and shows no query."""
     from bake.models import url as source_url
 

@@ -20,9 +20,11 @@ SECRET = "test-secret-value"
 
 def only_entry_files(root: Path) -> list[str]:
     """Every file under root except stamps and lock files: what a user would see."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.is_file() and ".bake-stamps" not in p.parts
-                  and not p.name.endswith(".lock"))
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and ".bake-stamps" not in p.parts and not p.name.endswith(".lock")
+    )
 
 
 def fetch_one(e, root: Path, **kw):
@@ -83,12 +85,18 @@ def test_hf_upstream_file_swapped(hub, tmp_path):
 
 def test_hf_missing_file_is_404(hub, tmp_path):
     e = hf_entry(hub)
-    missing = entry("gone", HfSource(REPO, "nope.safetensors"), "models/vae/nope.safetensors",
-                    DATA, revision=e.locked.revision)
+    missing = entry(
+        "gone",
+        HfSource(REPO, "nope.safetensors"),
+        "models/vae/nope.safetensors",
+        DATA,
+        revision=e.locked.revision,
+    )
     report = fetch_one(missing, tmp_path)
     assert len(report.failed) == 1
-    assert report.failed[0].startswith("gone: ") and "no file 'nope.safetensors'" in \
-        report.failed[0]
+    assert (
+        report.failed[0].startswith("gone: ") and "no file 'nope.safetensors'" in report.failed[0]
+    )
     assert only_entry_files(tmp_path) == []
 
 
@@ -163,8 +171,9 @@ def test_url_truncated_upstream_file(files, tmp_path):
     assert only_entry_files(tmp_path) == []
 
 
-def test_url_connection_that_keeps_dropping_gives_up_and_keeps_the_partial(files, tmp_path,
-                                                                           monkeypatch):
+def test_url_connection_that_keeps_dropping_gives_up_and_keeps_the_partial(
+    files, tmp_path, monkeypatch
+):
     monkeypatch.setenv("BAKE_DOWNLOAD_RETRIES", "1")
     e = url_entry(files)
     files.drop_after["/rife47.pth"] = MB
@@ -202,8 +211,13 @@ def test_s3_multipart_fetch_into_the_volume(s3, tmp_path, monkeypatch):
     monkeypatch.setenv("BAKE_S3_PART_SIZE", str(MB // 2))  # several concurrent ranged GETs
     monkeypatch.setenv("DASIWA_BUCKET", "private-models")
     s3.put("private-models", "wan/dasiwa_high.safetensors", DATA)
-    e = entry("dasiwa_high", S3Source("${DASIWA_BUCKET}", "wan/dasiwa_high.safetensors"),
-              "models/diffusion_models/dasiwa_high.safetensors", DATA, placement="volume")
+    e = entry(
+        "dasiwa_high",
+        S3Source("${DASIWA_BUCKET}", "wan/dasiwa_high.safetensors"),
+        "models/diffusion_models/dasiwa_high.safetensors",
+        DATA,
+        placement="volume",
+    )
     volume = tmp_path / "volume"
     report = fetch_models(make_lock(e), tmp_path / "comfyui", [volume])
     assert report.ok, report.failed
@@ -216,9 +230,13 @@ def test_s3_per_entry_credentials(s3, tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     s3.put("other-account", "m.safetensors", DATA)
-    source = S3Source("other-account", "m.safetensors", endpoint_url_env="R2_OTHER_ENDPOINT_URL",
-                      access_key_id_env="R2_OTHER_ACCESS_KEY_ID",
-                      secret_access_key_env="R2_OTHER_SECRET_ACCESS_KEY")
+    source = S3Source(
+        "other-account",
+        "m.safetensors",
+        endpoint_url_env="R2_OTHER_ENDPOINT_URL",
+        access_key_id_env="R2_OTHER_ACCESS_KEY_ID",
+        secret_access_key_env="R2_OTHER_SECRET_ACCESS_KEY",
+    )
     e = entry("other", source, "models/loras/m.safetensors", DATA)
     assert fetch_one(e, tmp_path).ok
     monkeypatch.delenv("R2_OTHER_SECRET_ACCESS_KEY")
@@ -258,7 +276,8 @@ def test_s3_bucket_variable_unset(s3, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("part_size", [None, MB])  # one part, or three
 def test_s3_connection_that_keeps_dropping_keeps_the_partial_and_a_later_run_resumes(
-        files, tmp_path, monkeypatch, part_size):
+    files, tmp_path, monkeypatch, part_size
+):
     """moto cannot cut a connection: a plain server stands in for the bucket (HEAD and GET on
     /BUCKET/KEY are all a download asks of S3), cutting every GET after half a MB."""
     if part_size:
@@ -267,8 +286,12 @@ def test_s3_connection_that_keeps_dropping_keeps_the_partial_and_a_later_run_res
     monkeypatch.setenv("AWS_ENDPOINT_URL", files.base_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    e = entry("dasiwa", S3Source("cut-bucket", "dasiwa.safetensors"),
-              "models/diffusion_models/dasiwa.safetensors", DATA)
+    e = entry(
+        "dasiwa",
+        S3Source("cut-bucket", "dasiwa.safetensors"),
+        "models/diffusion_models/dasiwa.safetensors",
+        DATA,
+    )
     files.drop_every["/cut-bucket/dasiwa.safetensors"] = MB // 2
     report = fetch_one(e, tmp_path)
     assert len(report.failed) == 1, report.failed
@@ -279,7 +302,7 @@ def test_s3_connection_that_keeps_dropping_keeps_the_partial_and_a_later_run_res
 
     partial = temp_path(tmp_path / e.dest, e.locked)
     # what is kept is the start of the file, once, though every part was retried
-    assert partial.read_bytes() == DATA[:MB // 2]
+    assert partial.read_bytes() == DATA[: MB // 2]
     assert not (tmp_path / e.dest).exists()
 
     del files.drop_every["/cut-bucket/dasiwa.safetensors"]
@@ -304,7 +327,8 @@ def test_url_redirect_loop_is_a_fetch_error_naming_the_url(files, tmp_path):
 
 
 def test_hf_connection_that_keeps_dropping_keeps_the_partial_and_a_later_run_resumes(
-        hub, tmp_path, monkeypatch):
+    hub, tmp_path, monkeypatch
+):
     import types
 
     from huggingface_hub import file_download

@@ -21,14 +21,25 @@ def unlocked_lock(path, hub, files, s3):
     s3.put("r2-bucket", "dasiwa/high.safetensors", DASIWA)
     return write_lock(
         path,
-        entry("high", HfSource(REPO, "split_files/diffusion_models/high.safetensors"),
-              "models/diffusion_models/high.safetensors"),
-        entry("vae", HfSource(REPO, "split_files/vae/vae.safetensors"),
-              "models/vae/vae.safetensors"),
-        entry("rife47", UrlSource(files.add("/rife47.pth", RIFE)),
-              "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife47.pth"),
-        entry("dasiwa_high", S3Source("${R2_BUCKET}", "dasiwa/high.safetensors"),
-              "models/diffusion_models/dasiwa_high.safetensors", placement="volume"),
+        entry(
+            "high",
+            HfSource(REPO, "split_files/diffusion_models/high.safetensors"),
+            "models/diffusion_models/high.safetensors",
+        ),
+        entry(
+            "vae", HfSource(REPO, "split_files/vae/vae.safetensors"), "models/vae/vae.safetensors"
+        ),
+        entry(
+            "rife47",
+            UrlSource(files.add("/rife47.pth", RIFE)),
+            "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife47.pth",
+        ),
+        entry(
+            "dasiwa_high",
+            S3Source("${R2_BUCKET}", "dasiwa/high.safetensors"),
+            "models/diffusion_models/dasiwa_high.safetensors",
+            placement="volume",
+        ),
     )
 
 
@@ -78,8 +89,10 @@ def test_a_moved_branch_shows_in_the_diff(hub, files, s3, tmp_path, monkeypatch)
 def test_hub_sha256_disagreeing_with_the_stream_fails(hub, tmp_path):
     hub.add_file(REPO, "x.safetensors", HIGH)
     hub.corrupt["x.safetensors"] = blob(3 * MB, 5)
-    path = write_lock(tmp_path / "models.lock.yaml",
-                      entry("x", HfSource(REPO, "x.safetensors"), "models/x/x.safetensors"))
+    path = write_lock(
+        tmp_path / "models.lock.yaml",
+        entry("x", HfSource(REPO, "x.safetensors"), "models/x/x.safetensors"),
+    )
     lines: list[str] = []
     assert update_models(path, out=lines.append) == 1
     error = next(line for line in lines if line.startswith("error:"))
@@ -115,8 +128,10 @@ def test_check_needs_no_network_and_fails_on_unlocked(tmp_path, monkeypatch):
     )
     lines: list[str] = []
     assert update_models(path, check=True, out=lines.append) == 1
-    assert lines == ["error: models.todo: not locked: run `scripts/update-locks.py --models todo`"
-                     " with network access"]
+    assert lines == [
+        "error: models.todo: not locked: run `scripts/update-locks.py --models todo`"
+        " with network access"
+    ]
     lines.clear()
     assert update_models(path, ["done"], check=True, out=lines.append) == 0
 
@@ -124,16 +139,18 @@ def test_check_needs_no_network_and_fails_on_unlocked(tmp_path, monkeypatch):
 def test_check_flags_a_pin_that_contradicts_a_commit_in_original(tmp_path):
     path = write_lock(
         tmp_path / "models.lock.yaml",
-        entry("x", HfSource(REPO, "x", revision="b" * 40), "models/x/x", VAE,
-              revision="a" * 40))
+        entry("x", HfSource(REPO, "x", revision="b" * 40), "models/x/x", VAE, revision="a" * 40),
+    )
     lines: list[str] = []
     assert update_models(path, check=True, out=lines.append) == 1
     assert "stale" in lines[0] and "b" * 40 in lines[0]
 
 
 def test_unknown_name(tmp_path):
-    path = write_lock(tmp_path / "models.lock.yaml",
-                      entry("x", UrlSource("https://example.invalid/x"), "models/x/x"))
+    path = write_lock(
+        tmp_path / "models.lock.yaml",
+        entry("x", UrlSource("https://example.invalid/x"), "models/x/x"),
+    )
     lines: list[str] = []
     assert update_models(path, ["nope"], out=lines.append) == 1
     assert "no model named 'nope'" in lines[0]

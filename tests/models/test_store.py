@@ -21,14 +21,13 @@ def writer(data: bytes, chunk: int = 256 * 1024, calls: list | None = None):
         if calls is not None:
             calls.append(sink.offset)
         for i in range(sink.offset, len(data), chunk):
-            sink.write(data[i:i + chunk])
+            sink.write(data[i : i + chunk])
 
     return download
 
 
 def leftovers(root):
-    return sorted(p.name for p in (root / "models/vae").iterdir()
-                  if p.name.endswith(".incomplete"))
+    return sorted(p.name for p in (root / "models/vae").iterdir() if p.name.endswith(".incomplete"))
 
 
 def test_places_file_records_stamp_and_skips_a_valid_copy(tmp_path):
@@ -105,7 +104,7 @@ def test_resumes_a_partial_temp_file(tmp_path):
     pin = pin_of(data)
     dest = tmp_path / REL
     dest.parent.mkdir(parents=True)
-    temp_path(dest, pin).write_bytes(data[:MB + 123])
+    temp_path(dest, pin).write_bytes(data[: MB + 123])
     calls: list[int] = []
     assert place(tmp_path, REL, pin, writer(data, calls=calls), label="x", origin="o")
     assert calls == [MB + 123]

@@ -21,12 +21,26 @@ DASIWA = blob(MB, 3)
 
 def entries():
     return (
-        entry("vae", HfSource("org/r", "vae.safetensors"), "models/vae/vae.safetensors", VAE,
-              revision="a" * 40),
-        entry("lora", UrlSource("https://example.invalid/l.safetensors"),
-              "models/loras/l.safetensors", LORA),
-        entry("dasiwa", S3Source("${BUCKET}", "d.safetensors"),
-              "models/diffusion_models/d.safetensors", DASIWA, placement="volume"),
+        entry(
+            "vae",
+            HfSource("org/r", "vae.safetensors"),
+            "models/vae/vae.safetensors",
+            VAE,
+            revision="a" * 40,
+        ),
+        entry(
+            "lora",
+            UrlSource("https://example.invalid/l.safetensors"),
+            "models/loras/l.safetensors",
+            LORA,
+        ),
+        entry(
+            "dasiwa",
+            S3Source("${BUCKET}", "d.safetensors"),
+            "models/diffusion_models/d.safetensors",
+            DASIWA,
+            placement="volume",
+        ),
     )
 
 
@@ -50,9 +64,13 @@ def test_all_present_and_valid(layout):
     comfy, volume = layout
     report = verify_models(make_lock(*entries()), comfy, [volume])
     assert report.ok and not report.missing
-    assert sorted(report.verified) == sorted([
-        str(comfy / "models/vae/vae.safetensors"), str(comfy / "models/loras/l.safetensors"),
-        str(volume / "models/diffusion_models/d.safetensors")])
+    assert sorted(report.verified) == sorted(
+        [
+            str(comfy / "models/vae/vae.safetensors"),
+            str(comfy / "models/loras/l.safetensors"),
+            str(volume / "models/diffusion_models/d.safetensors"),
+        ]
+    )
 
 
 def test_missing_wrong_size_and_wrong_hash_each_get_one_line(layout):
@@ -137,8 +155,9 @@ def test_fast_mode_notices_an_edit_in_place(layout):
     assert [p.split(":")[0] for p in report.problems] == ["lora"]
 
 
-def test_stamps_fall_back_to_the_user_cache_when_the_root_is_not_writable(layout, tmp_path,
-                                                                          monkeypatch):
+def test_stamps_fall_back_to_the_user_cache_when_the_root_is_not_writable(
+    layout, tmp_path, monkeypatch
+):
     comfy, volume = layout
     # a file where the stamp directory would go: not writable even for root
     (comfy / stamps.ROOT_DIR).write_text("")
@@ -169,10 +188,21 @@ def test_stamps_are_shared_by_everyone_using_a_volume(layout):
 
 def test_cli_exits_1_with_one_line_per_problem(layout, tmp_path, capsys):
     comfy, volume = layout
-    lock_file = write_lock(tmp_path / "models.lock.yaml", *entries(),
-                           entry("new", UrlSource("https://example.invalid/n"), "models/x/n"))
-    args = ["models", "verify", "--comfyui-dir", str(comfy), "--volume-dir", str(volume),
-            "--lock", str(lock_file)]
+    lock_file = write_lock(
+        tmp_path / "models.lock.yaml",
+        *entries(),
+        entry("new", UrlSource("https://example.invalid/n"), "models/x/n"),
+    )
+    args = [
+        "models",
+        "verify",
+        "--comfyui-dir",
+        str(comfy),
+        "--volume-dir",
+        str(volume),
+        "--lock",
+        str(lock_file),
+    ]
     assert main(args) == 0
     out = capsys.readouterr()
     assert "3 verified" in out.out and "warning: new: not locked" in out.err
@@ -183,6 +213,7 @@ def test_cli_exits_1_with_one_line_per_problem(layout, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     errors = [line for line in err if line.startswith("error:")]
     assert len(errors) == 2
-    assert any("dasiwa: missing" in line and "models fetch --placement volume" in line
-               for line in errors)
+    assert any(
+        "dasiwa: missing" in line and "models fetch --placement volume" in line for line in errors
+    )
     assert any("vae:" in line and "wrong blake3" in line for line in errors)

@@ -31,16 +31,28 @@ class Remotes:
     front_pinned: str  # the submodule commit the node records (not the tip)
     revs: dict[str, str] = field(default_factory=dict)
 
-    def lock(self, path: Path, *, refs: dict[str, str] | None = None,
-             extra: dict[str, NodeEntry] | None = None) -> Path:
+    def lock(
+        self,
+        path: Path,
+        *,
+        refs: dict[str, str] | None = None,
+        extra: dict[str, NodeEntry] | None = None,
+    ) -> Path:
         """An unlocked nodes lock naming these remotes (refs default to `main`)."""
         refs = refs or {}
-        comfy = NodeEntry("comfyui", "comfyui",
-                          GitSource(self.comfy.url, refs.get("comfyui", "main")),
-                          requirements_file="requirements.txt")
+        comfy = NodeEntry(
+            "comfyui",
+            "comfyui",
+            GitSource(self.comfy.url, refs.get("comfyui", "main")),
+            requirements_file="requirements.txt",
+        )
         nodes = {
-            name: NodeEntry(name, "custom_node", GitSource(repo.url, refs.get(name, "main")),
-                            requirements_file="requirements.txt")
+            name: NodeEntry(
+                name,
+                "custom_node",
+                GitSource(repo.url, refs.get(name, "main")),
+                requirements_file="requirements.txt",
+            )
             for name, repo in self.nodes.items()
         }
         nodes.update(extra or {})
@@ -60,10 +72,16 @@ def remotes(world: GitWorld) -> Remotes:
     comfy.commit(COMFY_FILES, "comfy 1")
 
     kj = world.repo("ComfyUI-KJNodes")
-    kj.commit({"__init__.py": "NODE_CLASS_MAPPINGS = {}\n",
-               "requirements.txt": "pillow>=10.3.0\nscipy\n",
-               "tools/run.sh": "#!/bin/sh\necho hi\n"},
-              "kj 1", executable=("tools/run.sh",), symlinks={"docs": "tools"})
+    kj.commit(
+        {
+            "__init__.py": "NODE_CLASS_MAPPINGS = {}\n",
+            "requirements.txt": "pillow>=10.3.0\nscipy\n",
+            "tools/run.sh": "#!/bin/sh\necho hi\n",
+        },
+        "kj 1",
+        executable=("tools/run.sh",),
+        symlinks={"docs": "tools"},
+    )
 
     front = world.repo("Easy-Use-Frontend")
     pinned = front.commit({"app.js": "console.log(1)\n"}, "front 1")
@@ -71,5 +89,4 @@ def remotes(world: GitWorld) -> Remotes:
     easy = world.repo("ComfyUI-Easy-Use")
     easy.commit({"__init__.py": "X = 1\n", "requirements.txt": "diffusers\nlark\n"}, "easy 1")
     easy.add_submodule("ComfyUI-Easy-Use-Frontend", front, pinned)
-    return Remotes(world, comfy, {"ComfyUI-KJNodes": kj, "ComfyUI-Easy-Use": easy}, front,
-                   pinned)
+    return Remotes(world, comfy, {"ComfyUI-KJNodes": kj, "ComfyUI-Easy-Use": easy}, front, pinned)

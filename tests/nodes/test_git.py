@@ -49,13 +49,18 @@ def test_abbreviated_commit_is_explained(world):
     )
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("https://user:tok@host/x.git", "https://***@host/x.git"),
-    ("fatal: unable to access 'https://tok@host/x.git/': refused",
-     "fatal: unable to access 'https://***@host/x.git/': refused"),
-    ("ssh://git@host/x.git and https://a:b@c/d", "ssh://***@host/x.git and https://***@c/d"),
-    ("file:///srv/x.git", "file:///srv/x.git"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://user:tok@host/x.git", "https://***@host/x.git"),
+        (
+            "fatal: unable to access 'https://tok@host/x.git/': refused",
+            "fatal: unable to access 'https://***@host/x.git/': refused",
+        ),
+        ("ssh://git@host/x.git and https://a:b@c/d", "ssh://***@host/x.git and https://***@c/d"),
+        ("file:///srv/x.git", "file:///srv/x.git"),
+    ],
+)
 def test_redact_hides_user_info(text, expected):
     assert git.redact(text) == expected
 
@@ -68,8 +73,11 @@ def test_worktree_tree_hash_ignores_untracked_data_and_matches_a_clean_tree(worl
     sub = world.repo("Sub")
     pinned = sub.commit({"s.js": "1\n"})
     repo = world.repo("Node")
-    repo.commit({"a.py": "1\n", "bin/tool": "#!/bin/sh\n", "d/e/f.txt": "f\n"},
-                executable=("bin/tool",), symlinks={"link": "d/e"})
+    repo.commit(
+        {"a.py": "1\n", "bin/tool": "#!/bin/sh\n", "d/e/f.txt": "f\n"},
+        executable=("bin/tool",),
+        symlinks={"link": "d/e"},
+    )
     rev = repo.add_submodule("web", sub, pinned)
 
     checkout = tmp_path / "checkout"

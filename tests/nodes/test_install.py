@@ -61,8 +61,13 @@ def test_fresh_install_puts_every_entry_at_its_locked_commit(remotes, tmp_path):
     manifest = json.loads((comfy / MANIFEST).read_text())
     assert manifest["version"] == 1
     assert [(e["name"], e["path"], e["rev"], e["tree"]) for e in manifest["entries"]] == [
-        (e.name, "." if e.kind == "comfyui" else f"custom_nodes/{e.name}", e.locked.rev,
-         e.locked.tree) for e in lock.entries()
+        (
+            e.name,
+            "." if e.kind == "comfyui" else f"custom_nodes/{e.name}",
+            e.locked.rev,
+            e.locked.tree,
+        )
+        for e in lock.entries()
     ]
     assert f"comfyui: installed at {lock.comfyui.locked.rev[:12]}" in lines
     assert _no_stages(comfy)
@@ -82,8 +87,9 @@ def test_rerun_is_a_no_op_without_network_and_keeps_models(remotes, tmp_path):
         repo.remove()  # any network use would now fail
 
     lines = _install(lock_path, comfy)
-    assert sorted(lines) == sorted(f"{e.qualified}: ok at {e.locked.rev[:12]}"
-                                   for e in load_nodes_lock(lock_path).entries())
+    assert sorted(lines) == sorted(
+        f"{e.qualified}: ok at {e.locked.rev[:12]}" for e in load_nodes_lock(lock_path).entries()
+    )
     assert model.read_bytes() == b"weights" and ckpt.read_bytes() == b"rife"
 
 
@@ -100,11 +106,15 @@ def test_local_edits_are_repaired_saved_and_reported(remotes, tmp_path):
 
     lines = _install(lock_path, comfy)
     rev = load_nodes_lock(lock_path).custom_nodes[KJ].locked.rev
-    assert (f"custom_nodes.{KJ}: repaired: local edits to tracked files (__init__.py, "
-            f"requirements.txt) were undone to match {rev[:12]}; the edits were saved to "
-            f"{comfy / '.bake/repaired' / (KJ + '.patch')}") in lines
-    assert any(line.startswith("comfyui: repaired: local edits to tracked files (main.py)")
-               for line in lines)
+    assert (
+        f"custom_nodes.{KJ}: repaired: local edits to tracked files (__init__.py, "
+        f"requirements.txt) were undone to match {rev[:12]}; the edits were saved to "
+        f"{comfy / '.bake/repaired' / (KJ + '.patch')}"
+    ) in lines
+    assert any(
+        line.startswith("comfyui: repaired: local edits to tracked files (main.py)")
+        for line in lines
+    )
     assert (node / "__init__.py").read_text() == "NODE_CLASS_MAPPINGS = {}\n"
     assert (node / "requirements.txt").exists()
     assert (comfy / "main.py").read_text() == "print('comfy')\n"
@@ -144,8 +154,9 @@ def test_models_fetched_before_comfyui_are_kept(remotes, tmp_path):
     ckpt.write_bytes(b"rife")
 
     lines = _install(lock_path, comfy)
-    assert any(line.startswith("comfyui: repaired: the folder was not a git checkout")
-               for line in lines)
+    assert any(
+        line.startswith("comfyui: repaired: the folder was not a git checkout") for line in lines
+    )
     assert model.read_bytes() == b"vae" and ckpt.read_bytes() == b"rife"
     assert (comfy / "models/vae/put_vae_here").exists()
     assert _head(comfy / "custom_nodes" / KJ) == remotes.nodes[KJ].head()
@@ -195,8 +206,10 @@ def test_commit_force_pushed_away_fails_naming_entry(remotes, tmp_path):
     with pytest.raises(InstallError) as caught:
         _install(lock_path, comfy)
     (line,) = caught.value.lines()
-    assert line.startswith(f"custom_nodes.{KJ}: the locked commit {doomed} is not on {kj.url} "
-                           "any more (force-pushed away or deleted; git said: ")
+    assert line.startswith(
+        f"custom_nodes.{KJ}: the locked commit {doomed} is not on {kj.url} "
+        "any more (force-pushed away or deleted; git said: "
+    )
     assert "not our ref" in line
     assert not (comfy / "custom_nodes" / KJ).exists() and _no_stages(comfy)
 
@@ -208,22 +221,28 @@ def test_unreachable_remote_fails_naming_entry(remotes, tmp_path):
     with pytest.raises(GitError) as caught:
         _install(lock_path, comfy)
     assert str(caught.value).startswith(
-        f"comfyui: cannot reach the remote {remotes.comfy.url}: fatal: ")
+        f"comfyui: cannot reach the remote {remotes.comfy.url}: fatal: "
+    )
     assert not comfy.exists() and _no_stages(comfy)
 
 
 def test_manager_entry_is_refused_even_past_the_parser(remotes, tmp_path):
     lock = load_nodes_lock(_locked(remotes, tmp_path))
-    manager = NodeEntry("Tools", "custom_node",
-                        GitSource("https://github.com/Comfy-Org/ComfyUI-Manager.git", "main"),
-                        GitPin("a" * 40, "2026-01-01T00:00:00+00:00"))
+    manager = NodeEntry(
+        "Tools",
+        "custom_node",
+        GitSource("https://github.com/Comfy-Org/ComfyUI-Manager.git", "main"),
+        GitPin("a" * 40, "2026-01-01T00:00:00+00:00"),
+    )
     lock = dataclasses.replace(lock, custom_nodes={**lock.custom_nodes, "Tools": manager})
     comfy = tmp_path / "ComfyUI"
     with pytest.raises(LockError) as caught:
         install_nodes(lock, comfy, log=lambda _: None)
-    assert str(caught.value) == ("nodes.lock.yaml: custom_nodes.Tools: ComfyUI-Manager is "
-                                 "excluded (it installs code at run time) and is never "
-                                 "installed; remove this entry")
+    assert str(caught.value) == (
+        "nodes.lock.yaml: custom_nodes.Tools: ComfyUI-Manager is "
+        "excluded (it installs code at run time) and is never "
+        "installed; remove this entry"
+    )
     assert not comfy.exists()
 
 
@@ -231,8 +250,11 @@ def test_manager_folder_already_in_custom_nodes_is_refused(remotes, tmp_path):
     lock_path = _locked(remotes, tmp_path)
     comfy = tmp_path / "ComfyUI"
     (comfy / "custom_nodes" / "comfyui-manager").mkdir(parents=True)
-    with pytest.raises(LockError, match=r"ComfyUI-Manager is excluded .* but is present "
-                                        r"here; delete this folder"):
+    with pytest.raises(
+        LockError,
+        match=r"ComfyUI-Manager is excluded .* but is present "
+        r"here; delete this folder",
+    ):
         _install(lock_path, comfy)
 
 
@@ -266,15 +288,26 @@ def test_stray_node_folder_is_reported(remotes, tmp_path):
     _install(lock_path, comfy)
     (comfy / "custom_nodes" / "Unpinned").mkdir()
     lines = _install(lock_path, comfy)
-    assert ("custom_nodes/Unpinned: warning: not in the lock, yet ComfyUI will load it; remove "
-            "it or pin it in nodes.lock.yaml") in lines
+    assert (
+        "custom_nodes/Unpinned: warning: not in the lock, yet ComfyUI will load it; remove "
+        "it or pin it in nodes.lock.yaml"
+    ) in lines
 
 
 def test_cli_installs_and_reports_failures(remotes, tmp_path):
     lock_path = _locked(remotes, tmp_path)
     comfy = tmp_path / "ComfyUI"
-    cmd = [sys.executable, "-m", "bake", "nodes", "install", "--comfyui-dir", str(comfy),
-           "--lock", str(lock_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bake",
+        "nodes",
+        "install",
+        "--comfyui-dir",
+        str(comfy),
+        "--lock",
+        str(lock_path),
+    ]
     env = remotes.world.env()
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -311,8 +344,10 @@ def test_installed_checkouts_never_store_credentials(world, tmp_path):
 
     repo = tmp_path / "checkout"
     git.init(repo, "https://builder:t0ken@git.example.invalid/x/Node.git", entry="e")
-    assert run_git("config", "--get", "remote.origin.url", cwd=repo) == \
-        "https://git.example.invalid/x/Node.git"
+    assert (
+        run_git("config", "--get", "remote.origin.url", cwd=repo)
+        == "https://git.example.invalid/x/Node.git"
+    )
 
 
 def test_stage_left_by_a_killed_install_is_cleared(remotes, tmp_path):
@@ -343,13 +378,19 @@ def test_public_urls_install_through_insteadof_mirrors(world, tmp_path):
     from bake.locks.nodes import NodesLock, write_nodes_lock
 
     lock_path = tmp_path / "nodes.lock.yaml"
-    write_nodes_lock(NodesLock(
-        NodeEntry("comfyui", "comfyui", GitSource(f"{public}o/ComfyUI.git", "main")),
-        {"Node": NodeEntry("Node", "custom_node", GitSource(f"{public}o/Node.git", "main"))},
-        {}), lock_path)
+    write_nodes_lock(
+        NodesLock(
+            NodeEntry("comfyui", "comfyui", GitSource(f"{public}o/ComfyUI.git", "main")),
+            {"Node": NodeEntry("Node", "custom_node", GitSource(f"{public}o/Node.git", "main"))},
+            {},
+        ),
+        lock_path,
+    )
     assert update_nodes(lock_path, out=lambda _: None) == 0
     target = tmp_path / "ComfyUI"
     _install(lock_path, target)
     assert (target / "custom_nodes/Node/web/app.js").read_text() == "1\n"
-    assert run_git("config", "--get", "remote.origin.url", cwd=target / "custom_nodes/Node") \
+    assert (
+        run_git("config", "--get", "remote.origin.url", cwd=target / "custom_nodes/Node")
         == f"{public}o/Node.git"
+    )

@@ -41,11 +41,13 @@ def test_update_records_rev_date_tree_and_requirements(remotes, tmp_path):
 
     easy = pinned.custom_nodes["ComfyUI-Easy-Use"].locked
     # the tree covers the submodule's files at the commit the node records
-    assert easy.tree == _clean_clone_tree(remotes.nodes["ComfyUI-Easy-Use"].url, easy.rev,
-                                          tmp_path / "c2")
+    assert easy.tree == _clean_clone_tree(
+        remotes.nodes["ComfyUI-Easy-Use"].url, easy.rev, tmp_path / "c2"
+    )
     kj = pinned.custom_nodes["ComfyUI-KJNodes"].locked
-    assert kj.tree == _clean_clone_tree(remotes.nodes["ComfyUI-KJNodes"].url, kj.rev,
-                                        tmp_path / "c3")
+    assert kj.tree == _clean_clone_tree(
+        remotes.nodes["ComfyUI-KJNodes"].url, kj.rev, tmp_path / "c3"
+    )
     assert "+ comfyui (new)" not in lines  # entries existed: the diff is per field
     assert any(line.startswith("~ custom_nodes.ComfyUI-KJNodes") for line in lines)
     assert "    locked.requirements: + scipy" in lines
@@ -133,16 +135,24 @@ def test_unreachable_remote_fails_with_one_clear_line(remotes, tmp_path):
     code, lines = _update(lock, "ComfyUI-Easy-Use")
     assert code == 1
     (error,) = [line for line in lines if line.startswith("error:")]
-    assert error.startswith("error: custom_nodes.ComfyUI-Easy-Use: cannot reach the remote "
-                            f"{remotes.nodes['ComfyUI-Easy-Use'].url}: ")
+    assert error.startswith(
+        "error: custom_nodes.ComfyUI-Easy-Use: cannot reach the remote "
+        f"{remotes.nodes['ComfyUI-Easy-Use'].url}: "
+    )
     assert "does not appear to be a git repository" in error
     assert "insteadOf" in error
 
 
 def test_credentials_in_urls_never_reach_messages(world, tmp_path, monkeypatch):
     # A closed port on loopback: refused at once, no network beyond this machine.
-    for proxy in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy",
-                  "ALL_PROXY"):
+    for proxy in (
+        "https_proxy",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "HTTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(proxy, raising=False)
     url = "https://maintainer:s3cr3t-t0ken@127.0.0.1:9/private/Node.git"
     remotes_lock = tmp_path / "nodes.lock.yaml"
@@ -150,9 +160,14 @@ def test_credentials_in_urls_never_reach_messages(world, tmp_path, monkeypatch):
     comfy.commit({"main.py": "x\n"})
     from bake.locks.nodes import GitSource, NodeEntry, NodesLock, write_nodes_lock
 
-    write_nodes_lock(NodesLock(
-        NodeEntry("comfyui", "comfyui", GitSource(comfy.url, "main")),
-        {"Node": NodeEntry("Node", "custom_node", GitSource(url, "main"))}, {}), remotes_lock)
+    write_nodes_lock(
+        NodesLock(
+            NodeEntry("comfyui", "comfyui", GitSource(comfy.url, "main")),
+            {"Node": NodeEntry("Node", "custom_node", GitSource(url, "main"))},
+            {},
+        ),
+        remotes_lock,
+    )
     code, lines = _update(remotes_lock, "Node")
     assert code == 1
     text = "\n".join(lines)
@@ -200,8 +215,10 @@ def test_check_fails_on_unlocked_entry(remotes, tmp_path):
     _update(lock, "comfyui", "ComfyUI-Easy-Use")
     code, lines = _update(lock, check=True)
     assert code == 1
-    assert lines == ["nodes.lock.yaml: custom_nodes.ComfyUI-KJNodes: not locked; run "
-                     "scripts/update-locks.py --nodes ComfyUI-KJNodes"]
+    assert lines == [
+        "nodes.lock.yaml: custom_nodes.ComfyUI-KJNodes: not locked; run "
+        "scripts/update-locks.py --nodes ComfyUI-KJNodes"
+    ]
 
 
 def test_check_fails_when_tree_or_requirements_no_longer_match(remotes, tmp_path):
@@ -231,9 +248,11 @@ def test_check_fails_when_tree_is_not_recorded(remotes, tmp_path):
     assert load_nodes_lock(lock).comfyui.locked.tree is None
     code, lines = _update(lock, check=True)
     assert code == 1
-    assert lines == [f"nodes.lock.yaml: comfyui: locked.tree is not recorded (the tree at "
-                     f"{real.rev[:12]} is {real.tree}); run scripts/update-locks.py --nodes "
-                     "comfyui"]
+    assert lines == [
+        f"nodes.lock.yaml: comfyui: locked.tree is not recorded (the tree at "
+        f"{real.rev[:12]} is {real.tree}); run scripts/update-locks.py --nodes "
+        "comfyui"
+    ]
 
 
 def test_check_fails_when_locked_commit_was_force_pushed_away(remotes, tmp_path):
@@ -246,25 +265,30 @@ def test_check_fails_when_locked_commit_was_force_pushed_away(remotes, tmp_path)
     kj.force_branch("main", first)
     kj.prune()
     # the cache still holds the commit: --check must ask the remote, not the cache
-    assert subprocess.run(["git", "cat-file", "-e", doomed],
-                          cwd=cache_repo(kj.url)).returncode == 0
+    assert subprocess.run(["git", "cat-file", "-e", doomed], cwd=cache_repo(kj.url)).returncode == 0
     code, lines = _update(lock, check=True)
     assert code == 1
     (line,) = lines
-    assert line.startswith(f"nodes.lock.yaml: custom_nodes.ComfyUI-KJNodes: the locked commit "
-                           f"{doomed} is not on {kj.url} any more (force-pushed away or "
-                           "deleted; git said: ")
-    assert line.endswith("Run scripts/update-locks.py --nodes ComfyUI-KJNodes to pin a commit "
-                         "the remote has, or point a url.<base>.insteadOf mirror that still "
-                         "has it at this URL")
+    assert line.startswith(
+        f"nodes.lock.yaml: custom_nodes.ComfyUI-KJNodes: the locked commit "
+        f"{doomed} is not on {kj.url} any more (force-pushed away or "
+        "deleted; git said: "
+    )
+    assert line.endswith(
+        "Run scripts/update-locks.py --nodes ComfyUI-KJNodes to pin a commit "
+        "the remote has, or point a url.<base>.insteadOf mirror that still "
+        "has it at this URL"
+    )
 
 
 def test_unknown_name_is_an_error(remotes, tmp_path):
     lock = remotes.lock(tmp_path / "nodes.lock.yaml")
     code, lines = _update(lock, "Nope")
     assert code == 1
-    assert lines == ["error: nodes lock has no entry named 'Nope' (known: comfyui, "
-                     "ComfyUI-Easy-Use, ComfyUI-KJNodes)"]
+    assert lines == [
+        "error: nodes lock has no entry named 'Nope' (known: comfyui, "
+        "ComfyUI-Easy-Use, ComfyUI-KJNodes)"
+    ]
 
 
 BARRIER = """#!/bin/sh

@@ -22,7 +22,7 @@ from bake.locks.nodes import GitPin, GitSource, NodeEntry, NodesLock, write_node
 from bake.nodes.resolve import update_nodes
 from bake.nodes.sagebuild import build_env, build_wheel, cpu_count
 
-BACKEND = '''\
+BACKEND = """\
 import json, os, sys, zipfile
 
 NAME, VERSION = "sageattention", "2.2.0"
@@ -47,30 +47,42 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
                      "Tag: py3-none-any\\n")
         whl.writestr(f"{info}/RECORD", "")
     return name
-'''
+"""
 
-PYPROJECT = '''\
+PYPROJECT = """\
 [build-system]
 requires = []
 build-backend = "fake_backend"
 backend-path = ["."]
-'''
+"""
 
 
 @pytest.fixture
 def sage(world, tmp_path):
     repo = world.repo("SageAttention")
-    repo.commit({"pyproject.toml": PYPROJECT, "fake_backend.py": BACKEND,
-                 "README.md": "# SageAttention\n"}, "v2.2.0")
+    repo.commit(
+        {"pyproject.toml": PYPROJECT, "fake_backend.py": BACKEND, "README.md": "# SageAttention\n"},
+        "v2.2.0",
+    )
     repo.tag("v2.2.0")
     repo.commit({"README.md": "# newer main\n"}, "main moves on")
     comfy = world.repo("ComfyUI")
     comfy.commit({"main.py": "x\n"})
     lock = tmp_path / "nodes.lock.yaml"
-    entry = NodeEntry("sageattention", "source_build", GitSource(repo.url, "v2.2.0"),
-                      env={"TORCH_CUDA_ARCH_LIST": "12.0"})
-    write_nodes_lock(NodesLock(NodeEntry("comfyui", "comfyui", GitSource(comfy.url, "main")),
-                               {}, {"sageattention": entry}), lock)
+    entry = NodeEntry(
+        "sageattention",
+        "source_build",
+        GitSource(repo.url, "v2.2.0"),
+        env={"TORCH_CUDA_ARCH_LIST": "12.0"},
+    )
+    write_nodes_lock(
+        NodesLock(
+            NodeEntry("comfyui", "comfyui", GitSource(comfy.url, "main")),
+            {},
+            {"sageattention": entry},
+        ),
+        lock,
+    )
     assert update_nodes(lock, out=lambda _: None) == 0
     return lock
 
@@ -116,8 +128,9 @@ def test_build_with_pip_wheel_and_environment_overrides(sage, tmp_path, monkeypa
     monkeypatch.setenv("MAX_JOBS", "3")  # a maintainer's own setting wins over the CPU count
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.9")  # ... but never over the lock's env
     monkeypatch.setenv("NVCC_APPEND_FLAGS", "--threads 2")
-    wheel = build_wheel(_entry(sage), tmp_path / "wheels", python=pip_python, frontend="auto",
-                        log=lambda _: None)
+    wheel = build_wheel(
+        _entry(sage), tmp_path / "wheels", python=pip_python, frontend="auto", log=lambda _: None
+    )
     seen = _seen(wheel)
     assert seen["prefix"] == str(Path(pip_python).parent.parent)
     assert seen["TORCH_CUDA_ARCH_LIST"] == "12.0"
@@ -132,8 +145,11 @@ def test_older_wheel_is_replaced_and_foreign_wheels_refused(sage, tmp_path):
     assert [p.name for p in out.iterdir()] == ["sageattention-2.2.0-py3-none-any.whl"]
 
     (out / "torch-2.10.0-cp312-none-any.whl").write_bytes(b"x")
-    with pytest.raises(BuildError, match=r"already holds other wheels "
-                                         r"\(torch-2.10.0-cp312-none-any.whl\); give --out"):
+    with pytest.raises(
+        BuildError,
+        match=r"already holds other wheels "
+        r"\(torch-2.10.0-cp312-none-any.whl\); give --out",
+    ):
         build_wheel(_entry(sage), out, frontend="uv", log=lambda _: None)
 
 
@@ -143,8 +159,11 @@ def test_failed_build_leaves_out_untouched(sage, tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     monkeypatch.setenv("FAKE_BUILD_FAIL", "1")
     rev = _entry(sage).locked.rev
-    with pytest.raises(BuildError, match=rf"source_builds.sageattention: the wheel build of "
-                                         rf"{rev[:12]} failed \(exit \d+\); its output is above"):
+    with pytest.raises(
+        BuildError,
+        match=rf"source_builds.sageattention: the wheel build of "
+        rf"{rev[:12]} failed \(exit \d+\); its output is above",
+    ):
         build_wheel(_entry(sage), out, frontend="uv", log=lambda _: None)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
@@ -155,19 +174,25 @@ def test_unlocked_and_tampered_sources_are_refused(sage, tmp_path):
     entry = _entry(sage)
     with pytest.raises(UnlockedError, match=r"source_builds\.sageattention: not locked"):
         build_wheel(dataclasses.replace(entry, locked=None), tmp_path / "w", log=lambda _: None)
-    forged = dataclasses.replace(entry, locked=GitPin(entry.locked.rev, entry.locked.date,
-                                                      "blake3:" + "2" * 64))
+    forged = dataclasses.replace(
+        entry, locked=GitPin(entry.locked.rev, entry.locked.date, "blake3:" + "2" * 64)
+    )
     with pytest.raises(VerificationError, match="refusing to build other source"):
         build_wheel(forged, tmp_path / "w", frontend="uv", log=lambda _: None)
     assert not list((tmp_path / "w").glob("*.whl"))
 
 
 def test_build_env_is_pure():
-    entry = NodeEntry("sageattention", "source_build", GitSource("u", "r"),
-                      env={"TORCH_CUDA_ARCH_LIST": "12.0"})
+    entry = NodeEntry(
+        "sageattention", "source_build", GitSource("u", "r"), env={"TORCH_CUDA_ARCH_LIST": "12.0"}
+    )
     env = build_env(entry, {"PATH": "/bin", "TORCH_CUDA_ARCH_LIST": "9.0"}, cpus=16)
-    assert env == {"PATH": "/bin", "TORCH_CUDA_ARCH_LIST": "12.0", "MAX_JOBS": "16",
-                   "EXT_PARALLEL": "4"}
+    assert env == {
+        "PATH": "/bin",
+        "TORCH_CUDA_ARCH_LIST": "12.0",
+        "MAX_JOBS": "16",
+        "EXT_PARALLEL": "4",
+    }
     assert build_env(entry, {}, cpus=1)["EXT_PARALLEL"] == "1"
 
 
@@ -175,9 +200,23 @@ def test_cli_builds_one_wheel(sage, tmp_path, world):
     out = tmp_path / "wheels"
     env = world.env()
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run([sys.executable, "-m", "bake", "build", "sageattention", "--out",
-                           str(out), "--lock", str(sage)], env=env, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bake",
+            "build",
+            "sageattention",
+            "--out",
+            str(out),
+            "--lock",
+            str(sage),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     (wheel,) = out.glob("*.whl")
     assert f"{wheel.name} sha256={hashlib.sha256(wheel.read_bytes()).hexdigest()}" in done.stdout

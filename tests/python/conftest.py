@@ -67,8 +67,11 @@ def nodes_lock_text(nodes: Mapping[str, Sequence[str]]) -> str:
         return {
             "original": {"url": f"https://example.invalid/{name}.git", "ref": "main"},
             "requirements_file": "requirements.txt",
-            "locked": {"rev": "a" * 40, "date": "2026-01-17T00:00:00+00:00",
-                       "requirements": list(lines)},
+            "locked": {
+                "rev": "a" * 40,
+                "date": "2026-01-17T00:00:00+00:00",
+                "requirements": list(lines),
+            },
         }
 
     data = {
@@ -122,8 +125,16 @@ def _offline(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     monkeypatch.setenv("UV_OFFLINE", "1")
     monkeypatch.setenv("UV_CACHE_DIR", str(cache))
     monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
-    for name in ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX",
-                 "UV_FIND_LINKS", "PIP_INDEX_URL", "PIP_FIND_LINKS", "VIRTUAL_ENV"):
+    for name in (
+        "UV_INDEX_URL",
+        "UV_EXTRA_INDEX_URL",
+        "UV_DEFAULT_INDEX",
+        "UV_INDEX",
+        "UV_FIND_LINKS",
+        "PIP_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "VIRTUAL_ENV",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -146,8 +157,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> SimpleIndex:
 
 def _make_world(root: Path, index: SimpleIndex) -> World:
     root.mkdir()
-    (root / "requirements.in").write_text(REQUIREMENTS_IN.format(index=index.url),
-                                          encoding="utf-8")
+    (root / "requirements.in").write_text(REQUIREMENTS_IN.format(index=index.url), encoding="utf-8")
     (root / "requirements-overrides.txt").write_text(OVERRIDES, encoding="utf-8")
     w = World(root, index, [])
     w.set_nodes(NODES)
@@ -160,8 +170,9 @@ def world(tmp_path: Path, index: SimpleIndex, offline_uv: None) -> World:
 
 
 @pytest.fixture(scope="session")
-def compiled_text(tmp_path_factory: pytest.TempPathFactory, index: SimpleIndex,
-                  uv_cache: Path) -> str:
+def compiled_text(
+    tmp_path_factory: pytest.TempPathFactory, index: SimpleIndex, uv_cache: Path
+) -> str:
     """The tiny world's lock, compiled once by `update_python` (tests that need a fresh lock
     start from a copy; tests of compiling itself use `world`)."""
     with pytest.MonkeyPatch.context() as monkeypatch:

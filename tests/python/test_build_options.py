@@ -18,7 +18,7 @@ from bake.python.compile import order_build_options
 
 UV_ORDER = "--index-url https://example.invalid/simple\n--no-binary foo\n--only-binary :all:\n\n"
 
-BACKEND = '''\
+BACKEND = """\
 import os, zipfile
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
@@ -31,7 +31,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
                      "Root-Is-Purelib: true\\nTag: py3-none-any\\n")
         whl.writestr("foo-1.0.dist-info/RECORD", "")
     return name
-'''
+"""
 PYPROJECT = '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
 
 
@@ -39,8 +39,11 @@ def _sdist(folder: Path) -> Path:
     """An sdist-only package whose in-tree backend needs nothing from an index."""
     path = folder / "foo-1.0.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
-        for name, text in {"pyproject.toml": PYPROJECT, "backend.py": BACKEND,
-                           "PKG-INFO": "Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n"}.items():
+        for name, text in {
+            "pyproject.toml": PYPROJECT,
+            "backend.py": BACKEND,
+            "PKG-INFO": "Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n",
+        }.items():
             data = text.encode()
             info = tarfile.TarInfo(f"foo-1.0/{name}")
             info.size = len(data)
@@ -51,8 +54,11 @@ def _sdist(folder: Path) -> Path:
 def test_only_binary_comes_first_and_nothing_else_moves():
     text = UV_ORDER + "bar==1.0 \\\n    --hash=sha256:" + "1" * 64 + "\n"
     ordered = order_build_options(text)
-    assert ordered.splitlines()[:3] == ["--index-url https://example.invalid/simple",
-                                        "--only-binary :all:", "--no-binary foo"]
+    assert ordered.splitlines()[:3] == [
+        "--index-url https://example.invalid/simple",
+        "--only-binary :all:",
+        "--no-binary foo",
+    ]
     assert ordered.splitlines()[3:] == text.splitlines()[3:]
     assert order_build_options("a==1 --hash=sha256:" + "1" * 64 + "\n").startswith("a==1")
 
@@ -61,9 +67,18 @@ def test_only_binary_comes_first_and_nothing_else_moves():
 def pip(tmp_path_factory) -> list[str]:
     venv = tmp_path_factory.mktemp("pipvenv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    return [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-cache-dir",
-            "--disable-pip-version-check", "--no-index", "--no-deps", "--require-hashes",
-            "--no-build-isolation"]
+    return [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--no-index",
+        "--no-deps",
+        "--require-hashes",
+        "--no-build-isolation",
+    ]
 
 
 @pytest.mark.parametrize("ordered", [True, False], ids=["lock order", "uv order"])
@@ -75,8 +90,12 @@ def test_pip_builds_the_named_sdist_only_in_the_lock_order(pip, tmp_path, ordere
     text += f"foo==1.0 --hash=sha256:{sha256_of(sdist)}\n"
     lock = tmp_path / "requirements.lock"
     lock.write_text(order_build_options(text) if ordered else text)
-    result = subprocess.run([*pip, "--find-links", str(links), "--target", str(tmp_path / "t"),
-                             "-r", str(lock)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*pip, "--find-links", str(links), "--target", str(tmp_path / "t"), "-r", str(lock)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if ordered:
         assert result.returncode == 0, result.stdout + result.stderr
         assert (tmp_path / "t" / "foo" / "__init__.py").exists()

@@ -20,8 +20,9 @@ def test_a_fresh_lock_passes(compiled):
 
 def test_comments_and_blank_lines_do_not_make_it_stale(compiled):
     text = compiled.requirements_in.read_text()
-    compiled.requirements_in.write_text("# a new comment\n\n" + text.replace(
-        "alpha\n", "alpha        # and a comment on a line\n"))
+    compiled.requirements_in.write_text(
+        "# a new comment\n\n" + text.replace("alpha\n", "alpha        # and a comment on a line\n")
+    )
     assert compiled.check() == 0, compiled.output
 
 
@@ -37,8 +38,9 @@ def test_editing_requirements_in_is_named(compiled):
 
 
 def test_a_node_whose_recorded_requirements_changed_is_named(compiled):
-    compiled.set_nodes({**NODES, "NodeB": ["opencv-python-headless", "nodelib>=2", "beta<2"],
-                        "NodeD": []})
+    compiled.set_nodes(
+        {**NODES, "NodeB": ["opencv-python-headless", "nodelib>=2", "beta<2"], "NodeD": []}
+    )
     assert compiled.check() == 1
     assert compiled.out == [
         "requirements.lock: stale: nodes.lock.yaml custom_nodes.NodeB: its recorded "
@@ -53,8 +55,9 @@ def test_a_node_whose_recorded_requirements_changed_is_named(compiled):
 
 def test_a_removed_node_and_changed_overrides_are_named(compiled):
     compiled.set_nodes({k: v for k, v in NODES.items() if k != "NodeB"})
-    compiled.overrides.write_text(compiled.overrides.read_text().replace(
-        "nodelib==2.0", "nodelib==1.0"))
+    compiled.overrides.write_text(
+        compiled.overrides.read_text().replace("nodelib==2.0", "nodelib==1.0")
+    )
     assert compiled.check() == 1
     assert compiled.out == [
         "requirements.lock: stale: requirements-overrides.txt: its requirement lines changed",
@@ -80,8 +83,9 @@ def test_a_hand_edited_pin_is_caught(compiled):
 
 def test_a_lock_not_written_by_update_locks_is_stale(compiled):
     text = compiled.lock.read_text()
-    compiled.lock.write_text("\n".join(line for line in text.splitlines()
-                                       if not line.startswith("#")) + "\n")
+    compiled.lock.write_text(
+        "\n".join(line for line in text.splitlines() if not line.startswith("#")) + "\n"
+    )
     assert compiled.check() == 1
     assert compiled.out == [
         "requirements.lock: stale: it has no inputs record (it was not written by "
@@ -92,23 +96,34 @@ def test_a_lock_not_written_by_update_locks_is_stale(compiled):
 
 def test_a_missing_lock_is_reported(world):
     assert world.check() == 1
-    assert world.out == ["requirements.lock: missing; run scripts/update-locks.py --python to "
-                         "compile it"]
+    assert world.out == [
+        "requirements.lock: missing; run scripts/update-locks.py --python to compile it"
+    ]
 
 
 def test_a_dropped_distribution_must_not_be_pinned():
     lock = parse_requirements_lock(
-        "opencv-python==4.0 --hash=sha256:" + "0" * 64 + "\n", "requirements.lock")
+        "opencv-python==4.0 --hash=sha256:" + "0" * 64 + "\n", "requirements.lock"
+    )
     inputs = Inputs("", 'opencv-python ; sys_platform == "never"\n')
     assert unsatisfied(lock, inputs) == [
         "opencv-python==4.0 is pinned, but requirements-overrides.txt drops it "
-        "('opencv-python; sys_platform == \"never\"')"]
+        "('opencv-python; sys_platform == \"never\"')"
+    ]
 
 
 def test_markers_are_judged_for_the_image_not_this_machine():
     lock = parse_requirements_lock("", "requirements.lock")
-    inputs = Inputs("", None, {"custom_nodes.Crystools": (
-        "jetson-stats; platform_machine == 'aarch64'", "pywin32; sys_platform == 'win32'")})
+    inputs = Inputs(
+        "",
+        None,
+        {
+            "custom_nodes.Crystools": (
+                "jetson-stats; platform_machine == 'aarch64'",
+                "pywin32; sys_platform == 'win32'",
+            )
+        },
+    )
     assert unsatisfied(lock, inputs) == []
 
 
@@ -116,10 +131,12 @@ def test_pyproject_dependencies_must_be_in_requirements_in():
     pyproject = '[project]\ndependencies = ["blake3>=1.0", "PyYAML>=6.0", "boto3>=1.34"]\n'
     assert missing_project_dependencies(pyproject, "blake3>=1.0\npyyaml>=6.0\nboto3\n") == [
         "pyproject.toml depends on 'boto3>=1.34', requirements.in has 'boto3'; give "
-        "requirements.in the same bounds"]
+        "requirements.in the same bounds"
+    ]
     assert missing_project_dependencies(pyproject, "blake3>=1.0\nboto3>=1.34\n") == [
         "pyproject.toml depends on 'PyYAML>=6.0', which requirements.in does not name; add "
-        "'PyYAML>=6.0' to requirements.in"]
+        "'PyYAML>=6.0' to requirements.in"
+    ]
 
 
 def test_the_committed_lock_is_fresh_against_the_repository():

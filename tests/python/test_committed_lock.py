@@ -23,7 +23,10 @@ def version(name: str) -> str:
 
 def test_torch_is_the_cuda_12_8_build():
     assert (version("torch"), version("torchvision"), version("torchaudio")) == (
-        "2.10.0", "0.25.0", "2.10.0")
+        "2.10.0",
+        "0.25.0",
+        "2.10.0",
+    )
     assert version("nvidia-cuda-runtime-cu12").startswith("12.8.")
     assert version("triton") == "3.6.0"
     assert "+cpu" not in version("torch")
@@ -43,8 +46,12 @@ def test_what_the_worker_needs_is_there_and_what_breaks_sm_120_is_not():
 
 def test_every_project_dependency_is_an_intent():
     # The image installs comfy-bake with --no-deps: the lock must carry its dependencies.
-    assert missing_project_dependencies((REPO / "pyproject.toml").read_text(),
-                                        (REPO / "requirements.in").read_text()) == []
+    assert (
+        missing_project_dependencies(
+            (REPO / "pyproject.toml").read_text(), (REPO / "requirements.in").read_text()
+        )
+        == []
+    )
 
 
 def test_the_lock_installs_from_wheels_except_pixeloe():

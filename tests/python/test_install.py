@@ -18,8 +18,15 @@ from bake.locks.requirements import load_requirements_lock
 from bake.python.compile import find_uv
 from bake.python.verify import verify_environment
 
-LOCKED = {"alpha": "1.0", "beta": "2.0", "nodelib": "2.0", "nvidia-cuda-runtime-cu12": "12.8.90",
-          "opencv-contrib-python-headless": "4.0", "torch": "2.0", "triton": "3.0"}
+LOCKED = {
+    "alpha": "1.0",
+    "beta": "2.0",
+    "nodelib": "2.0",
+    "nvidia-cuda-runtime-cu12": "12.8.90",
+    "opencv-contrib-python-headless": "4.0",
+    "torch": "2.0",
+    "triton": "3.0",
+}
 
 
 def run(args: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -35,8 +42,7 @@ def uv_venv(path: Path) -> Path:
 def uv_sync(lock: Path, venv: Path) -> subprocess.CompletedProcess[str]:
     """The documented install command, run where the lock lives, for the venv in VIRTUAL_ENV."""
     env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-    return run([find_uv(), "pip", "sync", "--require-hashes", lock.name], cwd=lock.parent,
-               env=env)
+    return run([find_uv(), "pip", "sync", "--require-hashes", lock.name], cwd=lock.parent, env=env)
 
 
 def installed(python: Path) -> dict[str, str]:
@@ -50,7 +56,7 @@ def tamper(lock: Path, name: str) -> None:
     start = text.index(f"\n{name}==")
     match = re.compile(r"sha256:([0-9a-f]{64})").search(text, start)
     assert match
-    lock.write_text(text[:match.start(1)] + "0" * 64 + text[match.end(1):])
+    lock.write_text(text[: match.start(1)] + "0" * 64 + text[match.end(1) :])
 
 
 def test_uv_sync_installs_the_whole_lock_and_verify_agrees(compiled, tmp_path):
@@ -75,8 +81,17 @@ def test_pip_require_hashes_installs_the_lock_and_refuses_tampering(compiled, tm
     # `python -m venv` seeds pip from the interpreter's bundled wheel: no network needed.
     venv = tmp_path / "venv"
     assert run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-cache-dir",
-           "--disable-pip-version-check", "--no-deps", "--require-hashes", "-r"]
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--require-hashes",
+        "-r",
+    ]
     good = compiled.lock.read_text()
     tamper(compiled.lock, "torch")
     refused = run([*pip, str(compiled.lock)])
@@ -90,8 +105,7 @@ def test_pip_require_hashes_installs_the_lock_and_refuses_tampering(compiled, tm
     lock = load_requirements_lock(compiled.lock)
     # pip (and setuptools on older Pythons) come with `python -m venv`; pip is always allowed.
     extra = [n for n in installed(venv / "bin" / "python") if n not in LOCKED and n != "pip"]
-    assert verify_environment(lock, python=str(venv / "bin" / "python"),
-                              allow_extra=extra) == []
+    assert verify_environment(lock, python=str(venv / "bin" / "python"), allow_extra=extra) == []
 
 
 @pytest.fixture
@@ -128,13 +142,17 @@ def test_verify_names_a_missing_and_a_wrong_version_distribution(synced, tmp_pat
 @pytest.mark.parametrize(
     ("torch", "problem"),
     [
-        (fake_torch("2.0", cuda=None),
-         "torch 2.0: a CPU-only build (torch.version.cuda is None), expected a CUDA 12.8 build; "
-         "install torch from the lock's index"),
+        (
+            fake_torch("2.0", cuda=None),
+            "torch 2.0: a CPU-only build (torch.version.cuda is None), expected a CUDA 12.8 build; "
+            "install torch from the lock's index",
+        ),
         (fake_torch("2.0", cuda="12.4"), "torch 2.0: built for CUDA 12.4, expected CUDA 12.8"),
-        (fake_torch("2.0", arch_flags="sm_80 sm_86 sm_90"),
-         "torch 2.0: compiled for sm_80 sm_86 sm_90; expected sm_120 (RTX 5090) in "
-         "torch._C._cuda_getArchFlags()"),
+        (
+            fake_torch("2.0", arch_flags="sm_80 sm_86 sm_90"),
+            "torch 2.0: compiled for sm_80 sm_86 sm_90; expected sm_120 (RTX 5090) in "
+            "torch._C._cuda_getArchFlags()",
+        ),
     ],
     ids=["cpu-only", "cuda-12.4", "no-sm_120"],
 )
@@ -146,14 +164,13 @@ def test_verify_checks_torch_cuda_and_arch_without_a_gpu(synced, tmp_path, torch
     assert verify_environment(lock, python=str(python)) == [problem]
 
 
-def test_python_verify_command_prints_one_error_line_per_difference(
-        synced, monkeypatch, capsys):
+def test_python_verify_command_prints_one_error_line_per_difference(synced, monkeypatch, capsys):
     world, python = synced
     monkeypatch.setattr(sys, "executable", str(python))
     assert cli.main(["python", "verify", "--lock", str(world.lock)]) == 0
     assert capsys.readouterr().out == (
-        f"{python}: 7 distributions match requirements.lock; torch 2.0 for CUDA 12.8 with "
-        "sm_120\n")
+        f"{python}: 7 distributions match requirements.lock; torch 2.0 for CUDA 12.8 with sm_120\n"
+    )
 
     uv_pip(python, "uninstall", "beta", "triton")
     assert cli.main(["python", "verify", "--lock", str(world.lock)]) == 1

@@ -13,14 +13,22 @@ def lock_of(*lines: str):
 
 
 def env_of(*dists: tuple[str, str], torch: TorchInfo | None = None, **markers: str):
-    return Environment(markers or {"sys_platform": "linux", "platform_machine": "x86_64"},
-                       tuple(Installed(n, v, f"/site/{n}") for n, v in dists), torch)
+    return Environment(
+        markers or {"sys_platform": "linux", "platform_machine": "x86_64"},
+        tuple(Installed(n, v, f"/site/{n}") for n, v in dists),
+        torch,
+    )
 
 
 def test_matching_environment_has_no_problems_and_our_own_extras_are_allowed():
     lock = lock_of("numpy==2.0.0", "pillow==11.0")
-    env = env_of(("numpy", "2.0"), ("pillow", "11.0"), ("comfy-bake", "0.1.0"),
-                 ("sageattention", "2.2.0"), ("pip", "24.0"))
+    env = env_of(
+        ("numpy", "2.0"),
+        ("pillow", "11.0"),
+        ("comfy-bake", "0.1.0"),
+        ("sageattention", "2.2.0"),
+        ("pip", "24.0"),
+    )
     assert compare(lock, env) == []
 
 
@@ -29,7 +37,8 @@ def test_a_distribution_installed_twice_is_named_with_both_places():
     env = env_of(("numpy", "2.0.0"), ("numpy", "1.26.4"))
     assert compare(lock, env) == [
         "numpy: installed 2 times (2.0.0 at /site/numpy, 1.26.4 at /site/numpy); "
-        "requirements.lock pins 2.0.0"]
+        "requirements.lock pins 2.0.0"
+    ]
 
 
 def test_pins_for_another_platform_are_not_expected():
@@ -40,8 +49,9 @@ def test_pins_for_another_platform_are_not_expected():
 def test_torch_that_does_not_import_is_a_problem():
     lock = lock_of("torch==2.10.0")
     env = env_of(("torch", "2.10.0"), torch=TorchInfo(error="OSError: libcudart.so.12"))
-    assert compare(lock, env) == ["torch is installed but does not import: OSError: "
-                                  "libcudart.so.12"]
+    assert compare(lock, env) == [
+        "torch is installed but does not import: OSError: libcudart.so.12"
+    ]
 
 
 def test_sm_120a_counts_as_sm_120():

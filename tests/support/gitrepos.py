@@ -36,8 +36,12 @@ _EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
 def run_git(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
     """Run git, return stdout stripped; raise with git's stderr on failure."""
     proc = subprocess.run(
-        ["git", *args], cwd=cwd, env=dict(env) if env is not None else None,
-        capture_output=True, text=True, check=False,
+        ["git", *args],
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed in {cwd}: {proc.stderr.strip()}")
@@ -98,8 +102,7 @@ class GitWorld:
     def repo(self, name: str) -> BareRepo:
         """A new, empty bare repository named `name` (branch `main`)."""
         bare = self.root / f"{name}.git"
-        run_git("init", "--quiet", "--bare", "--initial-branch=main", str(bare),
-                env=self.env())
+        run_git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), env=self.env())
         work = self.root / ".work" / name
         run_git("init", "--quiet", "--initial-branch=main", str(work), env=self.env())
         run_git("remote", "add", "origin", bare.as_uri(), cwd=work, env=self.env())
@@ -125,9 +128,15 @@ class BareRepo:
         date = self.world.tick()
         return self.world.env({**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date})
 
-    def commit(self, files: Mapping[str, str | bytes | None], message: str = "change", *,
-               branch: str = "main", executable: tuple[str, ...] = (),
-               symlinks: Mapping[str, str] | None = None) -> str:
+    def commit(
+        self,
+        files: Mapping[str, str | bytes | None],
+        message: str = "change",
+        *,
+        branch: str = "main",
+        executable: tuple[str, ...] = (),
+        symlinks: Mapping[str, str] | None = None,
+    ) -> str:
         """Write (or, with None, delete) files on `branch`, commit, push; return the sha.
         A branch that does not exist yet starts from the current tip of main."""
         self._checkout(branch)
@@ -154,8 +163,15 @@ class BareRepo:
         added += list(symlinks or {})
         if added:
             self._git("add", "--", *added)
-        run_git("commit", "--quiet", "--allow-empty", "-m", message, cwd=self.work,
-                env=self._commit_env())
+        run_git(
+            "commit",
+            "--quiet",
+            "--allow-empty",
+            "-m",
+            message,
+            cwd=self.work,
+            env=self._commit_env(),
+        )
         self._git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}")
         return self.head(branch)
 
@@ -163,15 +179,27 @@ class BareRepo:
         if self._branch == branch:
             return
         self._branch = branch
-        has_commits = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"],
-                                     cwd=self.work, env=self.world.env(),
-                                     capture_output=True).returncode == 0
+        has_commits = (
+            subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", "HEAD"],
+                cwd=self.work,
+                env=self.world.env(),
+                capture_output=True,
+            ).returncode
+            == 0
+        )
         if not has_commits:
             self._git("checkout", "--quiet", "-B", branch)
             return
-        exists = subprocess.run(["git", "rev-parse", "--verify", "--quiet",
-                                 f"refs/heads/{branch}"], cwd=self.work, env=self.world.env(),
-                                capture_output=True).returncode == 0
+        exists = (
+            subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                cwd=self.work,
+                env=self.world.env(),
+                capture_output=True,
+            ).returncode
+            == 0
+        )
         self._git("checkout", "--quiet", *(() if exists else ("-b",)), branch)
 
     def head(self, branch: str = "main") -> str:
@@ -207,13 +235,29 @@ class BareRepo:
         run_git("reflog", "expire", "--expire=now", "--all", cwd=self.path, env=env)
         run_git("gc", "--quiet", "--prune=now", cwd=self.path, env=env)
 
-    def add_submodule(self, path: str, sub: BareRepo, rev: str, *, url: str | None = None,
-                      branch: str = "main", message: str = "add submodule") -> str:
+    def add_submodule(
+        self,
+        path: str,
+        sub: BareRepo,
+        rev: str,
+        *,
+        url: str | None = None,
+        branch: str = "main",
+        message: str = "add submodule",
+    ) -> str:
         """Commit a submodule at `path` pinned to `rev` of `sub` (`url` overrides the URL
         written to .gitmodules, e.g. an https URL that a mirror rule maps to `sub`)."""
         self._checkout(branch)
-        run_git("submodule", "add", "--quiet", "--force", sub.url, path, cwd=self.work,
-                env=self.world.env())
+        run_git(
+            "submodule",
+            "add",
+            "--quiet",
+            "--force",
+            sub.url,
+            path,
+            cwd=self.work,
+            env=self.world.env(),
+        )
         run_git("checkout", "--quiet", rev, cwd=self.work / path, env=self.world.env())
         if url is not None:
             self._git("config", "--file", ".gitmodules", f"submodule.{path}.url", url)

@@ -82,8 +82,16 @@ class HubServer(LoopbackServer):
 
     # -- content -------------------------------------------------------------------------
 
-    def add_file(self, repo: str, path: str, data: bytes, *, revision: str = "main",
-                 repo_type: str = "model", lfs: bool = True) -> str:
+    def add_file(
+        self,
+        repo: str,
+        path: str,
+        data: bytes,
+        *,
+        revision: str = "main",
+        repo_type: str = "model",
+        lfs: bool = True,
+    ) -> str:
         """Commit `data` at `path` on branch `revision`; returns the new commit id."""
         with self._lock:
             state = self.repos.setdefault(repo, _Repo(repo_type=repo_type))
@@ -107,8 +115,15 @@ class HubServer(LoopbackServer):
 
     # -- routing -------------------------------------------------------------------------
 
-    def _error(self, handler: BaseHTTPRequestHandler, status: int, code: str | None,
-               message: str = "", head: bool = False, commit: str | None = None) -> None:
+    def _error(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        code: str | None,
+        message: str = "",
+        head: bool = False,
+        commit: str | None = None,
+    ) -> None:
         body = json.dumps({"error": message or code or str(status)}).encode()
         handler.send_response(status)
         if code:
@@ -130,8 +145,7 @@ class HubServer(LoopbackServer):
             parts = parts[1:]
         return repo_type, "/".join(parts[:2]), parts[2:]
 
-    def _authorise(self, handler: BaseHTTPRequestHandler, repo: str,
-                   head: bool) -> _Repo | None:
+    def _authorise(self, handler: BaseHTTPRequestHandler, repo: str, head: bool) -> _Repo | None:
         """The repo if the caller may read it; else the error has been sent."""
         state = self.repos.get(repo)
         if state is None:
@@ -140,14 +154,14 @@ class HubServer(LoopbackServer):
         auth = handler.headers.get("Authorization", "")
         if state.token is not None and auth != f"Bearer {state.token}":
             if auth:
-                self._error(handler, 401, None, "Invalid credentials in Authorization header",
-                            head=head)
+                self._error(
+                    handler, 401, None, "Invalid credentials in Authorization header", head=head
+                )
             else:
                 self._error(handler, 401, "RepoNotFound", head=head)
             return None
         if state.gated:
-            self._error(handler, 403, "GatedRepo", "Access to this repo is restricted",
-                        head=head)
+            self._error(handler, 403, "GatedRepo", "Access to this repo is restricted", head=head)
             return None
         return state
 
@@ -180,13 +194,13 @@ class HubServer(LoopbackServer):
         headers = {"X-Repo-Commit": commit}
         if lfs:
             sha = hashlib.sha256(data).hexdigest()
-            headers.update({"ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"',
-                            "X-Linked-Size": str(len(data))})
+            headers.update(
+                {"ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))}
+            )
         else:
             headers["ETag"] = f'"{git_blob_oid(data)}"'
         with self._lock:
-            drop = None if head else self.drop_after.pop(file_path,
-                                                         self.drop_every.get(file_path))
+            drop = None if head else self.drop_after.pop(file_path, self.drop_every.get(file_path))
             if not head:
                 self.ranges.append((file_path, handler.headers.get("Range")))
         served = self.corrupt.get(file_path, data)
@@ -195,8 +209,11 @@ class HubServer(LoopbackServer):
 
     def _api_get(self, handler: BaseHTTPRequestHandler, parts: list[str], head: bool) -> None:
         # /api/{models|datasets}/{ns}/{name}/revision/{revision}
-        if len(parts) >= 5 and parts[0] in ("models", "datasets", "spaces") \
-                and parts[3] == "revision":
+        if (
+            len(parts) >= 5
+            and parts[0] in ("models", "datasets", "spaces")
+            and parts[3] == "revision"
+        ):
             repo = "/".join(parts[1:3])
             revision = "/".join(parts[4:])
             state = self._authorise(handler, repo, head)
@@ -205,8 +222,12 @@ class HubServer(LoopbackServer):
             commit = self._commit(state, revision)
             if commit is None:
                 return self._error(handler, 404, "RevisionNotFound", head=head)
-            info = {"id": repo, "sha": commit, "private": state.token is not None,
-                    "siblings": [{"rfilename": p} for p in sorted(state.commits[commit])]}
+            info = {
+                "id": repo,
+                "sha": commit,
+                "private": state.token is not None,
+                "siblings": [{"rfilename": p} for p in sorted(state.commits[commit])],
+            }
             return self._json(handler, info, head)
         return self._error(handler, 404, None, "no such route", head=head)
 
@@ -236,8 +257,11 @@ class HubServer(LoopbackServer):
             data, lfs = files[name]
             row = {"type": "file", "path": name, "size": len(data), "oid": git_blob_oid(data)}
             if lfs:
-                row["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
-                              "pointerSize": 134}
+                row["lfs"] = {
+                    "oid": hashlib.sha256(data).hexdigest(),
+                    "size": len(data),
+                    "pointerSize": 134,
+                }
             answer.append(row)
         return self._json(handler, answer, False)
 

@@ -28,9 +28,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
-def serve_bytes(handler: BaseHTTPRequestHandler, data: bytes, *, head: bool = False,
-                drop_after: int | None = None, honor_range: bool = True,
-                headers: dict[str, str] | None = None, rate: float | None = None) -> None:
+def serve_bytes(
+    handler: BaseHTTPRequestHandler,
+    data: bytes,
+    *,
+    head: bool = False,
+    drop_after: int | None = None,
+    honor_range: bool = True,
+    headers: dict[str, str] | None = None,
+    rate: float | None = None,
+) -> None:
     """Answer with `data` (200, or 206 for a Range), optionally cutting the connection after
     `drop_after` body bytes while the headers promised more, or sending at most `rate` bytes
     per second (a link slower than loopback, for benchmarks)."""
@@ -72,7 +79,7 @@ def serve_bytes(handler: BaseHTTPRequestHandler, data: bytes, *, head: bool = Fa
     view = memoryview(body)
     started = time.monotonic()
     for offset in range(0, len(view), 1 << 20):
-        handler.wfile.write(view[offset:offset + (1 << 20)])
+        handler.wfile.write(view[offset : offset + (1 << 20)])
         if rate:
             ahead = (offset + (1 << 20)) / rate - (time.monotonic() - started)
             if ahead > 0:
@@ -128,8 +135,9 @@ class LoopbackServer:
     def start(self) -> LoopbackServer:
         self._httpd = _Server(("127.0.0.1", 0), self.handler_class)
         self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -200,5 +208,6 @@ class FileServer(LoopbackServer):
         data = self.files[path]
         if path in self.truncate:
             data = data[: self.truncate[path]]
-        serve_bytes(handler, data, head=head, drop_after=drop, honor_range=self.honor_range,
-                    rate=self.rate)
+        serve_bytes(
+            handler, data, head=head, drop_after=drop, honor_range=self.honor_range, rate=self.rate
+        )

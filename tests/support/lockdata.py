@@ -18,20 +18,31 @@ def valid_nodes() -> dict:
         "comfyui": {
             "original": {"url": "https://example.invalid/ComfyUI.git", "ref": "master"},
             "requirements_file": "requirements.txt",
-            "locked": {"rev": REV_A, "date": "2026-01-16T23:02:28-05:00",
-                       "requirements": ["torch", "numpy>=1.25.0"]},
+            "locked": {
+                "rev": REV_A,
+                "date": "2026-01-16T23:02:28-05:00",
+                "requirements": ["torch", "numpy>=1.25.0"],
+            },
         },
         "custom_nodes": {
             "ComfyUI-KJNodes": {
-                "original": {"url": "https://example.invalid/kijai/ComfyUI-KJNodes.git",
-                             "ref": "main"},
+                "original": {
+                    "url": "https://example.invalid/kijai/ComfyUI-KJNodes.git",
+                    "ref": "main",
+                },
                 "requirements_file": "requirements.txt",
-                "locked": {"rev": REV_B, "date": "2026-01-18T01:01:12+02:00",
-                           "tree": "blake3:" + BLAKE, "requirements": ["mss"]},
+                "locked": {
+                    "rev": REV_B,
+                    "date": "2026-01-18T01:01:12+02:00",
+                    "tree": "blake3:" + BLAKE,
+                    "requirements": ["mss"],
+                },
             },
             "rgthree-comfy": {
-                "original": {"url": "https://example.invalid/rgthree/rgthree-comfy.git",
-                             "ref": "main"},
+                "original": {
+                    "url": "https://example.invalid/rgthree/rgthree-comfy.git",
+                    "ref": "main",
+                },
             },
         },
         "source_builds": {
@@ -50,9 +61,12 @@ def valid_models() -> dict:
         "version": 1,
         "models": {
             "wan_vae": {
-                "original": {"source": "hf", "repo": "Org/Repo",
-                             "path": "split_files/vae/wan_2.1_vae.safetensors",
-                             "revision": "main"},
+                "original": {
+                    "source": "hf",
+                    "repo": "Org/Repo",
+                    "path": "split_files/vae/wan_2.1_vae.safetensors",
+                    "revision": "main",
+                },
                 "dest": "models/vae/wan_2.1_vae.safetensors",
                 "placement": "image",
                 "locked": {"revision": REV_A, "size": 254, "sha256": SHA, "blake3": BLAKE},
@@ -62,8 +76,12 @@ def valid_models() -> dict:
                 "dest": "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife47.pth",
             },
             "tuned": {
-                "original": {"source": "s3", "bucket": "${TEST_BUCKET}", "key": "tuned.bin",
-                             "endpoint_url_env": "TUNED_ENDPOINT"},
+                "original": {
+                    "source": "s3",
+                    "bucket": "${TEST_BUCKET}",
+                    "key": "tuned.bin",
+                    "endpoint_url_env": "TUNED_ENDPOINT",
+                },
                 "dest": "models/diffusion_models/tuned.safetensors",
                 "placement": "volume",
                 "locked": {"size": 0, "blake3": BLAKE},
@@ -85,5 +103,3 @@ pynvml==12.0.0 ; platform_machine != 'aarch64' \\
     --hash=sha256:{h1}
     # via comfyui-crystools
 """.format(h1="1" * 64, h2="2" * 64)
-
-

@@ -24,12 +24,23 @@ def blob(n: int, seed: int = 0) -> bytes:
 
 
 def pin_of(data: bytes, revision: str | None = None) -> ModelPin:
-    return ModelPin(size=len(data), blake3=blake3.blake3(data).hexdigest(),
-                    sha256=hashlib.sha256(data).hexdigest(), revision=revision)
+    return ModelPin(
+        size=len(data),
+        blake3=blake3.blake3(data).hexdigest(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        revision=revision,
+    )
 
 
-def entry(name: str, source: Source, dest: str, data: bytes | None = None, *,
-          placement: str = "image", revision: str | None = None) -> ModelEntry:
+def entry(
+    name: str,
+    source: Source,
+    dest: str,
+    data: bytes | None = None,
+    *,
+    placement: str = "image",
+    revision: str | None = None,
+) -> ModelEntry:
     pin = pin_of(data, revision) if data is not None else None
     return ModelEntry(name, source, dest, placement, pin)  # type: ignore[arg-type]
 

@@ -44,13 +44,20 @@ class S3Server:
     def env(self, prefix: str = "AWS") -> dict[str, str]:
         """Endpoint and fake keys under `{prefix}_ENDPOINT_URL`, `{prefix}_ACCESS_KEY_ID` and
         `{prefix}_SECRET_ACCESS_KEY`."""
-        return {f"{prefix}_ENDPOINT_URL": self.endpoint, f"{prefix}_ACCESS_KEY_ID": FAKE_KEY,
-                f"{prefix}_SECRET_ACCESS_KEY": FAKE_SECRET}
+        return {
+            f"{prefix}_ENDPOINT_URL": self.endpoint,
+            f"{prefix}_ACCESS_KEY_ID": FAKE_KEY,
+            f"{prefix}_SECRET_ACCESS_KEY": FAKE_SECRET,
+        }
 
     def client(self):
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=FAKE_KEY,
-            aws_secret_access_key=FAKE_SECRET, region_name="us-east-1")
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=FAKE_KEY,
+            aws_secret_access_key=FAKE_SECRET,
+            region_name="us-east-1",
+        )
 
     def require_auth(self, enabled: bool = True) -> None:
         """Make moto check signatures and keys (it accepts anything by default), so wrong keys

@@ -187,13 +187,11 @@ def fake_torch(
         requires=requires,
         files={
             "torch/__init__.py": (
-                f'__version__ = "{version}"\n'
-                "from torch import _C, cuda, version\n"
+                f'__version__ = "{version}"\nfrom torch import _C, cuda, version\n'
             ),
             "torch/version.py": f'__version__ = "{version}"\ncuda = {cuda!r}\n',
             "torch/_C.py": (
-                "def _cuda_getArchFlags():\n"
-                f"    return {arch_flags if cuda else None!r}\n"
+                f"def _cuda_getArchFlags():\n    return {arch_flags if cuda else None!r}\n"
             ),
             "torch/cuda.py": (
                 "from torch import _C\n\n"

@@ -38,13 +38,24 @@ def test_serverless_boot_uses_the_exact_flags_on_loopback_and_sigterm_stops_comf
     stub = tmp_path / "site"
     (stub / "sageattention").mkdir(parents=True)
     (stub / "sageattention" / "__init__.py").write_text("")
-    with WorkerProcess(tmp_path, env={"SAGE_ATTENTION": "on", "PYTHONPATH": str(stub),
-                                      "COMFYUI_EXTRA_ARGS": "--cpu"}) as worker:
+    with WorkerProcess(
+        tmp_path,
+        env={"SAGE_ATTENTION": "on", "PYTHONPATH": str(stub), "COMFYUI_EXTRA_ARGS": "--cpu"},
+    ) as worker:
         worker.wait_ready()
         argv = system_argv(worker)
-        assert argv[1:11] == ["--listen", "127.0.0.1", "--port", str(worker.comfy_port),
-                              "--fast", "fp16_accumulation", "--preview-method", "none",
-                              "--use-sage-attention", "--extra-model-paths-config"]
+        assert argv[1:11] == [
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(worker.comfy_port),
+            "--fast",
+            "fp16_accumulation",
+            "--preview-method",
+            "none",
+            "--use-sage-attention",
+            "--extra-model-paths-config",
+        ]
         assert argv[11].endswith("worker/extra_model_paths.yaml")
         assert argv[12:] == ["--cpu"]  # COMFYUI_EXTRA_ARGS comes last
         assert "[comfyui] Using sage attention" in worker.log()  # log passed through, prefixed
@@ -60,8 +71,7 @@ def test_sage_on_without_sageattention_fails_at_once_with_a_plain_message(tmp_pa
     with WorkerProcess(tmp_path, env={"SAGE_ATTENTION": "on"}) as worker:
         assert worker.wait_exit(30) == 1
         log = worker.log()
-    assert "SAGE_ATTENTION is on, but `import sageattention` fails in ComfyUI's interpreter" \
-        in log
+    assert "SAGE_ATTENTION is on, but `import sageattention` fails in ComfyUI's interpreter" in log
     assert "ModuleNotFoundError: No module named 'sageattention'" in log
     assert "set SAGE_ATTENTION=off" in log
     assert SERVING not in log
@@ -77,8 +87,9 @@ def test_comfyui_exiting_at_start_fails_fast_with_its_last_log_lines(tmp_path):
 
 
 def test_a_websocket_that_never_opens_fails_the_boot_with_one_line(tmp_path):
-    with WorkerProcess(tmp_path, env={"FAKE_COMFYUI_REFUSE_WS": "1",
-                                      "WEBSOCKET_RECONNECT_TIMEOUT": "1"}) as worker:
+    with WorkerProcess(
+        tmp_path, env={"FAKE_COMFYUI_REFUSE_WS": "1", "WEBSOCKET_RECONNECT_TIMEOUT": "1"}
+    ) as worker:
         assert worker.wait_exit(30) == 1
         log = worker.log()
     assert "ComfyUI answers HTTP but its websocket did not open within 1 s" in log
@@ -87,8 +98,9 @@ def test_a_websocket_that_never_opens_fails_the_boot_with_one_line(tmp_path):
 
 
 def test_comfyui_start_timeout(tmp_path):
-    with WorkerProcess(tmp_path, env={"FAKE_COMFYUI_START_DELAY": "60",
-                                      "COMFYUI_START_TIMEOUT": "1"}) as worker:
+    with WorkerProcess(
+        tmp_path, env={"FAKE_COMFYUI_START_DELAY": "60", "COMFYUI_START_TIMEOUT": "1"}
+    ) as worker:
         assert worker.wait_exit(30) == 1  # long before the fake's 60 s delay is over
         log = worker.log()
     assert "within 1 s (COMFYUI_START_TIMEOUT)" in log
@@ -103,8 +115,9 @@ def test_pod_mode_serves_comfyui_on_all_interfaces_and_keeps_it_up(tmp_path):
         first = worker.comfy_pid()
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        second = wait_for(lambda: (p := worker.comfy_pid()) not in (None, first) and p,
-                          what="ComfyUI restarted")
+        second = wait_for(
+            lambda: (p := worker.comfy_pid()) not in (None, first) and p, what="ComfyUI restarted"
+        )
         wait_for(lambda: _answers(worker), what="restarted ComfyUI answering")
         assert "ComfyUI exited with code -9; restarting it" in worker.log()
         worker.proc.send_signal(signal.SIGTERM)
@@ -121,17 +134,25 @@ def test_sigterm_while_pod_mode_verifies_the_models_also_stops_the_sage_check(tm
     (stub / "__init__.py").write_text(
         "import os, pathlib, threading\n"
         f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\n"
-        "threading.Event().wait()\n")
+        "threading.Event().wait()\n"
+    )
     lock = tmp_path / "models.lock.yaml"
     os.mkfifo(lock)
-    env = {"WORKER_MODE": "pod", "SAGE_ATTENTION": "on", "PYTHONPATH": str(stub.parent),
-           "MODEL_VERIFY": "full", "MODELS_LOCK": str(lock)}
+    env = {
+        "WORKER_MODE": "pod",
+        "SAGE_ATTENTION": "on",
+        "PYTHONPATH": str(stub.parent),
+        "MODEL_VERIFY": "full",
+        "MODELS_LOCK": str(lock),
+    }
     writer = sage = None
     try:
         with WorkerProcess(tmp_path, env=env, serve_api=False) as worker:
             writer = wait_for(lambda: _open_for_writing(lock), what="verification to read")
-            sage = wait_for(lambda: marker.is_file() and int(marker.read_text() or 0),
-                            what="the sage check to run")
+            sage = wait_for(
+                lambda: marker.is_file() and int(marker.read_text() or 0),
+                what="the sage check to run",
+            )
             worker.proc.send_signal(signal.SIGTERM)
             assert worker.wait_exit(20) == 128 + signal.SIGTERM
             assert not pid_alive(sage), "the sage check outlived the worker"
@@ -198,8 +219,7 @@ def test_bad_model_files_stop_the_boot_and_are_each_named(tmp_path):
 
 
 def test_pod_mode_starts_comfyui_on_all_interfaces_only_after_the_models_verified(tmp_path):
-    env = models_env(tmp_path, entry("unet", URL, "models/diffusion_models/unet.safetensors",
-                                     GOOD))
+    env = models_env(tmp_path, entry("unet", URL, "models/diffusion_models/unet.safetensors", GOOD))
     worker = WorkerProcess(tmp_path, env={**env, "WORKER_MODE": "pod"}, serve_api=False)
     place(worker, "models/diffusion_models/unet.safetensors", GOOD[:-1] + b"x")  # wrong hash
     with worker:
@@ -219,8 +239,13 @@ def test_verified_models_boot_and_missing_volume_models_are_a_warning(tmp_path):
     env = models_env(
         tmp_path,
         entry("unet", URL, "models/diffusion_models/unet.safetensors", GOOD),
-        entry("big", S3Source("models", "big.safetensors"),
-              "models/diffusion_models/big.safetensors", VOLUME, placement="volume"),
+        entry(
+            "big",
+            S3Source("models", "big.safetensors"),
+            "models/diffusion_models/big.safetensors",
+            VOLUME,
+            placement="volume",
+        ),
     )
     worker = WorkerProcess(tmp_path, env={**env, "WORKER_MODE": "pod"}, serve_api=False)
     place(worker, "models/diffusion_models/unet.safetensors", GOOD)
@@ -233,11 +258,20 @@ def test_verified_models_boot_and_missing_volume_models_are_a_warning(tmp_path):
 
 def test_missing_volume_models_are_fetched_when_asked_and_allowed(tmp_path, s3):
     s3.put("models", "big.safetensors", VOLUME)
-    env = {**models_env(
-        tmp_path,
-        entry("big", S3Source("models", "big.safetensors"),
-              "models/diffusion_models/big.safetensors", VOLUME, placement="volume")),
-        "FETCH_MISSING": "1", **s3.env()}
+    env = {
+        **models_env(
+            tmp_path,
+            entry(
+                "big",
+                S3Source("models", "big.safetensors"),
+                "models/diffusion_models/big.safetensors",
+                VOLUME,
+                placement="volume",
+            ),
+        ),
+        "FETCH_MISSING": "1",
+        **s3.env(),
+    }
     with WorkerProcess(tmp_path, env={**env, "WORKER_MODE": "pod"}, serve_api=False) as worker:
         log = wait_for(lambda: "ready in" in worker.log() and worker.log(), what="ready")
     fetched = tmp_path / "volume" / "models" / "diffusion_models" / "big.safetensors"
@@ -246,16 +280,28 @@ def test_missing_volume_models_are_fetched_when_asked_and_allowed(tmp_path, s3):
 
 
 def test_missing_volume_models_without_credentials_are_not_fetched(tmp_path):
-    env = {**models_env(
-        tmp_path,
-        entry("big", S3Source("models", "big.safetensors"),
-              "models/diffusion_models/big.safetensors", VOLUME, placement="volume")),
-        "FETCH_MISSING": "1", "AWS_ENDPOINT_URL": "", "AWS_ACCESS_KEY_ID": "",
-        "AWS_SECRET_ACCESS_KEY": ""}
+    env = {
+        **models_env(
+            tmp_path,
+            entry(
+                "big",
+                S3Source("models", "big.safetensors"),
+                "models/diffusion_models/big.safetensors",
+                VOLUME,
+                placement="volume",
+            ),
+        ),
+        "FETCH_MISSING": "1",
+        "AWS_ENDPOINT_URL": "",
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+    }
     with WorkerProcess(tmp_path, env={**env, "WORKER_MODE": "pod"}, serve_api=False) as worker:
         log = wait_for(lambda: "ready in" in worker.log() and worker.log(), what="ready")
-    assert ("big: missing, and not fetched: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
-            "AWS_SECRET_ACCESS_KEY not set") in log
+    assert (
+        "big: missing, and not fetched: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY not set"
+    ) in log
 
 
 def test_when_comfyui_cannot_come_back_the_job_asks_for_a_new_worker(tmp_path):
@@ -266,8 +312,7 @@ def test_when_comfyui_cannot_come_back_the_job_asks_for_a_new_worker(tmp_path):
         comfy = worker.comfy_pid()
         os.kill(comfy, signal.SIGKILL)
         wait_for(lambda: not pid_alive(comfy), what="ComfyUI to die")
-        answer = worker.runsync({"workflow": {"1": {"class_type": "PreviewImage",
-                                                    "inputs": {}}}})
+        answer = worker.runsync({"workflow": {"1": {"class_type": "PreviewImage", "inputs": {}}}})
         assert answer["status"] == "FAILED"
         assert answer["error"].startswith("ComfyUI was not running when the job arrived")
         assert "this worker is being replaced" in answer["error"]
@@ -301,11 +346,21 @@ def test_without_arguments_the_sdk_runs_test_input_json_and_exits(tmp_path):
 def test_a_failed_fetch_stops_the_boot_and_names_the_file(tmp_path, s3):
     # moto keeps one store per test process: a key no other test writes
     s3.put("models", "other.safetensors", b"not the one")
-    env = {**models_env(
-        tmp_path,
-        entry("gone", S3Source("models", "gone.safetensors"),
-              "models/diffusion_models/gone.safetensors", VOLUME, placement="volume")),
-        "FETCH_MISSING": "1", "WORKER_MODE": "pod", **s3.env()}
+    env = {
+        **models_env(
+            tmp_path,
+            entry(
+                "gone",
+                S3Source("models", "gone.safetensors"),
+                "models/diffusion_models/gone.safetensors",
+                VOLUME,
+                placement="volume",
+            ),
+        ),
+        "FETCH_MISSING": "1",
+        "WORKER_MODE": "pod",
+        **s3.env(),
+    }
     with WorkerProcess(tmp_path, env=env, serve_api=False) as worker:
         assert worker.wait_exit(60) == 1
         log = worker.log()

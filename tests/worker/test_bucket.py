@@ -23,10 +23,17 @@ def s3():
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory, s3):
-    w = WorkerProcess(tmp_path_factory.mktemp("bucket"), env={
-        "BUCKET_ENDPOINT_URL": s3.endpoint, "BUCKET_NAME": "outputs",
-        "BUCKET_ACCESS_KEY_ID": "testing", "BUCKET_SECRET_ACCESS_KEY": "test-secret",
-        "BUCKET_PREFIX": "runs", "ALLOW_RAW_WORKFLOWS": "0"})
+    w = WorkerProcess(
+        tmp_path_factory.mktemp("bucket"),
+        env={
+            "BUCKET_ENDPOINT_URL": s3.endpoint,
+            "BUCKET_NAME": "outputs",
+            "BUCKET_ACCESS_KEY_ID": "testing",
+            "BUCKET_SECRET_ACCESS_KEY": "test-secret",
+            "BUCKET_PREFIX": "runs",
+            "ALLOW_RAW_WORKFLOWS": "0",
+        },
+    )
     stub_models(w.comfyui_dir)
     w.start()
     try:
@@ -55,26 +62,53 @@ def test_outputs_go_to_the_bucket_as_presigned_urls(worker, s3):
 def test_raw_workflows_are_refused_when_not_allowed(worker):
     answer = worker.runsync({"workflow": {"1": {"class_type": "SaveImage", "inputs": {}}}})
     assert answer["status"] == "FAILED"
-    assert answer["error"] == ("invalid input: this endpoint accepts only named workflows "
-                               "(ALLOW_RAW_WORKFLOWS=0): set input.workflow to one of: "
-                               "wan_flf_i2v")
+    assert answer["error"] == (
+        "invalid input: this endpoint accepts only named workflows "
+        "(ALLOW_RAW_WORKFLOWS=0): set input.workflow to one of: "
+        "wan_flf_i2v"
+    )
 
 
 def test_same_file_names_in_different_folders_get_different_keys(s3):
     s3.client().create_bucket(Bucket="keyed")  # the other test lists every key in its bucket
-    uploader = BucketUploader(BucketConfig(
-        endpoint_url=s3.endpoint, bucket="keyed", access_key_id="testing",
-        secret_access_key="test-secret", region="us-east-1", prefix="keys", url_expires=60))
+    uploader = BucketUploader(
+        BucketConfig(
+            endpoint_url=s3.endpoint,
+            bucket="keyed",
+            access_key_id="testing",
+            secret_access_key="test-secret",
+            region="us-east-1",
+            prefix="keys",
+            url_expires=60,
+        )
+    )
     # two SaveImage nodes with the prefixes a/img and b/img in the job's folder job-1
-    first = uploader.upload(OutputFile("3", "images", "img_00001_.png", "job-1/a", "output"),
-                            b"first", "j1", job_folder="job-1")
-    second = uploader.upload(OutputFile("4", "images", "img_00001_.png", "job-1/b", "output"),
-                             b"second", "j1", job_folder="job-1")
-    top = uploader.upload(OutputFile("5", "images", "img_00001_.png", "job-1", "output"),
-                          b"top", "j1", job_folder="job-1")
+    first = uploader.upload(
+        OutputFile("3", "images", "img_00001_.png", "job-1/a", "output"),
+        b"first",
+        "j1",
+        job_folder="job-1",
+    )
+    second = uploader.upload(
+        OutputFile("4", "images", "img_00001_.png", "job-1/b", "output"),
+        b"second",
+        "j1",
+        job_folder="job-1",
+    )
+    top = uploader.upload(
+        OutputFile("5", "images", "img_00001_.png", "job-1", "output"),
+        b"top",
+        "j1",
+        job_folder="job-1",
+    )
     assert [requests.get(e["data"], timeout=10).content for e in (first, second, top)] == [
-        b"first", b"second", b"top"]
+        b"first",
+        b"second",
+        b"top",
+    ]
     listed = s3.client().list_objects_v2(Bucket="keyed")["Contents"]
-    assert sorted(o["Key"] for o in listed) == ["keys/j1/a/img_00001_.png",
-                                                "keys/j1/b/img_00001_.png",
-                                                "keys/j1/img_00001_.png"]
+    assert sorted(o["Key"] for o in listed) == [
+        "keys/j1/a/img_00001_.png",
+        "keys/j1/b/img_00001_.png",
+        "keys/j1/img_00001_.png",
+    ]

@@ -130,13 +130,16 @@ def drop(client: ComfyClient) -> None:
 
 
 def test_the_outcome_missed_while_disconnected_is_read_from_history_after_the_reconnect(
-        fake, clients, hooks):
+    fake, clients, hooks
+):
     client = clients(history_poll=3600)  # no periodic poll can be what finds the outcome
     client.ensure_connected()
     reads: list[str] = []
     history = client.history
-    client.history = lambda prompt_id, timeout=None: (reads.append(prompt_id),
-                                                      history(prompt_id, timeout))[1]
+    client.history = lambda prompt_id, timeout=None: (
+        reads.append(prompt_id),
+        history(prompt_id, timeout),
+    )[1]
     before = fake.stats()
     job = InBackground(client.run, HOLD, timeout=60)
     prompt_id = wait_for(lambda: running_prompt(fake), "the prompt to run")
@@ -165,8 +168,7 @@ def test_a_new_socket_gets_a_new_client_id(fake, clients):
     assert client.run(QUICK, timeout=20).outputs["3"]["images"]
 
 
-def test_when_the_socket_cannot_be_reopened_the_job_completes_through_history(
-        fake, clients, hooks):
+def test_when_the_socket_cannot_be_reopened_the_job_completes_through_history(fake, clients, hooks):
     client = clients(history_poll=0.1, reconnect_timeout=0.5)
     client.ensure_connected()
     job = InBackground(client.run, HOLD, timeout=60)
@@ -201,8 +203,10 @@ def test_a_socket_that_will_not_open_does_not_hold_the_prompt_back(fake, clients
     # following the prompt, the client keeps trying, and gets the socket once it opens
     wait_for(lambda: fake.stats()["GET /ws"] > refused, "a retry while the prompt runs")
     hooks.unblock("GET /ws")
-    wait_for(lambda: fake.stats()["websocket connections"] > before["websocket connections"],
-             "the socket to be reopened during the job")
+    wait_for(
+        lambda: fake.stats()["websocket connections"] > before["websocket connections"],
+        "the socket to be reopened during the job",
+    )
     hooks.release()
     assert job.join().prompt_id == prompt_id
 
@@ -224,8 +228,7 @@ def test_a_hung_prompt_with_the_socket_gone_is_interrupted_at_the_timeout(fake, 
     assert status["status"]["messages"][-1][0] == "execution_interrupted"
 
 
-def test_http_that_stops_answering_is_a_comfy_error_that_asks_for_a_restart(
-        fake, clients, hooks):
+def test_http_that_stops_answering_is_a_comfy_error_that_asks_for_a_restart(fake, clients, hooks):
     client = clients(request_timeout=0.5)
     hooks.block("GET /history/{id}")  # hangs: the prompt runs, its outcome cannot be read
     with pytest.raises(ComfyStuck, match=r"did not answer GET /history/.*could not be stopped"):
@@ -246,12 +249,12 @@ def test_the_timeout_interrupts_the_prompt_by_id(fake, clients):
 
 
 def pending_prompts(fake: FakeComfy) -> list[str]:
-    return [item[1] for item in
-            requests.get(fake.url + "/queue", timeout=5).json()["queue_pending"]]
+    return [
+        item[1] for item in requests.get(fake.url + "/queue", timeout=5).json()["queue_pending"]
+    ]
 
 
-def test_a_prompt_that_times_out_while_pending_counts_as_stopped_once_removed(fake, clients,
-                                                                             hooks):
+def test_a_prompt_that_times_out_while_pending_counts_as_stopped_once_removed(fake, clients, hooks):
     # Removed from the queue before it ran, it never gets a history entry: that must not be
     # taken for a prompt that would not stop (which restarts ComfyUI).
     hung = InBackground(clients().run, HOLD, timeout=60)

@@ -28,13 +28,31 @@ def test_defaults():
 
 
 def test_the_exact_comfyui_command_line():
-    config = Config.from_env({"COMFYUI_DIR": "/c", "COMFYUI_PYTHON": "/py",
-                              "COMFYUI_EXTRA_ARGS": "--cpu --verbose DEBUG"})
+    config = Config.from_env(
+        {
+            "COMFYUI_DIR": "/c",
+            "COMFYUI_PYTHON": "/py",
+            "COMFYUI_EXTRA_ARGS": "--cpu --verbose DEBUG",
+        }
+    )
     assert comfy_command(config, sage=True) == [
-        "/py", "/c/main.py", "--listen", "127.0.0.1", "--port", "8188", "--fast",
-        "fp16_accumulation", "--preview-method", "none", "--use-sage-attention",
-        "--extra-model-paths-config", str(REPO / "worker" / "extra_model_paths.yaml"),
-        "--cpu", "--verbose", "DEBUG"]
+        "/py",
+        "/c/main.py",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        "8188",
+        "--fast",
+        "fp16_accumulation",
+        "--preview-method",
+        "none",
+        "--use-sage-attention",
+        "--extra-model-paths-config",
+        str(REPO / "worker" / "extra_model_paths.yaml"),
+        "--cpu",
+        "--verbose",
+        "DEBUG",
+    ]
     assert "--use-sage-attention" not in comfy_command(config, sage=False)
 
 
@@ -42,13 +60,16 @@ def test_pod_mode_listens_on_all_interfaces():
     assert Config.from_env({"WORKER_MODE": "pod"}).listen == "0.0.0.0"
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"SAGE_ATTENTION": "maybe"}, "SAGE_ATTENTION='maybe': expected one of on, off"),
-    ({"MODEL_VERIFY": "quick"}, "MODEL_VERIFY='quick': expected one of full, fast, off"),
-    ({"COMFYUI_PORT": "http"}, "COMFYUI_PORT='http': expected a number"),
-    ({"JOB_TIMEOUT": "-1"}, "JOB_TIMEOUT='-1': must be at least"),
-    ({"BUCKET_ENDPOINT_URL": "http://127.0.0.1:9000"}, "set BUCKET_NAME"),
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SAGE_ATTENTION": "maybe"}, "SAGE_ATTENTION='maybe': expected one of on, off"),
+        ({"MODEL_VERIFY": "quick"}, "MODEL_VERIFY='quick': expected one of full, fast, off"),
+        ({"COMFYUI_PORT": "http"}, "COMFYUI_PORT='http': expected a number"),
+        ({"JOB_TIMEOUT": "-1"}, "JOB_TIMEOUT='-1': must be at least"),
+        ({"BUCKET_ENDPOINT_URL": "http://127.0.0.1:9000"}, "set BUCKET_NAME"),
+    ],
+)
 def test_bad_values_are_refused_with_the_variable_named(env, expected):
     with pytest.raises(ConfigError) as info:
         Config.from_env(env)
@@ -62,8 +83,12 @@ def test_switches_accept_the_usual_spellings():
 
 
 def test_bucket_name_from_a_virtual_host_endpoint():
-    bucket = Config.from_env({"BUCKET_ENDPOINT_URL": "https://outs.s3.eu-west-1.amazonaws.com",
-                              "BUCKET_ACCESS_KEY_ID": "testing"}).bucket
+    bucket = Config.from_env(
+        {
+            "BUCKET_ENDPOINT_URL": "https://outs.s3.eu-west-1.amazonaws.com",
+            "BUCKET_ACCESS_KEY_ID": "testing",
+        }
+    ).bucket
     assert bucket is not None and bucket.bucket == "outs" and bucket.access_key_id == "testing"
 
 
@@ -74,21 +99,39 @@ def test_extra_model_paths_cover_both_volumes_and_every_folder():
     bases = {paths["base_path"] for paths in data.values()}
     assert bases == {"/workspace/models", "/runpod-volume/models"}
     for paths in data.values():
-        for folder in ("diffusion_models", "text_encoders", "loras", "vae", "checkpoints",
-                       "clip_vision", "upscale_models", "audio_encoders", "model_patches"):
+        for folder in (
+            "diffusion_models",
+            "text_encoders",
+            "loras",
+            "vae",
+            "checkpoints",
+            "clip_vision",
+            "upscale_models",
+            "audio_encoders",
+            "model_patches",
+        ):
             assert paths[folder] == f"{folder}/"
 
 
 def test_what_keeps_a_volume_model_from_being_fetched():
 
-
     s3 = entry("m", S3Source("b", "k"), "models/vae/m.safetensors", b"x", placement="volume")
-    hf = entry("h", HfSource("org/repo", "m.safetensors"), "models/vae/h.safetensors", b"x",
-               placement="volume")
-    keys = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "test-secret"}
+    hf = entry(
+        "h",
+        HfSource("org/repo", "m.safetensors"),
+        "models/vae/h.safetensors",
+        b"x",
+        placement="volume",
+    )
+    keys = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "test-secret",
+    }
     assert fetch_blocker(s3, keys) is None
-    assert fetch_blocker(s3, {"AWS_ACCESS_KEY_ID": "testing"}) == \
-        "AWS_ENDPOINT_URL, AWS_SECRET_ACCESS_KEY not set"
+    assert (
+        fetch_blocker(s3, {"AWS_ACCESS_KEY_ID": "testing"})
+        == "AWS_ENDPOINT_URL, AWS_SECRET_ACCESS_KEY not set"
+    )
     assert fetch_blocker(hf, {}) is None
     assert fetch_blocker(hf, {"HF_HUB_OFFLINE": "1"}) == "HF_HUB_OFFLINE is set"

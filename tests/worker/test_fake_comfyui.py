@@ -36,20 +36,23 @@ def fake(tmp_path_factory):
 
 
 def upload(fake, name: str, data: bytes, **form) -> dict:
-    resp = requests.post(fake.url + "/upload/image", files={"image": (name, data)}, data=form,
-                         timeout=5)
+    resp = requests.post(
+        fake.url + "/upload/image", files={"image": (name, data)}, data=form, timeout=5
+    )
     resp.raise_for_status()
     return resp.json()
 
 
 def run(fake, prompt: dict, client_id: str = "cid") -> tuple[str, list[tuple[str, dict]]]:
-    ws = websocket.create_connection(f"ws://127.0.0.1:{fake.port}/ws?clientId={client_id}",
-                                     timeout=10)
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{fake.port}/ws?clientId={client_id}", timeout=10
+    )
     try:
         first = json.loads(ws.recv())
         assert first["type"] == "status" and first["data"]["sid"] == client_id
-        resp = requests.post(fake.url + "/prompt", json={"prompt": prompt,
-                                                         "client_id": client_id}, timeout=5)
+        resp = requests.post(
+            fake.url + "/prompt", json={"prompt": prompt, "client_id": client_id}, timeout=5
+        )
         assert resp.status_code == 200, resp.text
         prompt_id = resp.json()["prompt_id"]
         messages = []
@@ -64,23 +67,46 @@ def run(fake, prompt: dict, client_id: str = "cid") -> tuple[str, list[tuple[str
 
 def test_sage_flag_without_sageattention_exits_255_with_comfyuis_message(tmp_path):
     comfy = install(tmp_path / "comfyui")
-    proc = subprocess.run([sys.executable, str(comfy / "main.py"), "--port", str(free_port()),
-                           "--use-sage-attention"], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(comfy / "main.py"),
+            "--port",
+            str(free_port()),
+            "--use-sage-attention",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 255
-    assert ("To use the `--use-sage-attention` feature, the `sageattention` package must be "
-            "installed first.") in proc.stdout
+    assert (
+        "To use the `--use-sage-attention` feature, the `sageattention` package must be "
+        "installed first."
+    ) in proc.stdout
 
 
 def test_message_order_history_and_the_cache_serving_old_file_names(fake):
     upload(fake, "acc_in.png", png(), overwrite="true")
     prompt_id, messages = run(fake, GRAPH)
     kinds = [k for k, _ in messages if k != "progress_state"]
-    assert kinds == ["status", "status", "execution_start", "execution_cached", "executing",
-                     "executing", "executing", "executed", "execution_success", "status",
-                     "executing"]
+    assert kinds == [
+        "status",
+        "status",
+        "execution_start",
+        "execution_cached",
+        "executing",
+        "executing",
+        "executing",
+        "executed",
+        "execution_success",
+        "status",
+        "executing",
+    ]
     entry = requests.get(f"{fake.url}/history/{prompt_id}", timeout=5).json()[prompt_id]
-    assert entry["outputs"] == {"3": {"images": [{"filename": "t_00001_.png",
-                                                  "subfolder": "acc", "type": "output"}]}}
+    assert entry["outputs"] == {
+        "3": {"images": [{"filename": "t_00001_.png", "subfolder": "acc", "type": "output"}]}
+    }
     assert entry["status"]["status_str"] == "success" and entry["status"]["completed"]
     assert entry["prompt"][1] == prompt_id and entry["prompt"][4] == ["3"]
     (fake.dir / "output" / "acc" / "t_00001_.png").unlink()
@@ -105,27 +131,56 @@ def test_validation_error_shapes(fake):
     resp = requests.post(fake.url + "/prompt", json={"prompt": bad}, timeout=5)
     assert resp.status_code == 400
     assert resp.json() == {
-        "error": {"type": "prompt_outputs_failed_validation",
-                  "message": "Prompt outputs failed validation",
-                  "details": "Required input is missing: images", "extra_info": {}},
-        "node_errors": {"3": {"errors": [{"type": "required_input_missing",
-                                          "message": "Required input is missing",
-                                          "details": "images",
-                                          "extra_info": {"input_name": "images"}}],
-                              "dependent_outputs": ["3"], "class_type": "SaveImage"}}}
-    unknown = requests.post(fake.url + "/prompt", json={"prompt": {"1": {
-        "class_type": "NoSuchNode", "inputs": {}}}}, timeout=5).json()
+        "error": {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": "Required input is missing: images",
+            "extra_info": {},
+        },
+        "node_errors": {
+            "3": {
+                "errors": [
+                    {
+                        "type": "required_input_missing",
+                        "message": "Required input is missing",
+                        "details": "images",
+                        "extra_info": {"input_name": "images"},
+                    }
+                ],
+                "dependent_outputs": ["3"],
+                "class_type": "SaveImage",
+            }
+        },
+    }
+    unknown = requests.post(
+        fake.url + "/prompt",
+        json={"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}},
+        timeout=5,
+    ).json()
     assert unknown["error"]["message"] == "Cannot execute because node NoSuchNode does not exist."
-    assert requests.post(fake.url + "/prompt", json={"prompt": {}}, timeout=5).json()[
-        "error"]["type"] == "prompt_no_outputs"
+    assert (
+        requests.post(fake.url + "/prompt", json={"prompt": {}}, timeout=5).json()["error"]["type"]
+        == "prompt_no_outputs"
+    )
     broken = requests.post(fake.url + "/prompt", data=b"{", timeout=5)
     assert broken.status_code == 500 and broken.headers["Content-Type"].startswith("text/plain")
-    ckpt = requests.post(fake.url + "/prompt", json={"prompt": {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd.safetensors"}},
-        "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["1", 2]}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0],
-                                                    "filename_prefix": "x"}}}},
-        timeout=5).json()["node_errors"]
+    ckpt = requests.post(
+        fake.url + "/prompt",
+        json={
+            "prompt": {
+                "1": {
+                    "class_type": "CheckpointLoaderSimple",
+                    "inputs": {"ckpt_name": "sd.safetensors"},
+                },
+                "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["1", 2]}},
+                "3": {
+                    "class_type": "SaveImage",
+                    "inputs": {"images": ["2", 0], "filename_prefix": "x"},
+                },
+            }
+        },
+        timeout=5,
+    ).json()["node_errors"]
     assert ckpt["1"]["errors"][0]["details"] == "ckpt_name: 'sd.safetensors' not in []"
     assert ckpt["2"]["errors"][0]["type"] == "return_type_mismatch"
 
@@ -144,8 +199,9 @@ def test_execution_error_and_interrupt(fake):
     hang["4"] = {"class_type": "FakeHang", "inputs": {"seconds": 0, "images": ["2", 0]}}
     hang["3"]["inputs"]["images"] = ["4", 0]
     ws = websocket.create_connection(f"ws://127.0.0.1:{fake.port}/ws?clientId=int", timeout=10)
-    prompt_id = requests.post(fake.url + "/prompt", json={"prompt": hang, "client_id": "int"},
-                              timeout=5).json()["prompt_id"]
+    prompt_id = requests.post(
+        fake.url + "/prompt", json={"prompt": hang, "client_id": "int"}, timeout=5
+    ).json()["prompt_id"]
     kinds = []
     while kinds[-1:] != ["executing 4"]:  # until the hanging node runs
         msg = json.loads(ws.recv())
@@ -190,18 +246,30 @@ def test_a_closing_socket_unregisters_its_client_id_even_after_a_replacement(fak
 def test_vhs_reports_videos_under_gifs(fake):
     upload(fake, "acc_in.png", png(), overwrite="true")
     prompt = json.loads(json.dumps(GRAPH))
-    prompt["3"] = {"class_type": "VHS_VideoCombine", "inputs": {
-        "images": ["2", 0], "frame_rate": 8.0, "loop_count": 0, "filename_prefix": "vid/clip",
-        "format": "video/h264-mp4", "pingpong": False, "save_output": True}}
+    prompt["3"] = {
+        "class_type": "VHS_VideoCombine",
+        "inputs": {
+            "images": ["2", 0],
+            "frame_rate": 8.0,
+            "loop_count": 0,
+            "filename_prefix": "vid/clip",
+            "format": "video/h264-mp4",
+            "pingpong": False,
+            "save_output": True,
+        },
+    }
     prompt_id, messages = run(fake, prompt)
     assert ("progress", {"value": 1, "max": 1, "prompt_id": prompt_id, "node": "3"}) in messages
     [entry] = requests.get(f"{fake.url}/history/{prompt_id}", timeout=5).json()[prompt_id][
-        "outputs"]["3"]["gifs"]
+        "outputs"
+    ]["3"]["gifs"]
     assert entry["filename"] == "clip_00001.mp4" and entry["format"] == "video/h264-mp4"
     assert entry["workflow"] == "clip_00001.png" and entry["subfolder"] == "vid"
-    view = requests.get(fake.url + "/view", params={"filename": entry["filename"],
-                                                    "subfolder": "vid", "type": "output"},
-                        timeout=5)
+    view = requests.get(
+        fake.url + "/view",
+        params={"filename": entry["filename"], "subfolder": "vid", "type": "output"},
+        timeout=5,
+    )
     assert view.headers["Content-Type"] == "video/mp4"
 
 
@@ -213,7 +281,8 @@ def test_view_and_origin_rules(fake):
     assert view(filename="../x.png", type="output") == 400
     assert view(filename="x.png", type="bogus") == 400
     assert view(filename="x.png", subfolder="../..", type="output") == 403
-    foreign = requests.get(fake.url + "/system_stats", timeout=5,
-                           headers={"Origin": "http://evil.example.com"})
+    foreign = requests.get(
+        fake.url + "/system_stats", timeout=5, headers={"Origin": "http://evil.example.com"}
+    )
     assert foreign.status_code == 403
     assert requests.get(fake.url + "/api/system_stats", timeout=5).ok

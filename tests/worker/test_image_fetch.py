@@ -26,9 +26,16 @@ def files():
         yield server
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8188/view?filename=x", "http://localhost/x",
-                                 "http://169.254.169.254/latest/meta-data/",
-                                 "http://10.0.0.7/x.png", "http://[::1]/x.png"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8188/view?filename=x",
+        "http://localhost/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.7/x.png",
+        "http://[::1]/x.png",
+    ],
+)
 def test_non_public_addresses_are_refused(url):
     with pytest.raises(JobInputError, match=r"non-public address .* which is refused"):
         check_destination(url, allow_private=False)
@@ -96,8 +103,7 @@ class TLSTrickle(Trickle):
 
     handler_class = _TLSHandler
 
-    def __init__(self, context: ssl.SSLContext, size: int, gap: float,
-                 length: bool = True) -> None:
+    def __init__(self, context: ssl.SSLContext, size: int, gap: float, length: bool = True) -> None:
         super().__init__(size, gap, length)
         self.context = context
 
@@ -112,20 +118,31 @@ def certificate(tmp_path_factory):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     folder = tmp_path_factory.mktemp("tls")
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_file, key_file
 
 
@@ -181,14 +198,17 @@ def test_a_name_that_resolves_to_loopback_on_the_second_lookup_is_refused(files,
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     rebound = url.replace("127.0.0.1", "rebind.example")
-    with pytest.raises(JobInputError, match=re.escape(
-            "connected to the non-public address 127.0.0.1, which is refused")):
+    with pytest.raises(
+        JobInputError,
+        match=re.escape("connected to the non-public address 127.0.0.1, which is refused"),
+    ):
         fetch_image(rebound, max_bytes=1000, timeout=5, allow_private=False)
     assert len(lookups) == 2  # the check's lookup passed; the connection's was caught
     assert files.gets("/rebind.png") == 0  # refused before the request was sent
 
 
 def test_a_bad_port_is_an_input_error():
-    with pytest.raises(JobInputError, match=re.escape(
-            "image URL 'http://example.com:99999/x.png'")):
+    with pytest.raises(
+        JobInputError, match=re.escape("image URL 'http://example.com:99999/x.png'")
+    ):
         check_destination("http://example.com:99999/x.png", allow_private=False)

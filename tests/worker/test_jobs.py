@@ -39,15 +39,26 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def graph(*extra_nodes: tuple[str, dict], save: str = "SaveImage", source: str = "2",
-          **save_inputs) -> dict:
+def graph(
+    *extra_nodes: tuple[str, dict], save: str = "SaveImage", source: str = "2", **save_inputs
+) -> dict:
     prompt = json.loads(json.dumps(INVERT))
     for nid, node in extra_nodes:
         prompt[nid] = node
     if save == "VHS_VideoCombine":
-        prompt["3"] = {"class_type": "VHS_VideoCombine", "inputs": {
-            "images": [source, 0], "frame_rate": 8.0, "loop_count": 0, "filename_prefix": "v",
-            "format": "image/gif", "pingpong": False, "save_output": True, **save_inputs}}
+        prompt["3"] = {
+            "class_type": "VHS_VideoCombine",
+            "inputs": {
+                "images": [source, 0],
+                "frame_rate": 8.0,
+                "loop_count": 0,
+                "filename_prefix": "v",
+                "format": "image/gif",
+                "pingpong": False,
+                "save_output": True,
+                **save_inputs,
+            },
+        }
     else:
         prompt["3"]["inputs"]["images"] = [source, 0]
     return prompt
@@ -97,10 +108,18 @@ def progress():
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory, progress):
     tmp = tmp_path_factory.mktemp("jobs")
-    w = WorkerProcess(tmp, env={
-        "JOB_TIMEOUT": "4", "INTERRUPT_GRACE": "1", "MAX_INLINE_BYTES": "400000",
-        "IMAGE_URL_MAX_BYTES": "300000", "PROGRESS_INTERVAL": "0",
-        "FAKE_COMFYUI_STEP_DELAY": "0.01", "RUNPOD_WEBHOOK_POST_OUTPUT": progress.url})
+    w = WorkerProcess(
+        tmp,
+        env={
+            "JOB_TIMEOUT": "4",
+            "INTERRUPT_GRACE": "1",
+            "MAX_INLINE_BYTES": "400000",
+            "IMAGE_URL_MAX_BYTES": "300000",
+            "PROGRESS_INTERVAL": "0",
+            "FAKE_COMFYUI_STEP_DELAY": "0.01",
+            "RUNPOD_WEBHOOK_POST_OUTPUT": progress.url,
+        },
+    )
     stub_models(w.comfyui_dir)  # the fake, like ComfyUI, lists the files that are there
     w.start()
     try:
@@ -137,8 +156,9 @@ def leftover_files(root: Path) -> list[str]:
 
 
 def test_image_job_returns_the_inverted_image(worker):
-    output = run_ok(worker, {"workflow": INVERT,
-                             "images": [{"name": "in.png", "image": b64(png())}]})
+    output = run_ok(
+        worker, {"workflow": INVERT, "images": [{"name": "in.png", "image": b64(png())}]}
+    )
     [image] = output["images"]
     assert image["filename"] == "inv_00001_.png" and image["type"] == "base64"
     assert image["content_type"] == "image/png"
@@ -166,18 +186,27 @@ def test_named_workflow_with_overrides_returns_an_mp4_and_reports_progress(worke
     data = base64.b64decode(video["data"])
     assert data[4:8] == b"ftyp" and data[28:32] == b"free"
     # what the fake's encoder received: the overrides reached ComfyUI
-    assert json.loads(data[32:]) == {"frames": 33, "width": 480, "height": 480,
-                                     "frame_rate": 16.0}
+    assert json.loads(data[32:]) == {"frames": 33, "width": 480, "height": 480, "frame_rate": 16.0}
     updates = [p["output"] for p in progress.posts[posts_before:]]
     sampler = [u for u in updates if u["title"] == "Seed"]
-    assert sampler and sampler[-1] == {"node": "84", "class_type": "KSamplerAdvanced",
-                                       "title": "Seed", "step": 10, "max": 10}
+    assert sampler and sampler[-1] == {
+        "node": "84",
+        "class_type": "KSamplerAdvanced",
+        "title": "Seed",
+        "step": 10,
+        "max": 10,
+    }
     assert all(p["status"] == "IN_PROGRESS" for p in progress.posts[posts_before:])
 
 
 def test_gif_video_output_is_returned_under_videos(worker):
-    output = run_ok(worker, {"workflow": graph(save="VHS_VideoCombine"),
-                             "images": [{"name": "in.png", "image": b64(png())}]})
+    output = run_ok(
+        worker,
+        {
+            "workflow": graph(save="VHS_VideoCombine"),
+            "images": [{"name": "in.png", "image": b64(png())}],
+        },
+    )
     [video] = output["videos"]
     assert video["filename"] == "v_00001.gif" and video["content_type"] == "image/gif"
     assert output["images"] == []  # VHS's first-frame PNG is not a separate result
@@ -190,18 +219,29 @@ def test_image_by_url(worker, files):
         assert img.getpixel((0, 0)) == (155, 155, 155)
 
 
-@pytest.mark.parametrize(("job", "expected"), [
-    ({"workflow": INVERT, "images": [{"name": "in.png", "image": "%%%"}]},
-     "invalid input: input.images[0].image is not valid base64"),
-    ({"workflow": INVERT, "images": [{"name": "../in.png", "image": b64(png())}]},
-     "invalid input: input.images[0].name '../in.png' is not a safe file name: no path "
-     "separators, no '..', no leading '.', at most 200 characters"),
-    ({"workflow": "no_such_workflow"},
-     "invalid input: unknown workflow 'no_such_workflow'; available: wan_flf_i2v"),
-    ({"workflow": INVERT, "overrides": {"Missing.seed": 1}},
-     "invalid input: input.overrides 'Missing.seed': no node has the id or title 'Missing' "
-     "(titles: -)"),
-])
+@pytest.mark.parametrize(
+    ("job", "expected"),
+    [
+        (
+            {"workflow": INVERT, "images": [{"name": "in.png", "image": "%%%"}]},
+            "invalid input: input.images[0].image is not valid base64",
+        ),
+        (
+            {"workflow": INVERT, "images": [{"name": "../in.png", "image": b64(png())}]},
+            "invalid input: input.images[0].name '../in.png' is not a safe file name: no path "
+            "separators, no '..', no leading '.', at most 200 characters",
+        ),
+        (
+            {"workflow": "no_such_workflow"},
+            "invalid input: unknown workflow 'no_such_workflow'; available: wan_flf_i2v",
+        ),
+        (
+            {"workflow": INVERT, "overrides": {"Missing.seed": 1}},
+            "invalid input: input.overrides 'Missing.seed': no node has the id or title 'Missing' "
+            "(titles: -)",
+        ),
+    ],
+)
 def test_bad_input_is_one_clear_error(worker, job, expected):
     assert run_error(worker, job) == expected
 
@@ -210,19 +250,30 @@ def test_bad_image_urls(worker, files):
     missing = files.url("/nope.png")
     big = files.add("/big.png", bytes(400_000))
     assert "answered HTTP 404" in run_error(
-        worker, {"workflow": INVERT, "images": [{"name": "in.png", "image": missing}]})
+        worker, {"workflow": INVERT, "images": [{"name": "in.png", "image": missing}]}
+    )
     assert "over the limit of 300000 (IMAGE_URL_MAX_BYTES)" in run_error(
-        worker, {"workflow": INVERT, "images": [{"name": "in.png", "image": big}]})
+        worker, {"workflow": INVERT, "images": [{"name": "in.png", "image": big}]}
+    )
 
 
 def test_validation_error_names_node_class_and_input_and_the_next_job_works(worker):
     prompt = json.loads(json.dumps(INVERT))
-    prompt["4"] = {"class_type": "ImageScale", "inputs": {
-        "image": ["1", 0], "upscale_method": "foo", "width": 99999, "height": 8, "crop":
-        "disabled"}, "_meta": {"title": "Resize"}}
+    prompt["4"] = {
+        "class_type": "ImageScale",
+        "inputs": {
+            "image": ["1", 0],
+            "upscale_method": "foo",
+            "width": 99999,
+            "height": 8,
+            "crop": "disabled",
+        },
+        "_meta": {"title": "Resize"},
+    }
     prompt["3"]["inputs"]["images"] = ["4", 0]
-    error = run_error(worker, {"workflow": prompt,
-                               "images": [{"name": "in.png", "image": b64(png())}]})
+    error = run_error(
+        worker, {"workflow": prompt, "images": [{"name": "in.png", "image": b64(png())}]}
+    )
     assert error.startswith("Workflow validation failed: ")
     assert "node 4 \"Resize\" (ImageScale), input 'upscale_method': Value not in list" in error
     assert "node 4 \"Resize\" (ImageScale), input 'width': Value 99999 bigger than max" in error
@@ -230,18 +281,23 @@ def test_validation_error_names_node_class_and_input_and_the_next_job_works(work
 
 
 def test_execution_error_names_node_type_and_exception(worker):
-    error = run_error(worker, {"workflow": INVERT, "images": [
-        {"name": "in.png", "image": b64(b"this is not a png")}]})
-    assert error.startswith("ComfyUI failed while running node 1 (LoadImage): "
-                            "PIL.UnidentifiedImageError: cannot identify image file")
+    error = run_error(
+        worker,
+        {"workflow": INVERT, "images": [{"name": "in.png", "image": b64(b"this is not a png")}]},
+    )
+    assert error.startswith(
+        "ComfyUI failed while running node 1 (LoadImage): "
+        "PIL.UnidentifiedImageError: cannot identify image file"
+    )
     test_image_job_returns_the_inverted_image(worker)
 
 
 def test_black_outputs_are_errors_naming_sageattention(worker):
     black = b64(png((0, 0, 0)))
     for prompt in (graph(source="1"), graph(save="VHS_VideoCombine", source="1")):
-        error = run_error(worker, {"workflow": prompt,
-                                   "images": [{"name": "in.png", "image": black}]})
+        error = run_error(
+            worker, {"workflow": prompt, "images": [{"name": "in.png", "image": black}]}
+        )
         assert "is black" in error and "SageAttention" in error
         assert "SAGE_ATTENTION=off" in error
     assert leftover_files(worker.comfyui_dir / "output") == []
@@ -252,11 +308,11 @@ def test_a_result_over_the_payload_limit_asks_for_a_bucket(worker):
     noise = Image.frombytes("RGB", (400, 400), bytes(rng.getrandbits(8) for _ in range(480000)))
     buf = io.BytesIO()
     noise.save(buf, "PNG")
-    error = run_error(worker, {"workflow": INVERT,
-                               "images": [{"name": "in.png", "image": b64(buf.getvalue())}]})
+    error = run_error(
+        worker, {"workflow": INVERT, "images": [{"name": "in.png", "image": b64(buf.getvalue())}]}
+    )
     assert error.startswith("the outputs are ")
-    assert "bytes as base64, over the 400,000 bytes a response may carry (MAX_INLINE_BYTES" \
-        in error
+    assert "bytes as base64, over the 400,000 bytes a response may carry (MAX_INLINE_BYTES" in error
     assert "BUCKET_ENDPOINT_URL" in error
 
 
@@ -273,9 +329,16 @@ def test_one_websocket_and_no_frontend_requests_across_jobs(worker):
 
 def test_a_hung_prompt_hits_the_timeout_and_is_interrupted(worker):
     pid = worker.comfy_pid()
-    error = run_error(worker, {"workflow": graph(
-        ("5", {"class_type": "FakeHang", "inputs": {"seconds": 0, "images": ["2", 0]}}),
-        source="5"), "images": [{"name": "in.png", "image": b64(png())}]})
+    error = run_error(
+        worker,
+        {
+            "workflow": graph(
+                ("5", {"class_type": "FakeHang", "inputs": {"seconds": 0, "images": ["2", 0]}}),
+                source="5",
+            ),
+            "images": [{"name": "in.png", "image": b64(png())}],
+        },
+    )
     assert error == "the job did not finish within 4 s (JOB_TIMEOUT); the prompt was interrupted"
     assert worker.comfy_pid() == pid  # the interrupt was enough: no restart
     test_image_job_returns_the_inverted_image(worker)
@@ -283,10 +346,22 @@ def test_a_hung_prompt_hits_the_timeout_and_is_interrupted(worker):
 
 def test_a_prompt_that_ignores_the_interrupt_gets_comfyui_restarted(worker):
     pid = worker.comfy_pid()
-    error = run_error(worker, {"workflow": graph(
-        ("5", {"class_type": "FakeIgnoreInterrupt", "inputs": {"seconds": 30,
-                                                                "images": ["2", 0]}}),
-        source="5"), "images": [{"name": "in.png", "image": b64(png())}]})
+    error = run_error(
+        worker,
+        {
+            "workflow": graph(
+                (
+                    "5",
+                    {
+                        "class_type": "FakeIgnoreInterrupt",
+                        "inputs": {"seconds": 30, "images": ["2", 0]},
+                    },
+                ),
+                source="5",
+            ),
+            "images": [{"name": "in.png", "image": b64(png())}],
+        },
+    )
     assert "did not stop, so ComfyUI was restarted" in error
     assert worker.comfy_pid() not in (None, pid)
     test_image_job_returns_the_inverted_image(worker)
@@ -294,9 +369,13 @@ def test_a_prompt_that_ignores_the_interrupt_gets_comfyui_restarted(worker):
 
 def test_comfyui_crashing_mid_job_is_a_clear_error_and_the_next_job_works(worker):
     pid = worker.comfy_pid()
-    error = run_error(worker, {"workflow": graph(
-        ("5", {"class_type": "FakeCrash", "inputs": {"images": ["2", 0]}})),
-        "images": [{"name": "in.png", "image": b64(png())}]})
+    error = run_error(
+        worker,
+        {
+            "workflow": graph(("5", {"class_type": "FakeCrash", "inputs": {"images": ["2", 0]}})),
+            "images": [{"name": "in.png", "image": b64(png())}],
+        },
+    )
     assert error.startswith("ComfyUI exited (code 3) while running the job.")
     assert "FakeCrash: exiting in the middle of a prompt" in error
     assert error.endswith("ComfyUI has been restarted.")
@@ -308,10 +387,12 @@ def test_comfyui_crashing_mid_job_is_a_clear_error_and_the_next_job_works(worker
 def test_comfyui_that_stops_answering_http_is_restarted_and_the_next_job_works(worker):
     pid = worker.comfy_pid()
     # the prompt runs, but its outcome cannot be read: the hook hangs GET /history/<id>
-    requests.post(worker.comfy_url + "/fake/block", json={"route": "GET /history/{id}"},
-                  timeout=5).raise_for_status()
-    error = run_error(worker, {"workflow": INVERT,
-                               "images": [{"name": "in.png", "image": b64(png())}]})
+    requests.post(
+        worker.comfy_url + "/fake/block", json={"route": "GET /history/{id}"}, timeout=5
+    ).raise_for_status()
+    error = run_error(
+        worker, {"workflow": INVERT, "images": [{"name": "in.png", "image": b64(png())}]}
+    )
     assert error.startswith("ComfyUI did not answer GET /history/")
     assert error.endswith("the prompt could not be stopped, so ComfyUI was restarted")
     assert worker.comfy_pid() not in (None, pid)

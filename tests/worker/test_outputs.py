@@ -17,12 +17,24 @@ from worker.outputs import (
 HISTORY_OUTPUTS = {
     "9": {"images": [{"filename": "b_00001_.png", "subfolder": "job", "type": "output"}]},
     "10": {"images": [{"filename": "ComfyUI_temp_x_00001_.png", "subfolder": "", "type": "temp"}]},
-    "4": {"gifs": [{"filename": "v_00001.mp4", "subfolder": "job", "type": "output",
-                    "format": "video/h264-mp4", "frame_rate": 16.0,
-                    "workflow": "v_00001.png", "fullpath": "/comfyui/output/job/v_00001.mp4"}],
-          "text": ["not a file"]},
-    "5": {"audio": [{"filename": "a.flac", "subfolder": "", "type": "output"}],
-          "3d": [{"filename": "m.glb", "subfolder": "", "type": "output"}]},
+    "4": {
+        "gifs": [
+            {
+                "filename": "v_00001.mp4",
+                "subfolder": "job",
+                "type": "output",
+                "format": "video/h264-mp4",
+                "frame_rate": 16.0,
+                "workflow": "v_00001.png",
+                "fullpath": "/comfyui/output/job/v_00001.mp4",
+            }
+        ],
+        "text": ["not a file"],
+    },
+    "5": {
+        "audio": [{"filename": "a.flac", "subfolder": "", "type": "output"}],
+        "3d": [{"filename": "m.glb", "subfolder": "", "type": "output"}],
+    },
 }
 
 
@@ -44,8 +56,13 @@ def test_previews_in_temp_are_not_results():
 
 def test_inline_entries_are_plain_base64():
     entry = inline_entry(OutputFile("9", "images", "x.png", "", "output"), b"abc")
-    assert entry == {"filename": "x.png", "type": "base64", "data": base64.b64encode(b"abc")
-                     .decode(), "content_type": "image/png", "node_id": "9"}
+    assert entry == {
+        "filename": "x.png",
+        "type": "base64",
+        "data": base64.b64encode(b"abc").decode(),
+        "content_type": "image/png",
+        "node_id": "9",
+    }
 
 
 def test_results_over_the_payload_limit_ask_for_a_bucket():

@@ -15,9 +15,13 @@ REPO = WORKER_DIR.parent
 WORKFLOW = json.loads((WORKER_DIR / "workflows" / "wan_flf_i2v_api.json").read_text())
 # Lists that depend on the files of the server that answered: model folders (empty there) and
 # ComfyUI's input folder (the job uploads its images).
-FILE_LISTS = {("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"),
-              ("VAELoader", "vae_name"), ("LoraLoaderModelOnly", "lora_name"),
-              ("LoadImage", "image")}
+FILE_LISTS = {
+    ("UNETLoader", "unet_name"),
+    ("CLIPLoader", "clip_name"),
+    ("VAELoader", "vae_name"),
+    ("LoraLoaderModelOnly", "lora_name"),
+    ("LoadImage", "image"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +63,23 @@ def test_every_node_and_input_exists_with_legal_values(info):
 
 def test_it_uses_exactly_the_locked_model_files():
     lock = load_models_lock(REPO / "models.lock.yaml")
-    locked = {PurePosixPath(e.dest).name: PurePosixPath(e.dest).parts[1]
-              for e in lock.entries() if e.dest.startswith("models/")}
-    folders = {"unet_name": "diffusion_models", "clip_name": "text_encoders",
-               "vae_name": "vae", "lora_name": "loras"}
-    used = {(node["class_type"], name, value) for node in WORKFLOW.values()
-            for name, value in node["inputs"].items() if name in folders}
+    locked = {
+        PurePosixPath(e.dest).name: PurePosixPath(e.dest).parts[1]
+        for e in lock.entries()
+        if e.dest.startswith("models/")
+    }
+    folders = {
+        "unet_name": "diffusion_models",
+        "clip_name": "text_encoders",
+        "vae_name": "vae",
+        "lora_name": "loras",
+    }
+    used = {
+        (node["class_type"], name, value)
+        for node in WORKFLOW.values()
+        for name, value in node["inputs"].items()
+        if name in folders
+    }
     assert used == {
         ("UNETLoader", "unet_name", "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"),
         ("UNETLoader", "unet_name", "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"),
@@ -80,8 +95,12 @@ def test_template_settings_and_an_mp4_output():
     video = by_title["Video"]["inputs"]
     assert (video["width"], video["height"], video["length"]) == (640, 640, 81)
     high, low = by_title["Seed"]["inputs"], by_title["Low Noise Sampler"]["inputs"]
-    assert (high["steps"], high["cfg"], high["start_at_step"], high["end_at_step"]) == \
-        (20, 4.0, 0, 10)
+    assert (high["steps"], high["cfg"], high["start_at_step"], high["end_at_step"]) == (
+        20,
+        4.0,
+        0,
+        10,
+    )
     assert low["start_at_step"] == 10 and low["add_noise"] == "disable"
     assert by_title["High Noise Shift"]["inputs"]["shift"] == 8.0
     out = by_title["Video Output"]

@@ -33,13 +33,22 @@ from typing import Any
 import requests
 
 HERE = Path(__file__).resolve().parent
-MODEL_FOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "diffusion_models",
-                 "clip_vision", "upscale_models")
+MODEL_FOLDERS = (
+    "checkpoints",
+    "loras",
+    "vae",
+    "text_encoders",
+    "diffusion_models",
+    "clip_vision",
+    "upscale_models",
+)
 # The model files worker/workflows/wan_flf_i2v_api.json loads, relative to models/.
-WAN_MODELS = ("diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
-              "diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
-              "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
-              "vae/wan_2.1_vae.safetensors")
+WAN_MODELS = (
+    "diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+    "diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
+    "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    "vae/wan_2.1_vae.safetensors",
+)
 
 
 def install(comfyui_dir: Path) -> Path:
@@ -76,16 +85,27 @@ def free_port() -> int:
 class FakeComfy:
     """The fake started directly, for tests of the client without the worker around it."""
 
-    def __init__(self, comfyui_dir: Path, *, args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self, comfyui_dir: Path, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ):
         self.dir = install(comfyui_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (self.dir / "fake.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, str(self.dir / "main.py"), "--listen", "127.0.0.1",
-             "--port", str(self.port), *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+            [
+                sys.executable,
+                str(self.dir / "main.py"),
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *args,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -52,10 +52,29 @@ INPUT = HERE / "input"
 OUTPUT = HERE / "output"
 TEMP = HERE / "temp"
 MODELS = HERE / "models"
-FOLDERS = ["checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models",
-           "clip_vision", "style_models", "embeddings", "diffusers", "vae_approx", "controlnet",
-           "gligen", "upscale_models", "latent_upscale_models", "custom_nodes", "hypernetworks",
-           "photomaker", "classifiers", "model_patches", "audio_encoders"]
+FOLDERS = [
+    "checkpoints",
+    "configs",
+    "loras",
+    "vae",
+    "text_encoders",
+    "diffusion_models",
+    "clip_vision",
+    "style_models",
+    "embeddings",
+    "diffusers",
+    "vae_approx",
+    "controlnet",
+    "gligen",
+    "upscale_models",
+    "latent_upscale_models",
+    "custom_nodes",
+    "hypernetworks",
+    "photomaker",
+    "classifiers",
+    "model_patches",
+    "audio_encoders",
+]
 # Which folder fills the (empty in object_info) model list of a loader input.
 MODEL_INPUTS = {
     ("UNETLoader", "unet_name"): "diffusion_models",
@@ -71,21 +90,45 @@ FOLDER_ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
 NOBODY = "\0nobody"  # routing target for events of a prompt queued without a client_id
 
 FAKE_CLASSES: dict[str, dict[str, Any]] = {
-    "FakeCrash": {"input": {"required": {}, "optional": {"images": ["IMAGE"]}},
-                  "output": [], "output_node": True},
-    "FakeHang": {"input": {"required": {"seconds": ["FLOAT", {"default": 0.0, "min": 0.0}]},
-                           "optional": {"images": ["IMAGE"]}},
-                 "output": ["IMAGE"], "output_node": False},
-    "FakeIgnoreInterrupt": {"input": {"required": {"seconds": ["FLOAT", {"default": 1.0}]},
-                                      "optional": {"images": ["IMAGE"]}},
-                            "output": ["IMAGE"], "output_node": False},
+    "FakeCrash": {
+        "input": {"required": {}, "optional": {"images": ["IMAGE"]}},
+        "output": [],
+        "output_node": True,
+    },
+    "FakeHang": {
+        "input": {
+            "required": {"seconds": ["FLOAT", {"default": 0.0, "min": 0.0}]},
+            "optional": {"images": ["IMAGE"]},
+        },
+        "output": ["IMAGE"],
+        "output_node": False,
+    },
+    "FakeIgnoreInterrupt": {
+        "input": {
+            "required": {"seconds": ["FLOAT", {"default": 1.0}]},
+            "optional": {"images": ["IMAGE"]},
+        },
+        "output": ["IMAGE"],
+        "output_node": False,
+    },
 }
 
-VHS_EXT = {"image/gif": "gif", "image/webp": "webp", "video/h264-mp4": "mp4",
-           "video/h265-mp4": "mp4", "video/nvenc_h264-mp4": "mp4", "video/nvenc_hevc-mp4": "mp4",
-           "video/nvenc_av1-mp4": "mp4", "video/webm": "webm", "video/av1-webm": "webm",
-           "video/ProRes": "mov", "video/ffv1-mkv": "mkv", "video/ffmpeg-gif": "gif",
-           "video/8bit-png": "png", "video/16bit-png": "png"}
+VHS_EXT = {
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "video/h264-mp4": "mp4",
+    "video/h265-mp4": "mp4",
+    "video/nvenc_h264-mp4": "mp4",
+    "video/nvenc_hevc-mp4": "mp4",
+    "video/nvenc_av1-mp4": "mp4",
+    "video/webm": "webm",
+    "video/av1-webm": "webm",
+    "video/ProRes": "mov",
+    "video/ffv1-mkv": "mkv",
+    "video/ffmpeg-gif": "gif",
+    "video/8bit-png": "png",
+    "video/16bit-png": "png",
+}
 
 
 def log(line: str) -> None:
@@ -96,11 +139,17 @@ def load_object_info() -> dict[str, Any]:
     with gzip.open(HERE / "object_info.json.gz", "rt", encoding="utf-8") as f:
         info = json.load(f)
     for name, spec in FAKE_CLASSES.items():
-        info[name] = {**spec, "name": name, "display_name": name, "category": "testing",
-                      "python_module": "fake", "description": "",
-                      "input_order": {k: list(v) for k, v in spec["input"].items()},
-                      "output_is_list": [False] * len(spec["output"]),
-                      "output_name": list(spec["output"])}
+        info[name] = {
+            **spec,
+            "name": name,
+            "display_name": name,
+            "category": "testing",
+            "python_module": "fake",
+            "description": "",
+            "input_order": {k: list(v) for k, v in spec["input"].items()},
+            "output_is_list": [False] * len(spec["output"]),
+            "output_name": list(spec["output"]),
+        }
     return info
 
 
@@ -193,8 +242,7 @@ class Server:
 
     async def send_status(self) -> None:
         remaining = len(self.queue) + (1 if self.running else 0)
-        await self.send("status", {"status": {"exec_info": {"queue_remaining": remaining}}},
-                        None)
+        await self.send("status", {"status": {"exec_info": {"queue_remaining": remaining}}}, None)
 
     # -- validation -----------------------------------------------------------------------
     def _input_spec(self, class_type: str, name: str) -> tuple[str, Any, dict] | None:
@@ -226,17 +274,26 @@ class Server:
             raise TypeError("prompt must be an object")
         for node_id, node in prompt.items():
             if not isinstance(node, dict) or "class_type" not in node:
-                raise ValidationFailed(_err(
-                    "invalid_prompt",
-                    "Cannot execute because a node is missing the class_type property.",
-                    f"Node ID '#{node_id}'"), {})
+                raise ValidationFailed(
+                    _err(
+                        "invalid_prompt",
+                        "Cannot execute because a node is missing the class_type property.",
+                        f"Node ID '#{node_id}'",
+                    ),
+                    {},
+                )
             if node["class_type"] not in self.info:
-                raise ValidationFailed(_err(
-                    "invalid_prompt",
-                    f"Cannot execute because node {node['class_type']} does not exist.",
-                    f"Node ID '#{node_id}'"), {})
-        outputs = [nid for nid, node in prompt.items()
-                   if self.info[node["class_type"]].get("output_node")]
+                raise ValidationFailed(
+                    _err(
+                        "invalid_prompt",
+                        f"Cannot execute because node {node['class_type']} does not exist.",
+                        f"Node ID '#{node_id}'",
+                    ),
+                    {},
+                )
+        outputs = [
+            nid for nid, node in prompt.items() if self.info[node["class_type"]].get("output_node")
+        ]
         if not outputs:
             raise ValidationFailed(_err("prompt_no_outputs", "Prompt has no outputs"), {})
         node_errors: dict[str, Any] = {}
@@ -246,9 +303,14 @@ class Server:
                 if nid not in checked:
                     checked[nid] = self._validate_node(prompt, nid)
                 if checked[nid]:
-                    entry = node_errors.setdefault(nid, {
-                        "errors": checked[nid], "dependent_outputs": [],
-                        "class_type": prompt[nid]["class_type"]})
+                    entry = node_errors.setdefault(
+                        nid,
+                        {
+                            "errors": checked[nid],
+                            "dependent_outputs": [],
+                            "class_type": prompt[nid]["class_type"],
+                        },
+                    )
                     if out not in entry["dependent_outputs"]:
                         entry["dependent_outputs"].append(out)
         if node_errors:
@@ -256,9 +318,12 @@ class Server:
             details = ""
             if first["type"] == "required_input_missing":
                 details = f"Required input is missing: {first['details']}"
-            raise ValidationFailed(_err("prompt_outputs_failed_validation",
-                                        "Prompt outputs failed validation", details),
-                                   node_errors)
+            raise ValidationFailed(
+                _err(
+                    "prompt_outputs_failed_validation", "Prompt outputs failed validation", details
+                ),
+                node_errors,
+            )
         return outputs
 
     def _ancestors(self, prompt: dict, start: str) -> list[str]:
@@ -282,8 +347,11 @@ class Server:
         errors = []
         for name in spec.get("required", {}):
             if name not in inputs:
-                errors.append(_err("required_input_missing", "Required input is missing", name,
-                                   input_name=name))
+                errors.append(
+                    _err(
+                        "required_input_missing", "Required input is missing", name, input_name=name
+                    )
+                )
         for name, value in inputs.items():
             found = self._input_spec(class_type, name)
             if found is None:
@@ -295,35 +363,61 @@ class Server:
             errors.extend(self._validate_value(class_type, name, value, type_, opts))
         return errors
 
-    def _validate_link(self, prompt: dict, nid: str, name: str, value: list, type_: Any,
-                       opts: dict) -> list[dict[str, Any]]:
+    def _validate_link(
+        self, prompt: dict, nid: str, name: str, value: list, type_: Any, opts: dict
+    ) -> list[dict[str, Any]]:
         if len(value) != 2:
-            return [_err("bad_linked_input",
-                         "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-                         name, input_name=name, input_config=[type_, opts],
-                         received_value=value)]
+            return [
+                _err(
+                    "bad_linked_input",
+                    "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                    name,
+                    input_name=name,
+                    input_config=[type_, opts],
+                    received_value=value,
+                )
+            ]
         src, slot = str(value[0]), value[1]
         try:
             outputs = self.info[prompt[src]["class_type"]]["output"]
             received = outputs[slot]
         except (KeyError, IndexError) as exc:
             detail = f"'{src}'" if isinstance(exc, KeyError) else "tuple index out of range"
-            return [_err("exception_during_inner_validation", "Exception when validating inner "
-                         "node", detail, input_name=name, input_config=[type_, opts],
-                         exception_message=detail, exception_type=type(exc).__name__,
-                         traceback=traceback.format_exc().splitlines(),
-                         linked_node=[nid, 0])]
+            return [
+                _err(
+                    "exception_during_inner_validation",
+                    "Exception when validating inner node",
+                    detail,
+                    input_name=name,
+                    input_config=[type_, opts],
+                    exception_message=detail,
+                    exception_type=type(exc).__name__,
+                    traceback=traceback.format_exc().splitlines(),
+                    linked_node=[nid, 0],
+                )
+            ]
         expected = type_ if isinstance(type_, str) else "COMBO"
-        if "*" not in (received, expected) and received != expected and \
-                expected not in str(received).split(","):
-            return [_err("return_type_mismatch", "Return type mismatch between linked nodes",
-                         f"{name}, received_type({received}) mismatch input_type({expected})",
-                         input_name=name, input_config=[type_, opts],
-                         received_type=received, linked_node=value)]
+        if (
+            "*" not in (received, expected)
+            and received != expected
+            and expected not in str(received).split(",")
+        ):
+            return [
+                _err(
+                    "return_type_mismatch",
+                    "Return type mismatch between linked nodes",
+                    f"{name}, received_type({received}) mismatch input_type({expected})",
+                    input_name=name,
+                    input_config=[type_, opts],
+                    received_type=received,
+                    linked_node=value,
+                )
+            ]
         return []
 
-    def _validate_value(self, class_type: str, name: str, value: Any, type_: Any,
-                        opts: dict) -> list[dict[str, Any]]:
+    def _validate_value(
+        self, class_type: str, name: str, value: Any, type_: Any, opts: dict
+    ) -> list[dict[str, Any]]:
         config = [type_, opts]
         options = self._combo_options(class_type, name, type_, opts)
         if options is not None:
@@ -331,27 +425,62 @@ class Server:
                 shown = repr(options) if len(options) < 50 else f"list of length {len(options)}"
                 detail = f"{name}: {value!r} not in {shown}"
                 if class_type == "LoadImage":
-                    return [_err("custom_validation_failed", "Custom validation failed for node",
-                                 f"{name} - Invalid image file: {value}", input_name=name)]
-                return [_err("value_not_in_list", "Value not in list", detail,
-                             input_name=name, input_config=config, received_value=value)]
+                    return [
+                        _err(
+                            "custom_validation_failed",
+                            "Custom validation failed for node",
+                            f"{name} - Invalid image file: {value}",
+                            input_name=name,
+                        )
+                    ]
+                return [
+                    _err(
+                        "value_not_in_list",
+                        "Value not in list",
+                        detail,
+                        input_name=name,
+                        input_config=config,
+                        received_value=value,
+                    )
+                ]
             return []
         if type_ in ("INT", "FLOAT"):
             try:
                 number = int(value) if type_ == "INT" else float(value)
             except (TypeError, ValueError) as exc:
-                return [_err("invalid_input_type",
-                             f"Failed to convert an input value to a {type_} value",
-                             f"{name}, {value}, {exc}", input_name=name, input_config=config,
-                             received_value=value, exception_message=str(exc))]
+                return [
+                    _err(
+                        "invalid_input_type",
+                        f"Failed to convert an input value to a {type_} value",
+                        f"{name}, {value}, {exc}",
+                        input_name=name,
+                        input_config=config,
+                        received_value=value,
+                        exception_message=str(exc),
+                    )
+                ]
             if "min" in opts and number < opts["min"]:
-                return [_err("value_smaller_than_min",
-                             f"Value {number} smaller than min of {opts['min']}", name,
-                             input_name=name, input_config=config, received_value=value)]
+                return [
+                    _err(
+                        "value_smaller_than_min",
+                        f"Value {number} smaller than min of {opts['min']}",
+                        name,
+                        input_name=name,
+                        input_config=config,
+                        received_value=value,
+                    )
+                ]
             if "max" in opts and number > opts["max"]:
-                return [_err("value_bigger_than_max",
-                             f"Value {number} bigger than max of {opts['max']}", name,
-                             input_name=name, input_config=config, received_value=value)]
+                return [
+                    _err(
+                        "value_bigger_than_max",
+                        f"Value {number} bigger than max of {opts['max']}",
+                        name,
+                        input_name=name,
+                        input_config=config,
+                        received_value=value,
+                    )
+                ]
         return []
 
     # -- execution ------------------------------------------------------------------------
@@ -418,25 +547,29 @@ class Server:
             data = {**data, "prompt_id": prompt_id} if "prompt_id" not in data else data
             if record:
                 messages.append([type_, {**data, "timestamp": int(time.time() * 1000)}])
-            await self.send(type_, data, client_id if client_id else
-                            (None if type_ == "execution_interrupted" else NOBODY))
+            await self.send(
+                type_,
+                data,
+                client_id if client_id else (None if type_ == "execution_interrupted" else NOBODY),
+            )
 
         await event("execution_start", {"timestamp": int(time.time() * 1000)})
         memo: dict[str, str] = {}
         order = self._order(prompt, outputs)
         signatures = {nid: self._signature(prompt, nid, memo) for nid in order}
-        cached = [nid for nid in order
-                  if nid in self.cache and self.cache[nid][0] == signatures[nid]]
-        await event("execution_cached", {"nodes": cached,
-                                         "timestamp": int(time.time() * 1000)})
+        cached = [
+            nid for nid in order if nid in self.cache and self.cache[nid][0] == signatures[nid]
+        ]
+        await event("execution_cached", {"nodes": cached, "timestamp": int(time.time() * 1000)})
         values: dict[str, Any] = {nid: self.cache[nid][1] for nid in cached}
         ui_outputs: dict[str, Any] = {}
         states: dict[str, Any] = {}
         executed: list[str] = []
 
         async def progress_state() -> None:
-            await self.send("progress_state", {"prompt_id": prompt_id, "nodes": states},
-                            client_id or None)
+            await self.send(
+                "progress_state", {"prompt_id": prompt_id, "nodes": states}, client_id or None
+            )
 
         status = "success"
         for nid in order:
@@ -445,21 +578,33 @@ class Server:
                 ui = self.cache[nid][2]
                 if ui:
                     ui_outputs[nid] = ui
-                    await event("executed", {"node": nid, "display_node": nid, "output": ui},
-                                record=False)
+                    await event(
+                        "executed", {"node": nid, "display_node": nid, "output": ui}, record=False
+                    )
                 continue
             if self.interrupt_flag:
-                await event("execution_interrupted", {"node_id": nid,
-                                                      "node_type": node["class_type"],
-                                                      "executed": executed})
+                await event(
+                    "execution_interrupted",
+                    {"node_id": nid, "node_type": node["class_type"], "executed": executed},
+                )
                 status = "error"
                 break
-            states[nid] = {"value": 0.0, "max": 1.0, "state": "running", "node_id": nid,
-                           "prompt_id": prompt_id, "display_node_id": nid,
-                           "parent_node_id": None, "real_node_id": nid}
+            states[nid] = {
+                "value": 0.0,
+                "max": 1.0,
+                "state": "running",
+                "node_id": nid,
+                "prompt_id": prompt_id,
+                "display_node_id": nid,
+                "parent_node_id": None,
+                "real_node_id": nid,
+            }
             await progress_state()
-            await self.send("executing", {"node": nid, "display_node": nid,
-                                          "prompt_id": prompt_id}, client_id or NOBODY)
+            await self.send(
+                "executing",
+                {"node": nid, "display_node": nid, "prompt_id": prompt_id},
+                client_id or NOBODY,
+            )
             inputs = {}
             for key, value in node.get("inputs", {}).items():
                 if isinstance(value, list) and len(value) == 2 and str(value[0]) in values:
@@ -468,23 +613,33 @@ class Server:
                 else:
                     inputs[key] = value
             try:
-                result, ui = await self.run_node(prompt_id, nid, node["class_type"], inputs,
-                                                 client_id)
+                result, ui = await self.run_node(
+                    prompt_id, nid, node["class_type"], inputs, client_id
+                )
             except Interrupted:
-                await event("execution_interrupted", {"node_id": nid,
-                                                      "node_type": node["class_type"],
-                                                      "executed": executed})
+                await event(
+                    "execution_interrupted",
+                    {"node_id": nid, "node_type": node["class_type"], "executed": executed},
+                )
                 status = "error"
                 break
             except Exception as exc:
-                await event("execution_error", {
-                    "node_id": nid, "node_type": node["class_type"], "executed": executed,
-                    "exception_message": f"{exc}\n",
-                    "exception_type": _exc_name(exc),
-                    "traceback": traceback.format_exception(exc),
-                    "current_inputs": {k: [v if isinstance(v, str | int | float) else str(v)]
-                                       for k, v in inputs.items()},
-                    "current_outputs": list(values)})
+                await event(
+                    "execution_error",
+                    {
+                        "node_id": nid,
+                        "node_type": node["class_type"],
+                        "executed": executed,
+                        "exception_message": f"{exc}\n",
+                        "exception_type": _exc_name(exc),
+                        "traceback": traceback.format_exception(exc),
+                        "current_inputs": {
+                            k: [v if isinstance(v, str | int | float) else str(v)]
+                            for k, v in inputs.items()
+                        },
+                        "current_outputs": list(values),
+                    },
+                )
                 status = "error"
                 break
             values[nid] = result
@@ -493,18 +648,26 @@ class Server:
             states[nid] = {**states[nid], "value": 1.0, "state": "finished"}
             if ui:
                 ui_outputs[nid] = ui
-                await self.send("executed", {"node": nid, "display_node": nid, "output": ui,
-                                             "prompt_id": prompt_id}, client_id or NOBODY)
+                await self.send(
+                    "executed",
+                    {"node": nid, "display_node": nid, "output": ui, "prompt_id": prompt_id},
+                    client_id or NOBODY,
+                )
             await progress_state()
         if status == "success":
             await event("execution_success", {"timestamp": int(time.time() * 1000)})
         self.history[prompt_id] = {
             "prompt": [number, prompt_id, prompt, extra, outputs],
             "outputs": ui_outputs if status == "success" else {},
-            "status": {"status_str": status, "completed": status == "success",
-                       "messages": messages},
-            "meta": {nid: {"node_id": nid, "display_node": nid, "parent_node": None,
-                           "real_node_id": nid} for nid in ui_outputs},
+            "status": {
+                "status_str": status,
+                "completed": status == "success",
+                "messages": messages,
+            },
+            "meta": {
+                nid: {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
+                for nid in ui_outputs
+            },
         }
 
     async def _sleep_checking(self, seconds: float, honour_interrupt: bool = True) -> None:
@@ -516,19 +679,23 @@ class Server:
                 return
             await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
 
-    async def run_node(self, prompt_id: str, nid: str, class_type: str, inputs: dict,
-                       client_id: str | None) -> tuple[list[Any], dict[str, Any] | None]:
+    async def run_node(
+        self, prompt_id: str, nid: str, class_type: str, inputs: dict, client_id: str | None
+    ) -> tuple[list[Any], dict[str, Any] | None]:
         async def progress(value: int, maximum: int) -> None:
-            await self.send("progress", {"value": value, "max": maximum,
-                                         "prompt_id": prompt_id, "node": nid},
-                            client_id or NOBODY)
+            await self.send(
+                "progress",
+                {"value": value, "max": maximum, "prompt_id": prompt_id, "node": nid},
+                client_id or NOBODY,
+            )
 
         if class_type == "FakeCrash":
             log("!!! FakeCrash: exiting in the middle of a prompt")
             os._exit(3)
         if class_type in ("FakeHang", "FakeIgnoreInterrupt"):
-            await self._sleep_checking(float(inputs.get("seconds", 0)),
-                                       honour_interrupt=class_type == "FakeHang")
+            await self._sleep_checking(
+                float(inputs.get("seconds", 0)), honour_interrupt=class_type == "FakeHang"
+            )
             return [inputs.get("images") or [Image.new("RGB", (8, 8), (90, 90, 90))]], None
         if class_type == "LoadImage":
             path = INPUT / str(inputs["image"])
@@ -541,9 +708,14 @@ class Server:
             size = (int(inputs["width"]), int(inputs["height"]))
             return [[img.resize(size) for img in inputs["image"]]], None
         if class_type == "SaveImage":
-            return [], {"images": self._save_images(inputs["images"],
-                                                    str(inputs.get("filename_prefix", "ComfyUI")),
-                                                    OUTPUT, "output")}
+            return [], {
+                "images": self._save_images(
+                    inputs["images"],
+                    str(inputs.get("filename_prefix", "ComfyUI")),
+                    OUTPUT,
+                    "output",
+                )
+            }
         if class_type == "PreviewImage":
             prefix = "ComfyUI_temp_" + "".join(random.choices(string.ascii_lowercase, k=5))
             return [], {"images": self._save_images(inputs["images"], prefix, TEMP, "temp")}
@@ -583,7 +755,7 @@ class Server:
             for path in folder.iterdir():
                 name = path.name
                 if name.startswith(stem + "_"):
-                    digits = name[len(stem) + 1:].split("_")[0].split(".")[0]
+                    digits = name[len(stem) + 1 :].split("_")[0].split(".")[0]
                     if digits.isdigit():
                         best = max(best, int(digits))
         return best + 1
@@ -596,8 +768,9 @@ class Server:
         folder.mkdir(parents=True, exist_ok=True)
         return folder, subfolder, stem
 
-    def _save_images(self, images: list[Image.Image], prefix: str, root: Path,
-                     type_: str) -> list[dict[str, str]]:
+    def _save_images(
+        self, images: list[Image.Image], prefix: str, root: Path, type_: str
+    ) -> list[dict[str, str]]:
         folder, subfolder, stem = self._split_prefix(prefix, root)
         counter = self._next_counter(folder, stem)
         saved = []
@@ -613,8 +786,9 @@ class Server:
         fmt = str(inputs.get("format", "image/gif"))
         save = bool(inputs.get("save_output", True))
         root, type_ = (OUTPUT, "output") if save else (TEMP, "temp")
-        folder, subfolder, stem = self._split_prefix(str(inputs.get("filename_prefix",
-                                                                   "AnimateDiff")), root)
+        folder, subfolder, stem = self._split_prefix(
+            str(inputs.get("filename_prefix", "AnimateDiff")), root
+        )
         counter = self._next_counter(folder, stem)
         name = f"{stem}_{counter:05}.{VHS_EXT.get(fmt, 'mp4')}"
         frames[0].save(folder / f"{stem}_{counter:05}.png")
@@ -622,19 +796,36 @@ class Server:
         for i in range(1, len(frames) + 1):
             await progress(i, len(frames))
         if fmt in ("image/gif", "image/webp", "video/ffmpeg-gif"):
-            frames[0].save(folder / name, save_all=True, append_images=frames[1:],
-                           duration=int(1000 / rate), loop=int(inputs.get("loop_count", 0)))
+            frames[0].save(
+                folder / name,
+                save_all=True,
+                append_images=frames[1:],
+                duration=int(1000 / rate),
+                loop=int(inputs.get("loop_count", 0)),
+            )
         else:
             # No encoder here: an ISO-BMFF `ftyp` box, then a `free` box whose JSON says what
             # a real encoder would have received (tests read it back).
-            meta = json.dumps({"frames": len(frames), "width": frames[0].width,
-                               "height": frames[0].height, "frame_rate": rate}).encode()
+            meta = json.dumps(
+                {
+                    "frames": len(frames),
+                    "width": frames[0].width,
+                    "height": frames[0].height,
+                    "frame_rate": rate,
+                }
+            ).encode()
             with open(folder / name, "wb") as f:
                 f.write(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2")
                 f.write((8 + len(meta)).to_bytes(4, "big") + b"free" + meta)
-        entry = {"filename": name, "subfolder": subfolder, "type": type_, "format": fmt,
-                 "frame_rate": rate, "workflow": f"{stem}_{counter:05}.png",
-                 "fullpath": str(folder / name)}
+        entry = {
+            "filename": name,
+            "subfolder": subfolder,
+            "type": type_,
+            "format": fmt,
+            "frame_rate": rate,
+            "workflow": f"{stem}_{counter:05}.png",
+            "fullpath": str(folder / name),
+        }
         return [[True, [str(folder / name)]]], {"gifs": [entry]}
 
 
@@ -655,8 +846,11 @@ def build_app(server: Server) -> web.Application:
                 return web.Response(status=403)
         if not request.path.startswith("/fake/"):
             path = request.path[4:] if request.path.startswith("/api/") else request.path
-            key = path if not path.startswith(("/history/", "/object_info/", "/models/")) \
+            key = (
+                path
+                if not path.startswith(("/history/", "/object_info/", "/models/"))
                 else path.rsplit("/", 1)[0] + "/{id}"
+            )
             key = f"{request.method} {key}"
             server.stats[key] += 1
             if key in server.blocked:
@@ -671,12 +865,12 @@ def build_app(server: Server) -> web.Application:
             routes.route(method, path)(fn)
             routes.route(method, "/api" + path)(fn)
             return fn
+
         return decorate
 
     @route("GET", "/")
     async def index(request: web.Request) -> web.Response:
-        return web.Response(text="<!doctype html><title>ComfyUI</title>",
-                            content_type="text/html")
+        return web.Response(text="<!doctype html><title>ComfyUI</title>", content_type="text/html")
 
     @route("GET", "/ws")
     async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -686,16 +880,23 @@ def build_app(server: Server) -> web.Application:
         server.sockets[sid] = ws  # a second socket with the same id takes over
         server.stats["websocket connections"] += 1
         remaining = len(server.queue) + (1 if server.running else 0)
-        await ws.send_str(json.dumps({"type": "status", "data": {
-            "status": {"exec_info": {"queue_remaining": remaining}}, "sid": sid}}))
+        await ws.send_str(
+            json.dumps(
+                {
+                    "type": "status",
+                    "data": {"status": {"exec_info": {"queue_remaining": remaining}}, "sid": sid},
+                }
+            )
+        )
         first = True
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and first:
                     with contextlib.suppress(ValueError):
                         if json.loads(msg.data).get("type") == "feature_flags":
-                            await ws.send_str(json.dumps({"type": "feature_flags",
-                                                          "data": features()}))
+                            await ws.send_str(
+                                json.dumps({"type": "feature_flags", "data": features()})
+                            )
                 first = False
         finally:
             # As ComfyUI does: whichever socket of this id closes, the id is unregistered.
@@ -704,18 +905,38 @@ def build_app(server: Server) -> web.Application:
         return ws
 
     def features() -> dict[str, Any]:
-        return {"supports_preview_metadata": True, "max_upload_size": 104857600,
-                "extension": {"manager": {"supports_v4": True}}}
+        return {
+            "supports_preview_metadata": True,
+            "max_upload_size": 104857600,
+            "extension": {"manager": {"supports_v4": True}},
+        }
 
     @route("GET", "/system_stats")
     async def system_stats(request: web.Request) -> web.Response:
-        return web.json_response({
-            "system": {"os": "linux", "ram_total": 25276510208, "ram_free": 20000000000,
-                       "comfyui_version": "0.9.2", "required_frontend_version": "1.36.14",
-                       "python_version": sys.version, "pytorch_version": "none (fake)",
-                       "embedded_python": False, "argv": ["main.py", *sys.argv[1:]]},
-            "devices": [{"name": "cpu", "type": "cpu", "index": None,
-                         "vram_total": 25276510208, "vram_free": 20000000000}]})
+        return web.json_response(
+            {
+                "system": {
+                    "os": "linux",
+                    "ram_total": 25276510208,
+                    "ram_free": 20000000000,
+                    "comfyui_version": "0.9.2",
+                    "required_frontend_version": "1.36.14",
+                    "python_version": sys.version,
+                    "pytorch_version": "none (fake)",
+                    "embedded_python": False,
+                    "argv": ["main.py", *sys.argv[1:]],
+                },
+                "devices": [
+                    {
+                        "name": "cpu",
+                        "type": "cpu",
+                        "index": None,
+                        "vram_total": 25276510208,
+                        "vram_free": 20000000000,
+                    }
+                ],
+            }
+        )
 
     @route("GET", "/features")
     async def get_features(request: web.Request) -> web.Response:
@@ -747,8 +968,12 @@ def build_app(server: Server) -> web.Application:
 
     @route("GET", "/queue")
     async def get_queue(request: web.Request) -> web.Response:
-        return web.json_response({"queue_running": [list(server.running)] if server.running
-                                  else [], "queue_pending": [list(i) for i in server.queue]})
+        return web.json_response(
+            {
+                "queue_running": [list(server.running)] if server.running else [],
+                "queue_pending": [list(i) for i in server.queue],
+            }
+        )
 
     @route("POST", "/queue")
     async def post_queue(request: web.Request) -> web.Response:
@@ -772,16 +997,21 @@ def build_app(server: Server) -> web.Application:
         except ValueError:
             return _server_trouble()
         if "prompt" not in body:
-            return web.json_response({"error": _err("no_prompt", "No prompt provided",
-                                                    "No prompt provided"), "node_errors": {}},
-                                     status=400)
+            return web.json_response(
+                {
+                    "error": _err("no_prompt", "No prompt provided", "No prompt provided"),
+                    "node_errors": {},
+                },
+                status=400,
+            )
         prompt = body["prompt"]
         try:
             outputs = server.validate(prompt)
         except ValidationFailed as failed:
             log(f"invalid prompt: {failed.error['message']}")
-            return web.json_response({"error": failed.error, "node_errors": failed.node_errors},
-                                     status=400)
+            return web.json_response(
+                {"error": failed.error, "node_errors": failed.node_errors}, status=400
+            )
         except (TypeError, AttributeError):
             return _server_trouble()
         prompt_id = str(body.get("prompt_id") or uuid.uuid4())
@@ -801,8 +1031,11 @@ def build_app(server: Server) -> web.Application:
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": {}})
 
     def _server_trouble() -> web.Response:
-        return web.Response(status=500, text="500 Internal Server Error\n\n"
-                            "Server got itself in trouble", content_type="text/plain")
+        return web.Response(
+            status=500,
+            text="500 Internal Server Error\n\nServer got itself in trouble",
+            content_type="text/plain",
+        )
 
     @route("POST", "/interrupt")
     async def interrupt(request: web.Request) -> web.Response:
@@ -829,7 +1062,7 @@ def build_app(server: Server) -> web.Application:
         items = list(server.history.items())
         offset = int(request.query.get("offset", 0))
         if "max_items" in request.query:
-            items = items[offset:offset + int(request.query["max_items"])]
+            items = items[offset : offset + int(request.query["max_items"])]
         return web.json_response(dict(items))
 
     @route("GET", "/history/{id}")
@@ -895,8 +1128,11 @@ def build_app(server: Server) -> web.Application:
         if not path.is_file():
             return web.Response(status=404)
         ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        return web.Response(body=path.read_bytes(), content_type=ctype,
-                            headers={"Content-Disposition": f'filename="{filename}"'})
+        return web.Response(
+            body=path.read_bytes(),
+            content_type=ctype,
+            headers={"Content-Disposition": f'filename="{filename}"'},
+        )
 
     @routes.get("/fake/stats")
     async def fake_stats(request: web.Request) -> web.Response:
@@ -968,8 +1204,10 @@ def main() -> None:
         try:
             import sageattention  # noqa: F401
         except ImportError:
-            log("To use the `--use-sage-attention` feature, the `sageattention` package must "
-                "be installed first.")
+            log(
+                "To use the `--use-sage-attention` feature, the `sageattention` package must "
+                "be installed first."
+            )
             sys.exit(255)
         log("Using sage attention")
     for folder in (INPUT, OUTPUT, TEMP):
@@ -981,8 +1219,14 @@ def main() -> None:
     host = args.listen.split(",")[0]
     log("Starting server\n")
     log(f"To see the GUI go to: http://{host}:{args.port}")
-    web.run_app(build_app(server), host=host, port=args.port, print=None,
-                handle_signals=True, shutdown_timeout=1)
+    web.run_app(
+        build_app(server),
+        host=host,
+        port=args.port,
+        print=None,
+        handle_signals=True,
+        shutdown_timeout=1,
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,14 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 class WorkerProcess:
-    def __init__(self, tmp: Path, *, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] | None = None, serve_api: bool = True):
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] | None = None,
+        serve_api: bool = True,
+    ):
         self.tmp = Path(tmp)
         self.comfyui_dir = install(self.tmp / "comfyui")
         self.comfy_port = free_port()
@@ -49,17 +55,30 @@ class WorkerProcess:
             **(env or {}),
         }
         if args is None:
-            args = ("--rp_serve_api", "--rp_api_port", str(self.api_port),
-                    "--rp_api_host", "127.0.0.1") if serve_api else ()
+            args = (
+                (
+                    "--rp_serve_api",
+                    "--rp_api_port",
+                    str(self.api_port),
+                    "--rp_api_host",
+                    "127.0.0.1",
+                )
+                if serve_api
+                else ()
+            )
         self.args = args
         self.log_path = self.tmp / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([str(REPO / "worker" / "start.sh"), *self.args],
-                                     cwd=self.tmp, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [str(REPO / "worker" / "start.sh"), *self.args],
+            cwd=self.tmp,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def log(self) -> str:
