@@ -29,7 +29,7 @@ def steps(workflow: dict) -> list[dict]:
     return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
 
 
-@pytest.mark.parametrize("name", ["test.yml", "build.yml"])
+@pytest.mark.parametrize("name", ["test.yml", "build.yml", "update-locks.yml"])
 def test_workflow_parses_and_has_jobs(name):
     workflow = load(name)
     assert workflow["jobs"], name
@@ -37,7 +37,7 @@ def test_workflow_parses_and_has_jobs(name):
         assert job.get("runs-on") and job.get("steps")
 
 
-@pytest.mark.parametrize("name", ["test.yml", "build.yml"])
+@pytest.mark.parametrize("name", ["test.yml", "build.yml", "update-locks.yml"])
 def test_third_party_actions_are_pinned_by_commit(name):
     lines = (WORKFLOWS / name).read_text().splitlines()
     uses = [(n, m) for n, line in enumerate(lines, 1) if (m := USES.match(line))]
@@ -127,3 +127,41 @@ def test_build_secrets_reach_only_buildkit_secret_mounts():
         if mount.get("type") == "secret"
     }
     assert set(passed) == mounted
+
+
+# -- update-locks.yml: resolves the locks where the network is and proposes a pull request ---
+
+
+def test_update_locks_runs_weekly_and_on_demand_for_chosen_kinds_and_names():
+    workflow = load("update-locks.yml")
+    assert workflow["on"]["schedule"], "a weekly run keeps the pins moving"
+    inputs = workflow["on"]["workflow_dispatch"]["inputs"]
+    assert {"kinds", "names"} <= set(inputs)
+    commands = "\n".join(s.get("run", "") for s in steps(workflow))
+    assert "scripts/bootstrap" in commands
+    assert "scripts/update-locks.py" in commands
+    assert "gh pr create" in commands and "gh pr edit" in commands, "one pull request, updated"
+
+
+def test_update_locks_has_least_permissions():
+    workflow = load("update-locks.yml")
+    assert workflow["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert all("permissions" not in job for job in workflow["jobs"].values())
+
+
+def test_update_locks_takes_credentials_only_from_secrets_and_never_expands_input_in_scripts():
+    workflow = load("update-locks.yml")
+    text = (WORKFLOWS / "update-locks.yml").read_text()
+    # A credential never sits in the file itself: every token-like variable comes from secrets.
+    for step in steps(workflow):
+        for name, value in step.get("env", {}).items():
+            if re.search(r"TOKEN|SECRET|KEY|ENDPOINT|BUCKET", name):
+                assert re.fullmatch(r"\$\{\{ (secrets\.[A-Z0-9_]+|github\.token) \}\}", value), (
+                    f"{name} = {value!r}"
+                )
+        # Expressions pasted into a script are a code-injection path (a crafted input or branch
+        # name); they reach the shell only through env.
+        assert "${{" not in step.get("run", ""), f"an expression inside a script: {step}"
+    assert "persist-credentials: false" in text
+    assert "env" not in workflow
+    assert all(set(job.get("env", {})) <= {"BRANCH"} for job in workflow["jobs"].values())
