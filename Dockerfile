@@ -5,9 +5,31 @@
 
 ARG WITH_MODELS=1
 
+# -- lockcheck: the three locks are complete and consistent, before anything is installed ---
+# An unresolved or broken lock (an entry without its pin, a model dest outside models/, ...)
+# fails the build here, seconds after the base image is pulled and with the commands that fix
+# it, not after the CUDA and torch environment install. It needs only Python, PyYAML and
+# packaging, taken from the base's own Ubuntu release.
+FROM nvidia/cuda:12.8.0-cudnn-devel-ubuntu24.04@sha256:81d4dd36435f4ccf0aafb111c6b09182084f0a3ff044ffa5b74bbeb7c5a5fd33 AS lockcheck
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3 python-is-python3 python3-yaml python3-packaging \
+    && rm -rf /var/lib/apt/lists/*
+COPY nodes.lock.yaml models.lock.yaml requirements.lock /opt/bake/
+COPY bake /opt/bake/bake
+WORKDIR /opt/bake
+# The marker is empty, so its checksum is the same after every check: a lock or code change
+# re-runs this stage but never invalidates the environment install that waits for it.
+RUN python -m bake check --strict && : > /opt/bake/locks-checked
+
 # -- python: the locked interpreter environment ---------------------------------------------
 # The devel base carries nvcc >= 12.8, which SageAttention needs to emit sm_120 code.
 FROM nvidia/cuda:12.8.0-cudnn-devel-ubuntu24.04@sha256:81d4dd36435f4ccf0aafb111c6b09182084f0a3ff044ffa5b74bbeb7c5a5fd33 AS python
+# BuildKit builds only the stages a target needs: this copy makes every stage wait for the
+# lock check, and it comes first so that nothing is installed before it passed.
+COPY --from=lockcheck /opt/bake/locks-checked /opt/bake/locks-checked
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive \

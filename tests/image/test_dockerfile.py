@@ -213,7 +213,8 @@ def test_the_environment_is_installed_with_the_documented_command(dockerfile):
 def test_the_environment_is_installed_before_any_code_is_copied(dockerfile):
     # Cache order: a code change must not reinstall the environment (many GB).
     python = dockerfile.stage("python")
-    copied = [i.value.split()[0] for i in python.of("COPY")]
+    # (the lock check's marker is an empty file: its checksum never changes, so it is no code)
+    copied = [i.value.split()[0] for i in python.of("COPY") if not i.has_flag("from")]
     assert copied == ["requirements.lock"], copied
 
 
@@ -228,6 +229,21 @@ def test_the_build_checks_the_locks_and_the_environment(dockerfile):
     commands = [argv for i in runtime.of("RUN") for argv in bake_commands(i.value)]
     assert ["check", "--strict"] in commands
     assert any(argv[:2] == ["python", "verify"] for argv in commands)
+
+
+def test_the_locks_are_checked_before_anything_is_installed(dockerfile):
+    # An unresolved lock must fail in the first seconds of a build, not after the torch install.
+    check = dockerfile.stages[0]
+    commands = [argv for i in check.of("RUN") for argv in bake_commands(i.value)]
+    assert commands == [["check", "--strict"]], "the first stage checks the locks"
+    python = dockerfile.stage("python")
+    first = next(i for i in python.instructions if i.keyword != "FROM")
+    assert first.keyword == "COPY" and first.flag_values("from") == [check.name], (
+        "the environment stage waits for the lock check before its first step"
+    )
+    # Every stage the image is built from descends from that one, so no target skips it.
+    for stage in dockerfile.stages[1:]:
+        assert python in dockerfile.lineage(stage) or stage.base != python.base, stage.name
 
 
 def test_apt_lists_are_removed_in_the_layer_that_fetched_them(dockerfile):

@@ -165,3 +165,11 @@ def test_update_locks_takes_credentials_only_from_secrets_and_never_expands_inpu
     assert "persist-credentials: false" in text
     assert "env" not in workflow
     assert all(set(job.get("env", {})) <= {"BRANCH"} for job in workflow["jobs"].values())
+
+
+def test_the_build_checks_the_locks_first_and_reports_them_in_the_summary():
+    workflow = load("build.yml")
+    assert workflow["jobs"]["image"]["needs"] == "locks"
+    check = "\n".join(s.get("run", "") for s in workflow["jobs"]["locks"]["steps"])
+    assert "python -m bake check --strict" in check
+    assert "GITHUB_STEP_SUMMARY" in check
