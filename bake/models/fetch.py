@@ -108,6 +108,7 @@ def fetch_models(
                 label=entry.name,
                 origin=origin(entry, entry.locked.revision),
                 progress=progress,
+                volumes=volume_dirs,
             )
         except BakeError as exc:
             report.failed.extend(exc.lines())

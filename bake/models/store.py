@@ -15,7 +15,7 @@ import contextlib
 import errno
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import filelock
@@ -180,8 +180,9 @@ def download_hashes(
     return hasher
 
 
-def is_present(root: Path, rel: str, pin: ModelPin) -> bool:
-    """The file is at root/rel with the locked size and blake3 (trusting a fresh stamp)."""
+def is_present(root: Path, rel: str, pin: ModelPin, *, volumes: Sequence[Path] = ()) -> bool:
+    """The file is at root/rel with the locked size and blake3 (trusting a fresh stamp that
+    does not live on one of the network `volumes`)."""
     path = Path(root) / rel
     try:
         stat = path.stat()
@@ -189,10 +190,10 @@ def is_present(root: Path, rel: str, pin: ModelPin) -> bool:
         return False
     if stat.st_size != pin.size:
         return False
-    if stamps.lookup(root, rel, stat) == pin.blake3:
+    if stamps.lookup(root, rel, stat, volumes=volumes) == pin.blake3:
         return True
     if blake3_file(path) == pin.blake3:
-        stamps.record(root, rel, stat, pin.blake3)
+        stamps.record(root, rel, stat, pin.blake3, volumes=volumes)
         return True
     return False
 
@@ -214,13 +215,15 @@ def place(
     label: str,
     origin: str,
     progress: Progress | None = None,
+    volumes: Sequence[Path] = (),
 ) -> bool:
     """Make root/rel hold the file `pin` describes. Returns True when it was downloaded,
     False when a valid copy was already there. Raises a FetchError or VerificationError whose
-    message names the entry, the destination, what was expected and found, and what to do."""
+    message names the entry, the destination, what was expected and found, and what to do.
+    `volumes`: the network-volume roots in use, whose stamps are not trusted."""
     root = Path(root)
     dest = root / rel
-    if is_present(root, rel, pin):
+    if is_present(root, rel, pin, volumes=volumes):
         return False
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -237,10 +240,10 @@ def place(
             f"{exc.strerror}; make the directory writable"
         ) from None
     try:
-        if is_present(root, rel, pin):
+        if is_present(root, rel, pin, volumes=volumes):
             return False
         return _download_locked(
-            root, rel, pin, download, label=label, origin=origin, progress=progress
+            root, rel, pin, download, label=label, origin=origin, progress=progress, volumes=volumes
         )
     finally:
         guard.release()
@@ -255,6 +258,7 @@ def _download_locked(
     label: str,
     origin: str,
     progress: Progress | None,
+    volumes: Sequence[Path],
 ) -> bool:
     dest = root / rel
     tmp = temp_path(dest, pin)
@@ -288,7 +292,7 @@ def _download_locked(
             )
     os.chmod(tmp, 0o644)
     os.replace(tmp, dest)
-    stamps.record(root, rel, dest.stat(), pin.blake3)
+    stamps.record(root, rel, dest.stat(), pin.blake3, volumes=volumes)
     return True
 
 
