@@ -108,12 +108,16 @@ def check_file(path: Path, *, strict: bool = False, kind: str | None = None) -> 
 
 def cross_check(nodes: NodesLock, models: ModelsLock, models_file: str) -> list[str]:
     """Model files placed inside a custom node's folder must belong to a locked node: a
-    checkpoint for a node the image does not install is a typo or a stale entry."""
-    names = {name.lower() for name in nodes.custom_nodes}
+    checkpoint for a node the image does not install is a typo, a stale entry, or a way to
+    plant a folder in custom_nodes/ that ComfyUI would load. Names compare exactly, as the
+    (Linux) file system compares them: `comfyui-kjnodes/` is another folder than
+    `ComfyUI-KJNodes/`. Whether the file would overwrite one the node's commit tracks needs
+    the checkout, so `nodes install` and `nodes verify` check that."""
+    names = set(nodes.custom_nodes)
     problems = []
     for entry in models.entries():
         parts = entry.dest.split("/")
-        if len(parts) > 2 and parts[0] == "custom_nodes" and parts[1].lower() not in names:
+        if len(parts) > 2 and parts[0] == "custom_nodes" and parts[1] not in names:
             problems.append(
                 str(
                     Problem(

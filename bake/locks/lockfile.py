@@ -129,13 +129,21 @@ class Checker:
             return None
         return value
 
-    def size(self, data: Mapping[str, Any], key: str, where: str) -> int | None:
+    def size(
+        self, data: Mapping[str, Any], key: str, where: str, *, maximum: int | None = None
+    ) -> int | None:
         value = data.get(key, _MISSING)
         if value is _MISSING:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             self.add(
                 join(where, key), f"expected a whole number of bytes >= 0, found {describe(value)}"
+            )
+            return None
+        if maximum is not None and value > maximum:
+            self.add(
+                join(where, key),
+                f"expected at most {maximum} bytes ({format_size(maximum)}), found {value}",
             )
             return None
         return value
@@ -168,6 +176,15 @@ class Checker:
             self.add(
                 "version", f"unknown lock version: expected {LOCK_VERSION}, found {describe(value)}"
             )
+
+
+def format_size(n: int) -> str:
+    """A byte count in binary units, exact when it is a whole number of them (1 TiB)."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            value = n / (1 << shift)
+            return f"{value:g} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def join(where: str, key: str) -> str:

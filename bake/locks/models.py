@@ -3,14 +3,21 @@
 Sources are `hf` (Hugging Face Hub), `s3` (S3-compatible storage such as Cloudflare R2) and `url`
 (plain HTTP(S)). `dest` is relative to the ComfyUI root. `sha256` is what the source publishes
 (the Hub's LFS oid) and is checked once, at fetch; `blake3` is the fast hash every later check uses.
+
+A dest can only hold model data: the model layers are copied over the ComfyUI tree after the
+nodes are installed, so a dest that could name code (`main.py`, a node's module), git's or
+bake's own state, or a line break for the output would be a way around the nodes lock. The rules
+are in `dest_problem`; `bake check` adds the cross-check with the nodes lock.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from bake.locks.lockfile import (
@@ -30,6 +37,103 @@ from bake.locks.yamlio import dump_yaml, load_yaml
 
 Placement = Literal["image", "volume"]
 PLACEMENTS = ("image", "volume")
+
+# Larger than any single model file a source serves (the Hub takes files up to 50 GB), small
+# enough that a typo of several digits, or a size no disk holds, is refused.
+MAX_SIZE = 1 << 40  # 1 TiB
+
+# File name suffixes that are code to something in the image: Python (source, bytecode,
+# zipapps, extension modules), native libraries and executables, shell and Windows scripts,
+# and what ComfyUI's web server hands a browser (a node's web folder is served as is). `.pth`
+# is not here: it is a PyTorch checkpoint in a model folder (RIFE's rife47.pth), and Python's
+# own `.pth` files only act in site-packages, which no dest can reach.
+CODE_SUFFIXES = frozenset(
+    {
+        *(".py", ".pyc", ".pyo", ".pyw", ".pyz", ".pyi", ".ipynb"),
+        *(".so", ".pyd", ".dll", ".dylib", ".exe", ".wasm"),
+        *(".sh", ".bash", ".zsh", ".bat", ".cmd", ".ps1"),
+        *(".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx"),
+        *(".html", ".htm", ".xhtml", ".svg"),
+    }
+)
+_VERSIONED_LIBRARY = re.compile(r".*\.so(\.[0-9]+)+")  # libfoo.so.1.2
+# Line and paragraph separators and format characters (bidi overrides hide a suffix) count
+# as control characters too: Python's splitlines() breaks a message at several of them.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+MODEL_ROOT = "models"
+NODES_DIR = "custom_nodes"
+
+
+def dest_problem(dest: str, placement: str = "image") -> str | None:
+    """Why `dest` (relative to the ComfyUI root) may not hold a model file, or None.
+
+    A dest lies under `models/`, or inside a custom node's folder (`custom_nodes/NODE/...`,
+    for nodes that keep their checkpoints there; which nodes exist is the cross-check's
+    business); no component is hidden (`.git`, bake's `.bake-stamps/` and `.bake/`, download
+    temporaries); the file name has no code suffix; no control character anywhere.
+    """
+    for position, char in enumerate(dest):
+        if unicodedata.category(char) in _CONTROL_CATEGORIES:
+            return (
+                f"holds the control character U+{ord(char):04X} at position {position}: "
+                "a path with line breaks or control characters could forge lines of bake's "
+                f"output; rename it, found {dest!r}"
+            )
+    if why := check_relative_path(dest):
+        return f"{why}, found {dest!r}"
+    parts = PurePosixPath(dest).parts
+    for part in parts:
+        if part.startswith("."):
+            return (
+                f"the component {part!r} is hidden: .git, bake's .bake-stamps/ and .bake/ "
+                f"and download temporaries live in such names, model files do not; "
+                f"found {dest!r}"
+            )
+    name = parts[-1].lower()
+    suffix = PurePosixPath(name).suffix
+    if suffix in CODE_SUFFIXES or _VERSIONED_LIBRARY.fullmatch(name):
+        shown = suffix if suffix in CODE_SUFFIXES else ".so"
+        return (
+            f"a file ending in {shown} is code, not model data, and the model layers "
+            f"are copied over the ComfyUI tree: code comes only from the nodes lock; "
+            f"found {dest!r}"
+        )
+    if placement == "volume" and (parts[0] != MODEL_ROOT or len(parts) < 2):
+        return (
+            f"a volume entry must lie under {MODEL_ROOT}/ (ComfyUI finds volume files "
+            f"through extra_model_paths.yaml, which maps VOLUME/{MODEL_ROOT}/ only); "
+            f"found {dest!r}"
+        )
+    if parts[0] == MODEL_ROOT and len(parts) >= 2:
+        return None
+    if parts[0] == NODES_DIR and len(parts) >= 3:
+        return None
+    return (
+        f"expected a path under {MODEL_ROOT}/ or inside a custom node's folder "
+        f"({NODES_DIR}/NODE/...): anywhere else a file could replace ComfyUI's code or "
+        f"configuration; found {dest!r}"
+    )
+
+
+def dest_conflicts(dests: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(where, message) for each dest that needs another dest to be a folder; `dests` maps
+    each (normalised) dest to the entry that writes it."""
+    found = []
+    for dest, where in dests.items():
+        parts = PurePosixPath(dest).parts
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in dests:
+                found.append(
+                    (
+                        where,
+                        f"{dest!r} needs {parent!r} to be a folder, but {dests[parent]} "
+                        "writes a file there: one path cannot be a file and a folder",
+                    )
+                )
+                break
+    return found
+
 
 HEADER = (
     "# Model files: source, destination (relative to the ComfyUI root), size and hashes.\n"
@@ -237,7 +341,7 @@ def _parse_pin(check: Checker, data: Any, where: str, source: Source | None) -> 
     if data is None:
         return None
     check.keys(data, where, required=["size", "blake3"], optional=["sha256", "revision"])
-    size = check.size(data, "size", where)
+    size = check.size(data, "size", where, maximum=MAX_SIZE)
     blake3 = check.pattern(data, "blake3", where, HEX64, "64 lowercase hex characters")
     sha256 = check.pattern(
         data, "sha256", where, HEX64, "64 lowercase hex characters", required=False
@@ -254,6 +358,13 @@ def _parse_pin(check: Checker, data: Any, where: str, source: Source | None) -> 
         check.add(
             join(where, "revision"),
             "required for a Hugging Face source (the commit the file was locked at)",
+        )
+    if isinstance(source, HfSource) and "sha256" not in data:
+        check.add(
+            join(where, "sha256"),
+            "required for a Hugging Face source (the Hub publishes it for LFS files; "
+            "update-locks computes it from the bytes otherwise): run "
+            "`scripts/update-locks.py --models` for this entry",
         )
     if size is None or blake3 is None:
         return None
@@ -290,9 +401,15 @@ def parse_models_lock(data: Any, filename: str = "models.lock.yaml") -> ModelsLo
             )
             source = _parse_source(check, entry_data.get("original"), join(where, "original"))
             dest = check.string(entry_data, "dest", where)
+            placement = entry_data.get("placement", "image")
+            if placement not in PLACEMENTS:
+                check.add(
+                    join(where, "placement"),
+                    f"expected image or volume, found {describe(placement)}",
+                )
             if dest is not None:
-                if why := check_relative_path(dest):
-                    check.add(join(where, "dest"), f"{why}, found {dest!r}")
+                if why := dest_problem(dest, placement):
+                    check.add(join(where, "dest"), why)
                     dest = None
                 else:
                     dest = normalise_path(dest)
@@ -303,17 +420,13 @@ def parse_models_lock(data: Any, filename: str = "models.lock.yaml") -> ModelsLo
                             f"{dests[dest]}: two entries cannot write one file",
                         )
                     dests.setdefault(dest, where)
-            placement = entry_data.get("placement", "image")
-            if placement not in PLACEMENTS:
-                check.add(
-                    join(where, "placement"),
-                    f"expected image or volume, found {describe(placement)}",
-                )
             locked = None
             if entry_data.get("locked") is not None:
                 locked = _parse_pin(check, entry_data["locked"], join(where, "locked"), source)
             if source is not None and dest is not None and placement in PLACEMENTS:
                 models[name] = ModelEntry(name, source, dest, placement, locked)
+    for where, message in dest_conflicts(dests):
+        check.add(join(where, "dest"), message)
     check.raise_if_any()
     return ModelsLock(models)
 

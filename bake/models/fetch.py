@@ -24,6 +24,7 @@ from bake.models.sources import select as select_entries
 from bake.models.store import place
 from bake.models.verify import default_volume_dirs
 from bake.progress import Progress, format_bytes
+from bake.redact import scrub
 
 DEFAULT_JOBS = 4
 
@@ -31,8 +32,6 @@ DEFAULT_JOBS = 4
 def _unexpected(entry: ModelEntry, exc: Exception, dest: Path) -> str:
     """The failure line of an error no source translated: the entry, where from, and the
     error with any URL in it reduced to scheme, host and path (a query may hold a signature)."""
-    from bake.models.url import scrub
-
     detail = scrub(str(exc)).splitlines()
     detail_text = f": {detail[0]}" if detail else ""
     return (
@@ -108,9 +107,11 @@ def fetch_models(
                 label=entry.name,
                 origin=origin(entry, entry.locked.revision),
                 progress=progress,
+                volumes=volume_dirs,
             )
         except BakeError as exc:
-            report.failed.extend(exc.lines())
+            # scrubbed here too, at the edge: a URL with credentials in any message is cut
+            report.failed.extend(scrub(line) for line in exc.lines())
             return
         except Exception as exc:  # one entry's failure, never the whole run's (Ctrl-C still is)
             report.failed.append(_unexpected(entry, exc, root / entry.dest))

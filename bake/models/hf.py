@@ -3,7 +3,8 @@ LFS sha256) from the paths-info API, and the download itself with the library's 
 (retries with Range resume, HF_TOKEN, redirects to the CDN).
 
 `HF_ENDPOINT`, `HF_TOKEN` and `HF_HUB_OFFLINE` are read when a call is made, not when the
-library was imported, so a process can point at another endpoint without restarting.
+library was imported, so a process can point at another endpoint without restarting. The
+endpoint may carry credentials (`https://user:token@mirror`): messages show it redacted.
 The bytes stream into our own `Sink`, which hashes them on the way (see bake.models.store).
 """
 
@@ -23,6 +24,7 @@ from huggingface_hub.utils.tqdm import silent_tqdm
 from bake.errors import AuthError, FetchError, SourceNotFoundError
 from bake.locks.models import HfSource
 from bake.models.store import DownloadInterrupted, Sink
+from bake.redact import redact_url, scrub
 
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -88,11 +90,11 @@ def _translate(exc: Exception, source: HfSource, revision: str) -> FetchError:
         return FetchError(f"{where}: the Hub answered HTTP {status}")
     if isinstance(exc, (httpx2.TransportError, httpx2.TimeoutException)):
         return DownloadInterrupted(
-            f"the connection to {endpoint()} kept failing ({type(exc).__name__})"
+            f"the connection to {redact_url(endpoint())} kept failing ({type(exc).__name__})"
         )
     if isinstance(exc, httpx2.HTTPError):  # a redirect loop, an undecodable body, ...
-        return FetchError(f"{where}: {type(exc).__name__} ({exc})")
-    return FetchError(f"{where}: {exc}")
+        return FetchError(f"{where}: {type(exc).__name__} ({scrub(str(exc))})")
+    return FetchError(f"{where}: {scrub(str(exc))}")
 
 
 def resolve(source: HfSource) -> HubFile:

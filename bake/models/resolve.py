@@ -28,6 +28,7 @@ from bake.locks.models import (
 from bake.models.sources import downloader, origin, select
 from bake.models.store import download_hashes
 from bake.progress import Progress
+from bake.redact import scrub
 
 
 def check_entry(entry: ModelEntry) -> str | None:
@@ -106,7 +107,7 @@ def update_models(
         entries = select(lock, names)
     except BakeError as exc:
         for line in exc.lines():
-            out(f"error: {line}")
+            out(f"error: {scrub(line)}")
         return 1
 
     if check:
@@ -129,7 +130,8 @@ def update_models(
                 for line in exc.lines():
                     if not line.startswith((entry.qualified, entry.name)):
                         line = f"{entry.qualified}: {line}"
-                    out(f"error: {line}")
+                    # at the edge as well as in each source: no URL keeps its credentials
+                    out(f"error: {scrub(line)}")
                 continue
             new = new.with_pin(entry.name, pin)
     finally:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from bake.errors import BakeError
 from bake.locks.models import HfSource, ModelEntry, ModelsLock, S3Source, UrlSource
 from bake.models.store import Sink
+from bake.redact import redact_url
 
 
 def select(lock: ModelsLock, names: Sequence[str] = (), placement: str = "all") -> list[ModelEntry]:
@@ -45,9 +46,7 @@ def origin(entry: ModelEntry, revision: str | None = None) -> str:
         except BakeError:
             return source.describe()
         return f"s3://{bucket}/{key}"
-    from bake.models import url as source_url
-
-    return source_url.redact(source.url)
+    return redact_url(source.url)
 
 
 def downloader(entry: ModelEntry, revision: str | None = None) -> Callable[[Sink], None]:

@@ -15,7 +15,7 @@ import contextlib
 import errno
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import filelock
@@ -180,21 +180,56 @@ def download_hashes(
     return hasher
 
 
-def is_present(root: Path, rel: str, pin: ModelPin) -> bool:
-    """The file is at root/rel with the locked size and blake3 (trusting a fresh stamp)."""
+def is_present(root: Path, rel: str, pin: ModelPin, *, volumes: Sequence[Path] = ()) -> bool:
+    """The file is at root/rel with the locked size and blake3 (trusting a fresh stamp that
+    does not live on one of the network `volumes`)."""
     path = Path(root) / rel
     try:
         stat = path.stat()
     except FileNotFoundError:
         return False
-    if stat.st_size != pin.size:
+    if not os.path.isfile(path) or stat.st_size != pin.size:
         return False
-    if stamps.lookup(root, rel, stat) == pin.blake3:
+    if stamps.lookup(root, rel, stat, volumes=volumes) == pin.blake3:
         return True
     if blake3_file(path) == pin.blake3:
-        stamps.record(root, rel, stat, pin.blake3)
+        stamps.record(root, rel, stat, pin.blake3, volumes=volumes)
         return True
     return False
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def check_writable_path(root: Path, rel: str, label: str) -> None:
+    """Refuse to write root/rel through a symlinked folder that leads out of the root (a
+    planted `models/vae -> /usr/lib/python3/...` would turn a model fetch into a write
+    anywhere), and refuse a folder standing where the file goes (the rename could never
+    succeed). Folders that do not exist yet are created as real folders, below the deepest
+    one that does."""
+    root = Path(root)
+    real_root = os.path.realpath(root)
+    current = root
+    for part in Path(rel).parent.parts:
+        current = current / part
+        if not os.path.lexists(current):
+            break
+        if os.path.islink(current):
+            target = os.path.realpath(current)
+            if not _inside(target, real_root):
+                raise FetchError(
+                    f"{label}: {current} is a symlink to {target}, outside {root}: refusing "
+                    f"to write {root / rel} through it; nothing was downloaded. Replace the "
+                    "link with a folder, or fetch with the root the files should go to"
+                )
+    dest = root / rel
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        raise FetchError(
+            f"{label}: {dest} is a folder, where the model file should be; nothing was "
+            "downloaded. Move that folder away (its contents are not this model) and run the "
+            "fetch again"
+        )
 
 
 def _disk_full(label: str, dest: Path, written: int, size: int) -> FetchError:
@@ -214,16 +249,21 @@ def place(
     label: str,
     origin: str,
     progress: Progress | None = None,
+    volumes: Sequence[Path] = (),
 ) -> bool:
     """Make root/rel hold the file `pin` describes. Returns True when it was downloaded,
     False when a valid copy was already there. Raises a FetchError or VerificationError whose
-    message names the entry, the destination, what was expected and found, and what to do."""
+    message names the entry, the destination, what was expected and found, and what to do.
+    `volumes`: the network-volume roots in use, whose stamps are not trusted."""
     root = Path(root)
     dest = root / rel
-    if is_present(root, rel, pin):
+    check_writable_path(root, rel, label)
+    if is_present(root, rel, pin, volumes=volumes):
         return False
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        # the folders just created are real ones; one swapped for a link meanwhile is not
+        check_writable_path(root, rel, label)
         guard = filelock.FileLock(str(lock_path(dest)))
         try:
             guard.acquire(timeout=0)
@@ -237,10 +277,10 @@ def place(
             f"{exc.strerror}; make the directory writable"
         ) from None
     try:
-        if is_present(root, rel, pin):
+        if is_present(root, rel, pin, volumes=volumes):
             return False
         return _download_locked(
-            root, rel, pin, download, label=label, origin=origin, progress=progress
+            root, rel, pin, download, label=label, origin=origin, progress=progress, volumes=volumes
         )
     finally:
         guard.release()
@@ -255,6 +295,7 @@ def _download_locked(
     label: str,
     origin: str,
     progress: Progress | None,
+    volumes: Sequence[Path],
 ) -> bool:
     dest = root / rel
     tmp = temp_path(dest, pin)
@@ -286,9 +327,19 @@ def _download_locked(
                 f"The file upstream changed or was corrupted in transit: fetch again, or if the "
                 f"new file is intended, run `scripts/update-locks.py --models {label}`."
             )
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, dest)
-    stamps.record(root, rel, dest.stat(), pin.blake3)
+    try:
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        # a complete, verified file that cannot be put in place is deleted too: left behind,
+        # it would be "resumed" by every later run and fail the same way
+        tmp.unlink(missing_ok=True)
+        raise FetchError(
+            f"{label}: the download is verified but cannot be moved to {dest}: "
+            f"{exc.strerror or exc}; the temporary file was deleted. Make {dest} a writable "
+            "path for a file and run the fetch again"
+        ) from None
+    stamps.record(root, rel, dest.stat(), pin.blake3, volumes=volumes)
     return True
 
 

@@ -1,25 +1,23 @@
 """Plain HTTP(S) sources (RIFE checkpoints on GitHub releases) through `requests`, streamed,
 with Range resume when the connection drops mid-file.
 
-URLs are shown without their query string or user info: a pre-signed URL carries its
-credentials there, and credentials never reach a log line or a message.
+URLs are shown without their query string or user info (bake.redact): a pre-signed URL carries
+its credentials there, and credentials never reach a log line or a message.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from bake.errors import AuthError, FetchError, SourceNotFoundError
 from bake.locks.models import UrlSource
 from bake.models.store import DownloadInterrupted, Sink
+from bake.redact import redact_url, scrub
 
 CHUNK = 1 << 20  # what a dropped connection can cost: a partial chunk is not kept
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def _retries() -> int:
@@ -30,34 +28,10 @@ def _timeout() -> tuple[float, float]:
     return 30.0, float(os.environ.get("BAKE_READ_TIMEOUT", "60"))
 
 
-def redact(url: str) -> str:
-    """The URL without user info, query or fragment."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def scrub(text: str) -> str:
-    """`text` with every URL in it redacted (error messages of libraries quote URLs whole)."""
-
-    def one(match: re.Match) -> str:
-        url = match.group(0)
-        try:
-            return redact(url)
-        except ValueError:  # unparsable (a bad port or IPv6 literal): cut what may be secret
-            scheme, _, rest = url.partition("://")
-            rest = re.split(r"[?#]", rest, maxsplit=1)[0]
-            return f"{scheme}://{rest.rpartition('@')[2]}"
-
-    return _URL.sub(one, text)
-
-
 def download(source: UrlSource, sink: Sink, *, session: requests.Session | None = None) -> None:
     """Write the bytes of `source` from `sink.offset` on into `sink`, resuming with a Range
     request after a dropped connection (up to BAKE_DOWNLOAD_RETRIES times without progress)."""
-    shown = redact(source.url)
+    shown = redact_url(source.url)
     session = session or requests.Session()
     retries = retries_left = _retries()
     last_error = ""

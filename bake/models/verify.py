@@ -3,8 +3,9 @@
 Search paths: COMFYUI_DIR/dest, then VOLUME/dest for each volume root. Every copy found is
 checked (ComfyUI may load any of them). `full` re-hashes each file (blake3, memory-mapped, all
 cores); `fast` trusts the stamp recorded at the last successful check when the file's identity
-(size, mtime_ns, inode) is unchanged, and hashes only the others (see bake.models.stamps). A wrong
-size is reported without reading the file. This is what the worker runs at boot.
+(device, inode, size, mtime_ns, ctime_ns) is unchanged, and hashes only the others; stamps kept
+on a network volume are never trusted (see bake.models.stamps). A wrong size is reported
+without reading the file. This is what the worker runs at boot.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bake.locks.lockfile import MODELS_LOCK, default_lock
 from bake.locks.models import ModelEntry, ModelPin, ModelsLock, load_models_lock
 from bake.models import stamps
 
-DEFAULT_VOLUME_ROOTS = (Path("/workspace"), Path("/runpod-volume"))
+DEFAULT_VOLUME_ROOTS = stamps.VOLUME_ROOTS
 MODES = ("full", "fast")
 LARGE_FILE = 64 << 20
 
@@ -46,22 +47,24 @@ class VerifyReport:
         return not self.problems
 
 
-def _check(root: Path, entry: ModelEntry, mode: str) -> tuple[str | None, int]:
+def _check(
+    root: Path, entry: ModelEntry, mode: str, volumes: Sequence[Path]
+) -> tuple[str | None, int]:
     """None when root/dest is right, else the problem line; plus the bytes hashed."""
     pin = entry.locked
     assert pin is not None
     path = root / entry.dest
     stat = path.stat()
     if stat.st_size != pin.size:
-        stamps.forget(root, entry.dest)
+        stamps.forget(root, entry.dest, volumes=volumes)
         return _wrong(entry, path, pin, "size", f"{pin.size} bytes", f"{stat.st_size} bytes"), 0
-    if mode == "fast" and stamps.lookup(root, entry.dest, stat) == pin.blake3:
+    if mode == "fast" and stamps.lookup(root, entry.dest, stat, volumes=volumes) == pin.blake3:
         return None, 0
     found = blake3_file(path)
     if found != pin.blake3:
-        stamps.forget(root, entry.dest)
+        stamps.forget(root, entry.dest, volumes=volumes)
         return _wrong(entry, path, pin, "blake3", pin.blake3, found), stat.st_size
-    stamps.record(root, entry.dest, stat, found)
+    stamps.record(root, entry.dest, stat, found, volumes=volumes)
     return None, stat.st_size
 
 
@@ -88,7 +91,8 @@ def verify_models(
     `on_file` is told of each file as its check ends (a log line), from a worker thread."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    roots = [Path(comfyui_dir), *(Path(v) for v in volume_dirs)]
+    volume_dirs = [Path(v) for v in volume_dirs]
+    roots = [Path(comfyui_dir), *volume_dirs]
     report = VerifyReport()
     work: list[tuple[Path, ModelEntry]] = []
     for entry in lock.entries(placement):
@@ -110,7 +114,7 @@ def verify_models(
 
         def check(root: Path, entry: ModelEntry) -> tuple[str | None, int]:
             started = time.monotonic()
-            result = _check(root, entry, mode)
+            result = _check(root, entry, mode, volume_dirs)
             if on_file is not None:
                 problem, hashed = result
                 if hashed:

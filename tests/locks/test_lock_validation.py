@@ -408,8 +408,11 @@ def test_model_inside_an_unknown_node_folder_is_refused():
         "rife47.pth' is inside custom_nodes/ComfyUI-Frame-Interp, which is not a custom node "
         "of the nodes lock"
     ]
-    models["models"]["rife47"]["dest"] = "custom_nodes/comfyui-kjnodes/x.pth"
+    models["models"]["rife47"]["dest"] = "custom_nodes/ComfyUI-KJNodes/x.pth"
     assert cross_check(parse_nodes_lock(valid_nodes()), parse_models_lock(models), "m") == []
+    # Linux compares folder names exactly: this would be a second, unlocked folder
+    models["models"]["rife47"]["dest"] = "custom_nodes/comfyui-kjnodes/x.pth"
+    assert cross_check(parse_nodes_lock(valid_nodes()), parse_models_lock(models), "m") != []
 
 
 def test_an_unforeseen_failure_is_one_error_line(monkeypatch, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from support.modelfiles import MB, blob, entry, make_lock, write_lock
@@ -220,10 +219,11 @@ def test_a_fetched_file_verifies_in_fast_mode_without_hashing(hub, files, tmp_pa
     from bake.models.verify import verify_models
 
     lock = make_lock(*lock_entries(hub, files))
-    fetch_models(lock, tmp_path, [tmp_path], placement="all")
+    comfy, volume = tmp_path / "comfyui", tmp_path / "volume"
+    fetch_models(lock, comfy, [volume], placement="all")
     monkeypatch.setattr(models_verify, "blake3_file", lambda p, **k: pytest.fail(f"re-hashed {p}"))
-    report = verify_models(lock, Path(tmp_path), [tmp_path], mode="fast")
-    assert report.ok and not report.missing
+    report = verify_models(lock, comfy, [volume], mode="fast")
+    assert report.ok and not report.missing and len(report.verified) == 3
 
 
 def test_an_unexpected_error_is_a_failure_line_naming_the_entry(hub, files, tmp_path, monkeypatch):
