@@ -80,6 +80,18 @@ def check_text(text: str, filename: str, kind: str, *, strict: bool = False) -> 
             pending = _unlocked(
                 filename, ((e.qualified, e.name) for e in models.unlocked()), "--models"
             )
+            # Optional entries never fail a check: unlocked, the build and the boot skip them.
+            result.warnings.extend(
+                str(
+                    Problem(
+                        filename,
+                        e.qualified,
+                        f"optional and not locked: skipped by the build and the boot; run "
+                        f"`{UPDATE} --models {e.name}` where its source is reachable to use it",
+                    )
+                )
+                for e in models.skipped()
+            )
         else:
             parse_requirements_lock(text, filename)
             pending = []

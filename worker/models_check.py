@@ -83,7 +83,8 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
     result.hashed_bytes = report.hashed_bytes
     result.errors += report.problems
     for entry in report.unlocked:
-        result.warnings.append(f"{entry.name}: not locked in {path}, so not verified")
+        why = "optional and not locked, so skipped" if entry.optional else "so not verified"
+        result.warnings.append(f"{entry.name}: not locked in {path}, {why}")
     to_fetch = []
     for entry in report.missing:
         if entry.placement == "image":

@@ -137,7 +137,7 @@ def dest_conflicts(dests: Mapping[str, str]) -> list[tuple[str, str]]:
 
 HEADER = (
     "# Model files: source, destination (relative to the ComfyUI root), size and hashes.\n"
-    "# Edit `original`, `dest` and `placement` by hand; `locked` is written by\n"
+    "# Edit `original`, `dest`, `placement` and `optional` by hand; `locked` is written by\n"
     "# scripts/update-locks.py --models.\n"
 )
 
@@ -218,6 +218,15 @@ class ModelEntry:
     dest: str
     placement: Placement = "image"
     locked: ModelPin | None = None
+    # An optional entry that is not locked is skipped (with a warning) by `check --strict`, the
+    # build and the boot, so a fork without the private bucket it comes from still builds; once
+    # locked it is fetched and verified like any other.
+    optional: bool = False
+
+    @property
+    def skipped(self) -> bool:
+        """Optional and not locked: nothing uses it, and nothing fails for it."""
+        return self.optional and self.locked is None
 
     @property
     def qualified(self) -> str:
@@ -233,6 +242,8 @@ class ModelEntry:
                 locked["sha256"] = self.locked.sha256
             locked["size"] = self.locked.size
             data["locked"] = locked
+        if self.optional:
+            data["optional"] = True
         data["original"] = self.source.to_dict()
         data["placement"] = self.placement
         return data
@@ -256,7 +267,11 @@ class ModelsLock:
             raise KeyError(f"no model named {name!r} in the models lock (known: {known})") from None
 
     def unlocked(self) -> list[ModelEntry]:
-        return [e for e in self.entries() if e.locked is None]
+        """Entries without a pin that something needs (optional ones are `skipped()`)."""
+        return [e for e in self.entries() if e.locked is None and not e.optional]
+
+    def skipped(self) -> list[ModelEntry]:
+        return [e for e in self.entries() if e.skipped]
 
     def with_pin(self, name: str, pin: ModelPin | None) -> ModelsLock:
         entry = dataclasses.replace(self.get(name), locked=pin)
@@ -397,8 +412,17 @@ def parse_models_lock(data: Any, filename: str = "models.lock.yaml") -> ModelsLo
             if entry_data is None:
                 continue
             check.keys(
-                entry_data, where, required=["original", "dest"], optional=["placement", "locked"]
+                entry_data,
+                where,
+                required=["original", "dest"],
+                optional=["placement", "locked", "optional"],
             )
+            optional = entry_data.get("optional", False)
+            if not isinstance(optional, bool):
+                check.add(
+                    join(where, "optional"), f"expected true or false, found {describe(optional)}"
+                )
+                optional = False
             source = _parse_source(check, entry_data.get("original"), join(where, "original"))
             dest = check.string(entry_data, "dest", where)
             placement = entry_data.get("placement", "image")
@@ -424,7 +448,7 @@ def parse_models_lock(data: Any, filename: str = "models.lock.yaml") -> ModelsLo
             if entry_data.get("locked") is not None:
                 locked = _parse_pin(check, entry_data["locked"], join(where, "locked"), source)
             if source is not None and dest is not None and placement in PLACEMENTS:
-                models[name] = ModelEntry(name, source, dest, placement, locked)
+                models[name] = ModelEntry(name, source, dest, placement, locked, optional)
     for where, message in dest_conflicts(dests):
         check.add(join(where, "dest"), message)
     check.raise_if_any()

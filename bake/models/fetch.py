@@ -46,6 +46,7 @@ class FetchReport:
     fetched: list[str] = field(default_factory=list)  # paths downloaded by this run
     present: list[str] = field(default_factory=list)  # paths already there and valid
     failed: list[str] = field(default_factory=list)  # one line per failure
+    skipped: list[str] = field(default_factory=list)  # optional entries that are not locked
 
     @property
     def ok(self) -> bool:
@@ -65,8 +66,9 @@ def target(entry: ModelEntry, comfyui_dir: Path, volume_dirs: Sequence[Path]) ->
 
 
 def select(lock: ModelsLock, placement: str = "all", names: Sequence[str] = ()) -> list[ModelEntry]:
-    """The entries to fetch, refusing unknown names and unlocked entries up front."""
-    entries = select_entries(lock, names, placement)
+    """The entries to fetch, refusing unknown names and unlocked entries up front (an optional
+    entry that is not locked is left out: see ModelEntry.optional)."""
+    entries = [e for e in select_entries(lock, names, placement) if not e.skipped]
     unlocked = [e.name for e in entries if e.locked is None]
     if unlocked:
         raise UnlockedError(
@@ -93,7 +95,12 @@ def fetch_models(
     anything is downloaded; per-file failures are collected in the report."""
     entries = select(lock, placement, names)
     roots = {e.name: target(e, comfyui_dir, volume_dirs) for e in entries}
-    report = FetchReport()
+    # The root exists even when every selected entry was skipped (an optional model not locked
+    # yet), so an image stage that copies it out still has a folder to copy.
+    Path(comfyui_dir).mkdir(parents=True, exist_ok=True)
+    report = FetchReport(
+        skipped=[e.name for e in select_entries(lock, names, placement) if e.skipped]
+    )
 
     def one(entry: ModelEntry) -> None:
         assert entry.locked is not None
@@ -146,6 +153,8 @@ def cli(args: argparse.Namespace) -> int:
         )
     finally:
         progress.close()
+    for name in report.skipped:
+        print(f"warning: {name}: optional and not locked: skipped", file=sys.stderr)
     for line in report.failed:
         print(f"error: {line}", file=sys.stderr)
     took = time.monotonic() - started

@@ -33,6 +33,8 @@ from bake.redact import scrub
 
 def check_entry(entry: ModelEntry) -> str | None:
     """Why the entry's pin is incomplete or stale without asking the network, or None."""
+    if entry.locked is None and entry.optional:
+        return None  # skipped until someone with access to its source locks it
     if entry.locked is None:
         return (
             f"{entry.qualified}: not locked: run `scripts/update-locks.py --models "
@@ -114,8 +116,11 @@ def update_models(
         problems = [p for e in entries if (p := check_entry(e)) is not None]
         for line in problems:
             out(f"error: {line}")
+        skipped = [e.name for e in entries if e.skipped]
+        for name in skipped:
+            out(f"warning: models.{name}: optional and not locked: skipped by the build")
         if not problems:
-            out(f"{lock_path.name}: {len(entries)} entries locked")
+            out(f"{lock_path.name}: {len(entries) - len(skipped)} entries locked")
         return 1 if problems else 0
 
     new = lock
@@ -126,12 +131,17 @@ def update_models(
             try:
                 pin = resolve_entry(entry, progress)
             except BakeError as exc:
-                failed += 1
+                # An optional entry's source is often one only some maintainers can reach (a
+                # private bucket): its failure is kept as it was and said, but fails no run.
+                level = "warning" if entry.optional else "error"
+                failed += not entry.optional
                 for line in exc.lines():
                     if not line.startswith((entry.qualified, entry.name)):
                         line = f"{entry.qualified}: {line}"
                     # at the edge as well as in each source: no URL keeps its credentials
-                    out(f"error: {scrub(line)}")
+                    out(f"{level}: {scrub(line)}")
+                if entry.optional:
+                    out(f"warning: {entry.qualified}: optional: kept as it was")
                 continue
             new = new.with_pin(entry.name, pin)
     finally:

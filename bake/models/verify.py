@@ -162,9 +162,9 @@ def cli(args: argparse.Namespace) -> int:
     took = time.monotonic() - started
     roots = [args.comfyui_dir, *volume_dirs]
     for entry in report.unlocked:
+        why = "optional and not locked: skipped" if entry.optional else "not locked, not verified"
         print(
-            f"warning: {entry.name}: not locked, not verified: run "
-            f"`scripts/update-locks.py --models {entry.name}`",
+            f"warning: {entry.name}: {why}: run `scripts/update-locks.py --models {entry.name}`",
             file=sys.stderr,
         )
     for entry in report.missing:
