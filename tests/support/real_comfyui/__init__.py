@@ -44,8 +44,8 @@ REAL_ENV = {
     "COMFYUI_START_TIMEOUT": "180",
 }
 # JOB_TIMEOUT of the shared real worker: it bounds the hang tests, and every other job of the
-# tier takes a second or two on the CPU, so 15 s leaves room on a loaded 2-core machine.
-REAL_JOB_TIMEOUT = 15
+# tier takes about a second on the CPU, so 10 s leaves room on a loaded 2-core machine.
+REAL_JOB_TIMEOUT = 10
 
 
 def in_ci() -> bool:
