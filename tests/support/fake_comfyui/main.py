@@ -425,6 +425,10 @@ class Server:
         memo: dict[str, str] = {}
         order = self._order(prompt, outputs)
         signatures = {nid: self._signature(prompt, nid, memo) for nid in order}
+        # ComfyUI keeps only the outputs the current prompt can use (clean_unused): a node
+        # whose inputs changed, or that the prompt lacks, loses its cached output
+        self.cache = {nid: entry for nid, entry in self.cache.items()
+                      if signatures.get(nid) == entry[0]}
         cached = [nid for nid in order
                   if nid in self.cache and self.cache[nid][0] == signatures[nid]]
         await event("execution_cached", {"nodes": cached,
@@ -449,9 +453,9 @@ class Server:
                                 record=False)
                 continue
             if self.interrupt_flag:
-                await event("execution_interrupted", {"node_id": nid,
-                                                      "node_type": node["class_type"],
-                                                      "executed": executed})
+                await event("execution_interrupted", {
+                    "node_id": nid, "node_type": node["class_type"], "executed": executed,
+                    "timestamp": int(time.time() * 1000)})
                 status = "error"
                 break
             states[nid] = {"value": 0.0, "max": 1.0, "state": "running", "node_id": nid,
@@ -471,9 +475,9 @@ class Server:
                 result, ui = await self.run_node(prompt_id, nid, node["class_type"], inputs,
                                                  client_id)
             except Interrupted:
-                await event("execution_interrupted", {"node_id": nid,
-                                                      "node_type": node["class_type"],
-                                                      "executed": executed})
+                await event("execution_interrupted", {
+                    "node_id": nid, "node_type": node["class_type"], "executed": executed,
+                    "timestamp": int(time.time() * 1000)})
                 status = "error"
                 break
             except Exception as exc:
@@ -484,7 +488,9 @@ class Server:
                     "traceback": traceback.format_exception(exc),
                     "current_inputs": {k: [v if isinstance(v, str | int | float) else str(v)]
                                        for k, v in inputs.items()},
-                    "current_outputs": list(values)})
+                    # like ComfyUI: the ids of the prompt's nodes (its cache key set)
+                    "current_outputs": list(prompt),
+                    "timestamp": int(time.time() * 1000)})
                 status = "error"
                 break
             values[nid] = result
@@ -712,10 +718,13 @@ def build_app(server: Server) -> web.Application:
         return web.json_response({
             "system": {"os": "linux", "ram_total": 25276510208, "ram_free": 20000000000,
                        "comfyui_version": "0.9.2", "required_frontend_version": "1.36.14",
+                       "installed_templates_version": "0.8.11",
+                       "required_templates_version": "0.8.11",
                        "python_version": sys.version, "pytorch_version": "none (fake)",
                        "embedded_python": False, "argv": ["main.py", *sys.argv[1:]]},
             "devices": [{"name": "cpu", "type": "cpu", "index": None,
-                         "vram_total": 25276510208, "vram_free": 20000000000}]})
+                         "vram_total": 25276510208, "vram_free": 20000000000,
+                         "torch_vram_total": 25276510208, "torch_vram_free": 20000000000}]})
 
     @route("GET", "/features")
     async def get_features(request: web.Request) -> web.Response:
