@@ -14,7 +14,8 @@ from support.fake_comfyui.runner import WorkerProcess
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any(item.get_closest_marker("real_comfyui") for item in session.items):
-        real_comfyui.prepare()
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        real_comfyui.prepare(reporter.write_line if reporter is not None else print)
 
 
 @pytest.fixture(scope="session")

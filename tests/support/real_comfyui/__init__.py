@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -86,7 +86,7 @@ def _source() -> tuple[Path | None, str]:
     return src, ""
 
 
-def _interpreter(src: Path) -> tuple[str | None, str]:
+def _interpreter(src: Path, announce: Callable[[str], None]) -> tuple[str | None, str]:
     given = os.environ.get(PYTHON_ENV, "").strip()
     if given:
         if not Path(given).exists():
@@ -94,7 +94,7 @@ def _interpreter(src: Path) -> tuple[str | None, str]:
         return given, ""
     comfy, nodes = _layout(src)
     try:
-        return str(ensure_venv(comfy, nodes)), ""
+        return str(ensure_venv(comfy, nodes, announce=announce)), ""
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
         return None, f"the real ComfyUI's interpreter could not be built: {exc}"
 
@@ -102,15 +102,16 @@ def _interpreter(src: Path) -> tuple[str | None, str]:
 _prepared: tuple[Path | None, str | None, str] | None = None
 
 
-def prepare() -> None:
-    """Find the source and build (or find) the interpreter, once per session; never raises."""
+def prepare(announce: Callable[[str], None] = print) -> None:
+    """Find the source and build (or find) the interpreter, once per session; never raises.
+    `announce` tells the user about a build (it takes minutes)."""
     global _prepared
     if _prepared is not None:
         return
     src, reason = _source()
     python = None
     if src is not None:
-        python, reason = _interpreter(src)
+        python, reason = _interpreter(src, announce)
     _prepared = (src, python, reason)
 
 

@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from filelock import FileLock
@@ -145,7 +145,17 @@ def _build(comfyui_dir: Path, nodes_dir: Path, python: str, dest: Path) -> None:
         _pip(py, "-c", str(constraints), "-r", str(path), log=log)
 
 
-def ensure_venv(comfyui_dir: Path, nodes_dir: Path, *, env: dict[str, str] | None = None) -> Path:
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def ensure_venv(
+    comfyui_dir: Path,
+    nodes_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    announce: Callable[[str], None] = _stderr,
+) -> Path:
     """The interpreter of a ready venv for ComfyUI at `comfyui_dir` and every node in
     `nodes_dir` (one venv for all of them, so any subset of nodes can run on it)."""
     python = base_python(env)
@@ -162,11 +172,11 @@ def ensure_venv(comfyui_dir: Path, nodes_dir: Path, *, env: dict[str, str] | Non
         partial = root / f"venv-{key}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         started = time.monotonic()
-        print(f"building the real ComfyUI venv in {final} (one time)", file=sys.stderr)
+        announce(f"building the real ComfyUI venv in {final} (once per machine; minutes)")
         _build(Path(comfyui_dir), Path(nodes_dir), python, partial)
         partial.rename(final)
         took = time.monotonic() - started
-        print(f"built {final} in {took:.0f} s", file=sys.stderr)
+        announce(f"built {final} in {took:.0f} s")
     return interpreter
 
 
