@@ -179,10 +179,11 @@ def test_validation_errors_in_the_real_shape_are_named_node_by_node(real_worker)
 
 def test_an_unknown_node_class_is_named(real_worker):
     prompt = graph(("2", "NoSuchNodeClass", "image", {}))
+    prompt["2"]["_meta"] = {"title": "Upscale"}
     error = run_error(real_worker, job(prompt))
     assert error == (
-        "Workflow validation failed: Cannot execute because node NoSuchNodeClass "
-        "does not exist. (Node ID '#2')"
+        'Workflow validation failed: node 2 "Upscale": Cannot execute because node '
+        "NoSuchNodeClass does not exist."
     )
     assert_a_good_job_works(real_worker)
 
