@@ -188,3 +188,18 @@ def test_the_cache_lives_outside_the_checkout_and_can_be_moved(tmp_path):
     assert venv.cache_root({"XDG_CACHE_HOME": "/c"}) == Path("/c/comfy-bake/real-comfyui")
     assert venv.cache_root({"BAKE_CACHE_DIR": "/b"}) == Path("/b/real-comfyui")
     assert venv.cache_root({"BAKE_CACHE_DIR": "/b", "REAL_COMFYUI_VENV_ROOT": "/v"}) == Path("/v")
+
+
+def test_the_import_summary_names_failed_and_loaded_nodes():
+    log = """[comfyui] Import times for custom nodes:
+[comfyui]    0.0 seconds: /tmp/x/comfyui/custom_nodes/websocket_image_save.py
+[comfyui]    0.1 seconds: /tmp/x/comfyui/custom_nodes/ComfyUI-KJNodes
+[comfyui]    1.8 seconds (IMPORT FAILED): /tmp/x/comfyui/custom_nodes/RES4LYF
+[comfyui]
+[comfyui] IMPORT FAILED: nodes_audio.py
+"""
+    assert real_comfyui.custom_node_imports(log) == {
+        "websocket_image_save.py": True,
+        "ComfyUI-KJNodes": True,
+        "RES4LYF": False,
+    }

@@ -17,6 +17,7 @@ interpreter fails instead, so CI cannot go green by running none of it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable
@@ -182,3 +183,18 @@ def place_placeholder_models(comfyui_dir: Path) -> list[str]:
         path.write_bytes(b"")
         placed.append(dest)
     return placed
+
+
+# ComfyUI's summary once it has loaded the custom nodes, one line per node:
+#      0.1 seconds: /path/to/custom_nodes/ComfyUI-KJNodes
+#      0.0 seconds (IMPORT FAILED): /path/to/custom_nodes/RES4LYF
+_IMPORT_LINE = re.compile(r"\d+\.\d+ seconds( \(IMPORT FAILED\))?: (\S.*?)\s*$", re.MULTILINE)
+
+
+def custom_node_imports(log: str) -> dict[str, bool]:
+    """{node folder name: imported?} from ComfyUI's import summary in `log` (the last one
+    wins: a restarted ComfyUI logs it again)."""
+    found: dict[str, bool] = {}
+    for match in _IMPORT_LINE.finditer(log):
+        found[Path(match.group(2).rstrip("/")).name] = match.group(1) is None
+    return found
