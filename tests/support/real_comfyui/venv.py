@@ -18,7 +18,8 @@ matches this torch; three ComfyUI audio extras then log IMPORT FAILED, which is 
 
 Run it by hand to build ahead of a test run (prints the interpreter's path):
 
-    python tests/support/real_comfyui/venv.py "$COMFYUI_SRC/ComfyUI" "$COMFYUI_SRC/custom_nodes"
+    uv run python tests/support/real_comfyui/venv.py \
+        "$COMFYUI_SRC/ComfyUI" "$COMFYUI_SRC/custom_nodes"
 """
 
 from __future__ import annotations
