@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -82,8 +83,16 @@ def format_validation_error(body: Any, titles: dict[str, str] | None = None) -> 
                 f"{item.get('message')}{detail}"
             )
     if not lines:
-        detail = f" ({error['details']})" if error.get("details") else ""
-        lines.append(f"{error.get('message')}{detail}")
+        # a prompt-level refusal (unknown class, missing class_type) names its node only in
+        # `details`, as "Node ID '#<id>'": put it first, with its title, like the others
+        details = str(error.get("details") or "")
+        named = re.fullmatch(r"Node ID '#(.+)'", details)
+        if named:
+            node_id = named.group(1)
+            title = f' "{titles[node_id]}"' if titles.get(node_id) else ""
+            lines.append(f"node {node_id}{title}: {error.get('message')}")
+        else:
+            lines.append(f"{error.get('message')}" + (f" ({details})" if details else ""))
     return "Workflow validation failed: " + "; ".join(lines)
 
 

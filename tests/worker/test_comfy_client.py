@@ -15,7 +15,13 @@ import requests
 from PIL import Image
 from support.fake_comfyui import FakeComfy
 
-from worker.comfy_client import ComfyClient, ComfyError, ComfyStuck, JobTimeout
+from worker.comfy_client import (
+    ComfyClient,
+    ComfyError,
+    ComfyStuck,
+    JobTimeout,
+    format_validation_error,
+)
 
 LOAD = {"class_type": "LoadImage", "inputs": {"image": "c.png"}}
 # FakeHang with seconds 0 runs until POST /fake/release (or an interrupt)
@@ -268,3 +274,34 @@ def test_a_prompt_that_times_out_while_pending_counts_as_stopped_once_removed(fa
     finally:
         hooks.release()
     assert hung.join().prompt_id == running
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        # ComfyUI's answer to an unknown class: the node is named only in `details`
+        (
+            {
+                "type": "invalid_prompt",
+                "details": "Node ID '#7'",
+                "extra_info": {},
+                "message": "Cannot execute because node NoSuchNode does not exist.",
+            },
+            'node 7 "Upscale": Cannot execute because node NoSuchNode does not exist.',
+        ),
+        (
+            {
+                "type": "prompt_no_outputs",
+                "details": "",
+                "extra_info": {},
+                "message": "Prompt has no outputs",
+            },
+            "Prompt has no outputs",
+        ),
+    ],
+)
+def test_a_prompt_level_refusal_names_its_node(error, expected):
+    body = {"error": error, "node_errors": {}}
+    assert format_validation_error(body, {"7": "Upscale"}) == "Workflow validation failed: " + (
+        expected
+    )
