@@ -53,9 +53,24 @@ def test_third_party_actions_are_pinned_by_commit(name):
 def test_the_test_workflow_runs_the_readme_command_on_pushes_and_pull_requests():
     workflow = load("test.yml")
     assert {"push", "pull_request"} <= set(workflow["on"])
-    commands = [step["run"].strip() for step in steps(workflow) if "run" in step]
-    assert commands == ["./scripts/test"]
+    # the README's command, split in two jobs: the real-ComfyUI tier, and everything else
+    commands = [step["run"].strip() for step in workflow["jobs"]["test"]["steps"] if "run" in step]
+    assert commands == ['./scripts/test -m "not real_comfyui"']
+    real = workflow["jobs"]["real-comfyui"]
+    tests = [step for step in real["steps"] if "scripts/test" in step.get("run", "")]
+    assert [step["run"].strip() for step in tests] == ["./scripts/test -m real_comfyui"]
     assert (ROOT / "scripts" / "test").is_file()
+
+
+def test_the_real_comfyui_job_gets_its_source_from_the_nodes_lock():
+    workflow = load("test.yml")
+    assert workflow["permissions"] == {"contents": "read"}
+    real = workflow["jobs"]["real-comfyui"]
+    fetch = next(step for step in real["steps"] if "bake nodes install" in step.get("run", ""))
+    target = re.search(r"--comfyui-dir\s+\"?([^\s\"]+)", fetch["run"]).group(1)
+    [test] = [step for step in real["steps"] if "scripts/test" in step.get("run", "")]
+    assert test["env"]["COMFYUI_SRC"] == target.replace("$RUNNER_TEMP", "${{ runner.temp }}")
+    assert real["steps"].index(fetch) < real["steps"].index(test)
 
 
 def build_steps(workflow: dict) -> list[dict]:

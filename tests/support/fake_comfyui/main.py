@@ -557,6 +557,11 @@ class Server:
         memo: dict[str, str] = {}
         order = self._order(prompt, outputs)
         signatures = {nid: self._signature(prompt, nid, memo) for nid in order}
+        # ComfyUI keeps only the outputs the current prompt can use (clean_unused): a node
+        # whose inputs changed, or that the prompt lacks, loses its cached output
+        self.cache = {
+            nid: entry for nid, entry in self.cache.items() if signatures.get(nid) == entry[0]
+        }
         cached = [
             nid for nid in order if nid in self.cache and self.cache[nid][0] == signatures[nid]
         ]
@@ -585,7 +590,12 @@ class Server:
             if self.interrupt_flag:
                 await event(
                     "execution_interrupted",
-                    {"node_id": nid, "node_type": node["class_type"], "executed": executed},
+                    {
+                        "node_id": nid,
+                        "node_type": node["class_type"],
+                        "executed": executed,
+                        "timestamp": int(time.time() * 1000),
+                    },
                 )
                 status = "error"
                 break
@@ -619,7 +629,12 @@ class Server:
             except Interrupted:
                 await event(
                     "execution_interrupted",
-                    {"node_id": nid, "node_type": node["class_type"], "executed": executed},
+                    {
+                        "node_id": nid,
+                        "node_type": node["class_type"],
+                        "executed": executed,
+                        "timestamp": int(time.time() * 1000),
+                    },
                 )
                 status = "error"
                 break
@@ -637,7 +652,9 @@ class Server:
                             k: [v if isinstance(v, str | int | float) else str(v)]
                             for k, v in inputs.items()
                         },
-                        "current_outputs": list(values),
+                        # like ComfyUI: the ids of the prompt's nodes (its cache key set)
+                        "current_outputs": list(prompt),
+                        "timestamp": int(time.time() * 1000),
                     },
                 )
                 status = "error"
@@ -921,6 +938,8 @@ def build_app(server: Server) -> web.Application:
                     "ram_free": 20000000000,
                     "comfyui_version": "0.9.2",
                     "required_frontend_version": "1.36.14",
+                    "installed_templates_version": "0.8.11",
+                    "required_templates_version": "0.8.11",
                     "python_version": sys.version,
                     "pytorch_version": "none (fake)",
                     "embedded_python": False,
@@ -933,6 +952,8 @@ def build_app(server: Server) -> web.Application:
                         "index": None,
                         "vram_total": 25276510208,
                         "vram_free": 20000000000,
+                        "torch_vram_total": 25276510208,
+                        "torch_vram_free": 20000000000,
                     }
                 ],
             }
