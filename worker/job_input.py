@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.code_nodes import refused_code_node
-from worker.path_inputs import PathInputError, check_file_names, is_prefix
+from worker.path_inputs import PathInputError, check_file_names, is_prefix, writes_to_own_folder
 
 KNOWN_KEYS = ("workflow", "images", "overrides", "comfy_org_api_key")
 WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -340,6 +340,8 @@ def scope_outputs(prompt: dict[str, Any], folder: str) -> dict[str, Any]:
     check_output_prefixes(prompt)
     for node in prompt.values():
         inputs = node.get("inputs", {})
+        if writes_to_own_folder(node.get("class_type")):
+            continue  # e.g. SaveStringKJ: its prefix is inside its output_folder, confined
         for name, prefix in inputs.items():
             if isinstance(prefix, str) and is_prefix(node.get("class_type"), name):
                 inputs[name] = f"{folder}/{prefix}"

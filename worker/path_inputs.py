@@ -122,6 +122,15 @@ def _where(node_id: str, node: dict[str, Any], name: str) -> str:
     return f"node {node_id} ({node.get('class_type')}), input {name!r}"
 
 
+_WRITERS = frozenset(c for (c, _), kind in PATH_INPUTS.items() if kind == WRITE)
+
+
+def writes_to_own_folder(class_type: Any) -> bool:
+    """Whether the node has a WRITE path input: its output prefix is then relative to that
+    (confined) folder, not to ComfyUI's output folder, and is not given the job's folder."""
+    return class_type in _WRITERS
+
+
 def is_prefix(class_type: Any, name: str) -> bool:
     """Whether this input is an output prefix (relative to ComfyUI's output folder)."""
     if (class_type, name) in PATH_INPUTS:

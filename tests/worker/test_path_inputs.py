@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from support.fake_comfyui import object_info as _object_info
 
+from worker.job_input import scope_outputs
 from worker.path_inputs import (
     FILE_NAMES,
     NAME,
@@ -144,3 +145,14 @@ def test_file_name_combos_hold_plain_names(value, ok):
     else:
         with pytest.raises(PathInputError, match="is not a plain file name"):
             check_file_names(prompt)
+
+
+def test_a_node_writing_into_its_own_folder_keeps_its_prefix_there(job):
+    # SaveStringKJ joins its prefix to output_folder: a job folder in front of it would name
+    # a folder that does not exist (seen on the real node)
+    input_dir, output_dir, _ = job
+    prompt = node("SaveStringKJ", output_folder="notes", filename_prefix="text")
+    prompt["8"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "img"}}
+    prompt = scope_outputs(confine_paths(prompt, input_dir, output_dir), "job-1")
+    assert prompt["7"]["inputs"]["filename_prefix"] == "text"
+    assert prompt["8"]["inputs"]["filename_prefix"] == "job-1/img"
