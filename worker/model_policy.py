@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.log_text import printable
+
 log = logging.getLogger("worker")
 
 # Not model folders: ComfyUI lists every file of custom_nodes/ there (the nodes lock pins them).
@@ -136,12 +138,13 @@ def enforce(uses: list[ModelUse], mode: str, titles: dict[str, str]) -> None:
         title = f' "{titles[use.node_id]}"' if use.node_id in titles else ""
         where = f"node {use.node_id}{title} ({use.class_type}), input {use.input!r}"
         if mode == "open":
+            # titles and file names come from the job: escaped, they cannot forge log lines
             log.warning(
-                "MODEL_POLICY=open: %s loads %r from %s, which is not a verified lock entry: %s",
-                where,
-                use.name,
-                use.folder,
-                use.why,
+                "%s",
+                printable(
+                    f"MODEL_POLICY=open: {where} loads {use.name!r} from {use.folder}, which "
+                    f"is not a verified lock entry: {use.why}"
+                ),
             )
             continue
         raise ModelPolicyError(

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from worker.job_input import JobInputError, apply_overrides, decode_base64, parse_job_input
-from worker.log_text import log_lines
+from worker.log_text import log_lines, printable
 
 from .test_job_input import GRAPH, WORKFLOWS
 
@@ -58,6 +58,10 @@ def test_the_image_cap_is_checked_before_decoding():
     )
     exact = base64.b64encode(b"x" * 2000).decode()
     assert decode_base64("data:image/png;base64," + exact, "i", max_bytes=2000) == b"x" * 2000
+
+
+def test_text_from_a_job_stays_on_one_log_line():
+    assert printable("t\n[worker] x ERROR\r\u2028y") == "t\\n[worker] x ERROR\\r\\u2028y"
 
 
 @pytest.mark.parametrize(
