@@ -106,6 +106,7 @@ NOT_PATHS: dict[tuple[str, str], str] = {
     ("SomethingToString", "prefix"): "text put before the string",
 }
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # An annotated name ("x.png [output]") makes ComfyUI read from another folder.
 _ANNOTATION = re.compile(r"\s\[(input|output|temp)\]\s*$")
 
@@ -201,6 +202,11 @@ def confine_paths(prompt: dict[str, Any], input_dir: Path, output_dir: Path) -> 
                 continue
             if "\x00" in value or any(ord(c) < 32 for c in value):
                 raise PathInputError(f"{where}: {value!r} contains control characters")
+            if _URL.match(value):  # VHS's path loaders would download it (and follow anything)
+                raise PathInputError(
+                    f"{where}: {value!r} is a URL; a path input takes a path in the job's "
+                    "folders (send images as input.images)"
+                )
             base = roots[0] if kind == READ else roots[1]
             resolved = Path(os.path.realpath(base / value))  # an absolute value replaces base
             if not any(resolved == root or root in resolved.parents for root in roots):

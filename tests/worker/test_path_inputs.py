@@ -117,7 +117,8 @@ def test_a_symlink_out_of_the_job_folder_is_followed_and_refused(job):
 
 
 @pytest.mark.parametrize(
-    "value", ["../job-2", "../../custom_nodes", "/etc", "sub/../../../x", "a\x00b"]
+    "value",
+    ["../job-2", "../../custom_nodes", "/etc", "sub/../../../x", "a\x00b", "https://x.test/v"],
 )
 def test_escapes_are_refused(job, value):
     input_dir, output_dir, _ = job
