@@ -178,7 +178,7 @@ def confine_paths(prompt: dict[str, Any], input_dir: Path, output_dir: Path) -> 
     `input_dir` and `output_dir` are the job's own folders. Returns `prompt`, changed in
     place: READ/WRITE values become the resolved absolute path.
     """
-    roots = [Path(os.path.realpath(input_dir)), Path(os.path.realpath(output_dir))]
+    roots: list[Path] = []  # resolved on first use: most prompts have no path input
     for node_id, node in prompt.items():
         class_type = node.get("class_type")
         inputs = node.get("inputs", {})
@@ -207,6 +207,8 @@ def confine_paths(prompt: dict[str, Any], input_dir: Path, output_dir: Path) -> 
                     f"{where}: {value!r} is a URL; a path input takes a path in the job's "
                     "folders (send images as input.images)"
                 )
+            if not roots:
+                roots += [Path(os.path.realpath(input_dir)), Path(os.path.realpath(output_dir))]
             base = roots[0] if kind == READ else roots[1]
             resolved = Path(os.path.realpath(base / value))  # an absolute value replaces base
             if not any(resolved == root or root in resolved.parents for root in roots):

@@ -70,6 +70,7 @@ class Runtime:
     # ComfyUI's combo inputs and model folders, read from it at the first job that needs them
     combos: dict[str, frozenset[str]] | None = None
     folders: list[str] | None = None
+    model_dirs: dict[str, list[Path]] | None = None  # from the extra-model-paths file, once
 
 
 _runtime: Runtime | None = None
@@ -238,13 +239,15 @@ def _check_models(rt: Runtime, spec: JobSpec) -> None:
         rt.combos = combo_inputs(rt.client.get_json("/object_info"))
     if rt.folders is None:
         rt.folders = [str(f) for f in rt.client.get_json("/models")]
+    if rt.model_dirs is None:
+        rt.model_dirs = search_dirs(config.comfyui_dir, config.extra_model_paths)
     check = rt.models or ModelCheck()
     uses = model_uses(
         spec.prompt,
         combos=rt.combos,
         folders=rt.folders,
         list_folder=lambda folder: rt.client.get_json(f"/models/{folder}"),
-        dirs=search_dirs(config.comfyui_dir, config.extra_model_paths),
+        dirs=rt.model_dirs,
         verified=VerifiedModels(check.locked_dests, check.verified_paths),
         skip=FILE_NAMES,
     )
