@@ -7,7 +7,8 @@ is a combo in its /object_info, and its value is a file that ComfyUI lists in on
 folders (GET /models, GET /models/<folder>, asked per job, so a file placed after the boot is
 seen). Every file of that name in the folder's search directories (ComfyUI's models/ and the
 extra-model-paths file) must be a verified copy of a lock entry, so whichever one ComfyUI
-picks is verified.
+picks is verified. Nodes that keep checkpoints in their own folder and download a missing one
+(Frame-Interpolation) are listed in NODE_CHECKPOINTS, checked the same way.
 """
 
 from __future__ import annotations
@@ -152,3 +153,69 @@ def enforce(uses: list[ModelUse], mode: str, titles: dict[str, str]) -> None:
             f"holds and the boot verified ({use.why}); this endpoint runs locked models only "
             "(MODEL_POLICY=locked)"
         )
+
+
+# Nodes that load checkpoints from their own folder, not from a ComfyUI model folder, and
+# download a missing one at run time: Frame-Interpolation keeps them in
+# ckpts/<model type>/<name>. class_type -> (input, files under ckpts/ for each value; None:
+# the value itself under the given model type).
+VFI_CKPTS = "custom_nodes/ComfyUI-Frame-Interpolation/ckpts"
+_GMFSS = "gmfss_fortuna/GMFSS_fortuna"
+NODE_CHECKPOINTS: dict[str, tuple[str, str | dict[str, tuple[str, ...]]]] = {
+    "AMT VFI": ("ckpt_name", "amt"),
+    "CAIN VFI": ("ckpt_name", "cain"),
+    "FILM VFI": ("ckpt_name", "film"),
+    "FLAVR VFI": ("ckpt_name", "flavr"),
+    "IFRNet VFI": ("ckpt_name", "ifrnet"),
+    "IFUnet VFI": ("ckpt_name", "ifunet"),
+    "M2M VFI": ("ckpt_name", "m2m"),
+    "RIFE VFI": ("ckpt_name", "rife"),
+    "Sepconv VFI": ("ckpt_name", "sepconv"),
+    "STMFNet VFI": ("ckpt_name", "stmfnet"),
+    "GMFSS Fortuna VFI": (
+        "ckpt_name",
+        {
+            "GMFSS_fortuna_union": (
+                "rife/rife46.pth",
+                f"{_GMFSS}_flownet.pkl",
+                f"{_GMFSS}_union_metric.pkl",
+                f"{_GMFSS}_union_feat.pkl",
+                f"{_GMFSS}_union_fusionnet.pkl",
+            ),
+            "GMFSS_fortuna": (
+                f"{_GMFSS}_flownet.pkl",
+                f"{_GMFSS}_metric.pkl",
+                f"{_GMFSS}_feat.pkl",
+                f"{_GMFSS}_fusionnet.pkl",
+            ),
+        },
+    ),
+}
+
+
+def node_checkpoint_uses(
+    prompt: dict[str, Any], comfyui_dir: Path, verified: VerifiedModels
+) -> list[ModelUse]:
+    """The checkpoints NODE_CHECKPOINTS nodes would load (or download), with the verdict: each
+    must be a lock entry (`custom_nodes/.../ckpts/...`) whose file the boot verified."""
+    uses = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        if class_type not in NODE_CHECKPOINTS:
+            continue
+        name, files = NODE_CHECKPOINTS[class_type]
+        value = node.get("inputs", {}).get(name)
+        if not isinstance(value, str):
+            continue  # a link or a wrong type: ComfyUI's combo validation refuses it
+        wanted = [f"{files}/{value}"] if isinstance(files, str) else files.get(value, ())
+        for rel in wanted:
+            dest = f"{VFI_CKPTS}/{rel}"
+            why = ""
+            if ".." in rel.split("/") or dest not in verified.locked_dests:
+                why = "the models lock has no such file (the node would download it)"
+            elif verified.verified_paths is not None and (
+                os.path.realpath(comfyui_dir / dest) not in verified.verified_paths
+            ):
+                why = f"{comfyui_dir / dest} was not verified at boot"
+            uses.append(ModelUse(node_id, class_type, name, VFI_CKPTS, rel, not why, why))
+    return uses

@@ -44,6 +44,7 @@ from worker.model_policy import (
     combo_inputs,
     enforce,
     model_uses,
+    node_checkpoint_uses,
 )
 from worker.models_check import ModelCheck
 from worker.outputs import (
@@ -242,15 +243,17 @@ def _check_models(rt: Runtime, spec: JobSpec) -> None:
     if rt.model_dirs is None:
         rt.model_dirs = search_dirs(config.comfyui_dir, config.extra_model_paths)
     check = rt.models or ModelCheck()
+    verified = VerifiedModels(check.locked_dests, check.verified_paths)
     uses = model_uses(
         spec.prompt,
         combos=rt.combos,
         folders=rt.folders,
         list_folder=lambda folder: rt.client.get_json(f"/models/{folder}"),
         dirs=rt.model_dirs,
-        verified=VerifiedModels(check.locked_dests, check.verified_paths),
+        verified=verified,
         skip=FILE_NAMES,
     )
+    uses += node_checkpoint_uses(spec.prompt, config.comfyui_dir, verified)
     try:
         enforce(uses, config.model_policy, spec.titles)
     except ModelPolicyError as exc:

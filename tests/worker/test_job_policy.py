@@ -156,6 +156,21 @@ def test_the_shipped_wan_job_uses_only_locked_models(named):
     assert named.log().count("MODEL_POLICY=open") == logged
 
 
+def test_a_frame_interpolation_checkpoint_the_lock_does_not_hold_is_refused(locked):
+    # RIFE VFI would download rife49.pth from GitHub at run time: an unpinned model
+    rife = {
+        "class_type": "RIFE VFI",
+        "inputs": {"ckpt_name": "rife49.pth", "frames": ["2", 0], "multiplier": 2},
+    }
+    error = run_error(locked, invert_job(("5", rife)))
+    assert error == (
+        "invalid input: node 5 (RIFE VFI), input 'ckpt_name': the model file "
+        "'rife/rife49.pth' in custom_nodes/ComfyUI-Frame-Interpolation/ckpts is not one the "
+        "models lock holds and the boot verified (the models lock has no such file (the node "
+        "would download it)); this endpoint runs locked models only (MODEL_POLICY=locked)"
+    )
+
+
 # -- 0. code-evaluating nodes ---------------------------------------------------------------
 def test_sigmas_math_is_refused_naming_node_class_and_why(locked):
     before = prompts_queued(locked)

@@ -10,11 +10,13 @@ import pytest
 
 from worker.model_paths import search_dirs
 from worker.model_policy import (
+    NODE_CHECKPOINTS,
     ModelPolicyError,
     VerifiedModels,
     combo_inputs,
     enforce,
     model_uses,
+    node_checkpoint_uses,
 )
 
 from .test_path_inputs import object_info
@@ -106,3 +108,34 @@ def test_open_logs_each_use_on_one_line_and_locked_refuses(comfy, caplog):
     assert "\n" not in record.getMessage() and "High\\n[worker]" in record.getMessage()
     with pytest.raises(ModelPolicyError, match="input 'unet_name': the model file"):
         enforce(found, "locked", titles)
+
+
+RIFE47 = "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife47.pth"
+
+
+def vfi(class_type: str, ckpt: str) -> dict:
+    return {"5": {"class_type": class_type, "inputs": {"ckpt_name": ckpt, "frames": ["1", 0]}}}
+
+
+def test_frame_interpolation_checkpoints_must_be_locked_and_verified(tmp_path):
+    rife47 = tmp_path / RIFE47
+    rife47.parent.mkdir(parents=True)
+    rife47.write_bytes(b"locked")
+    verified = VerifiedModels(frozenset({RIFE47}), frozenset({os.path.realpath(rife47)}))
+    [ok] = node_checkpoint_uses(vfi("RIFE VFI", "rife47.pth"), tmp_path, verified)
+    assert ok.allowed and ok.name == "rife/rife47.pth"
+    [download] = node_checkpoint_uses(vfi("RIFE VFI", "rife49.pth"), tmp_path, verified)
+    assert download.why == "the models lock has no such file (the node would download it)"
+    gmfss = node_checkpoint_uses(
+        vfi("GMFSS Fortuna VFI", "GMFSS_fortuna_union"), tmp_path, verified
+    )
+    assert len(gmfss) == 5 and not any(use.allowed for use in gmfss)
+    unverified = VerifiedModels(frozenset({RIFE47}), frozenset())
+    [late] = node_checkpoint_uses(vfi("RIFE VFI", "rife47.pth"), tmp_path, unverified)
+    assert late.why.endswith("rife47.pth was not verified at boot")
+
+
+def test_every_checkpoint_node_exists_with_its_input():
+    info = object_info()
+    for class_type, (name, _) in NODE_CHECKPOINTS.items():
+        assert name in info[class_type]["input"]["required"], class_type
