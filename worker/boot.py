@@ -27,6 +27,7 @@ from worker.comfy_process import (
     start_sage_check,
 )
 from worker.config import Config, ConfigError
+from worker.model_paths import with_model_paths
 from worker.models_check import ModelCheck, check_models
 
 log = logging.getLogger("worker")
@@ -70,7 +71,7 @@ def main() -> int:
     # be formatted and written twice per job.
     os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
     try:
-        config = Config.from_env()
+        config = with_model_paths(Config.from_env())
     except ConfigError as exc:
         log.error("configuration: %s", exc)
         return 2
@@ -136,7 +137,7 @@ def main() -> int:
         if config.mode == "pod":
             return _supervise(comfy)
         preload.join()
-        return _serve(config, comfy)
+        return _serve(config, comfy, check)
     finally:
         if sage_check is not None and sage_check.poll() is None:
             sage_check.kill()
@@ -161,7 +162,7 @@ def _models_ok(check: ModelCheck) -> bool:
     return True
 
 
-def _serve(config: Config, comfy: ComfyProcess) -> int:
+def _serve(config: Config, comfy: ComfyProcess, models: ModelCheck) -> int:
     from worker import rp_handler
     from worker.comfy_client import ComfyClient, ComfyError
     from worker.outputs import BucketUploader
@@ -180,7 +181,7 @@ def _serve(config: Config, comfy: ComfyProcess) -> int:
         )
         return 1
     uploader = BucketUploader(config.bucket) if config.bucket else None
-    rp_handler.install(rp_handler.Runtime(config, comfy, client, uploader))
+    rp_handler.install(rp_handler.Runtime(config, comfy, client, uploader, models))
     rp_handler.serve()
     return 0
 

@@ -139,6 +139,13 @@ class ComfyClient:
                 raise ComfyGone("ComfyUI is not running") from exc
             raise ComfyError(f"ComfyUI did not answer {method} {path}: {exc}") from exc
 
+    def get_json(self, path: str) -> Any:
+        """GET a JSON answer (/object_info, /models, /models/<folder>)."""
+        resp = self._request("GET", path)
+        if resp.status_code != 200:
+            raise ComfyError(f"ComfyUI answered GET {path} with HTTP {resp.status_code}")
+        return resp.json()
+
     def upload_image(self, name: str, data: bytes, subfolder: str = "") -> str:
         """Upload to input/<subfolder>; returns the name to give LoadImage (ComfyUI may
         store it under another name)."""

@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 from worker.config import Config
+from worker.log_text import log_lines
 
 log = logging.getLogger("worker")
 
@@ -39,7 +40,8 @@ def comfy_command(config: Config, *, sage: bool) -> list[str]:
     ]
     if sage:
         cmd.append("--use-sage-attention")
-    cmd += ["--extra-model-paths-config", str(config.extra_model_paths)]
+    if config.extra_model_paths is not None:  # boot writes one (worker.model_paths)
+        cmd += ["--extra-model-paths-config", str(config.extra_model_paths)]
     cmd += list(config.comfyui_extra_args)
     return cmd
 
@@ -127,9 +129,9 @@ class ComfyProcess:
         assert proc.stdout is not None
         prefix = self.config.log_prefix
         for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.last_lines.append(line)
-            sys.stdout.write(f"{prefix}{line}\n")
+            for line in log_lines(raw.decode("utf-8", "replace")):
+                self.last_lines.append(line)
+                sys.stdout.write(f"{prefix}{line}\n")
             sys.stdout.flush()
 
     def alive(self) -> bool:

@@ -64,7 +64,8 @@ class Config:
     comfyui_host: str = "127.0.0.1"
     comfyui_port: int = 8188
     comfyui_extra_args: tuple[str, ...] = ()
-    extra_model_paths: Path = WORKER_DIR / "extra_model_paths.yaml"
+    # None: written at boot from volume_roots (worker.model_paths); else the user's file
+    extra_model_paths: Path | None = None
     mode: str = "serverless"  # or "pod"
     sage_attention: bool = True
     model_verify: str = "full"  # full | fast | off
@@ -88,6 +89,10 @@ class Config:
     black_threshold: int = 10
     progress_interval: float = 1.0
     bucket: BucketConfig | None = None
+    # job-input policy (worker.model_policy, worker.code_nodes, worker.path_inputs)
+    model_policy: str = "locked"  # locked | open
+    allow_code_nodes: bool = False
+    max_input_image_bytes: int = 50 * 1024 * 1024
     log_prefix: str = "[comfyui] "
 
     @property
@@ -109,9 +114,7 @@ class Config:
             comfyui_python=env.get("COMFYUI_PYTHON", "").strip() or sys.executable,
             comfyui_port=port,
             comfyui_extra_args=tuple(env.get("COMFYUI_EXTRA_ARGS", "").split()),
-            extra_model_paths=Path(
-                env.get("EXTRA_MODEL_PATHS", str(WORKER_DIR / "extra_model_paths.yaml"))
-            ),
+            extra_model_paths=Path(paths) if (paths := env.get("EXTRA_MODEL_PATHS", "")) else None,
             mode=_choice(env, "WORKER_MODE", "serverless", ("serverless", "pod")),
             sage_attention=_flag(env, "SAGE_ATTENTION", True),
             model_verify=_choice(env, "MODEL_VERIFY", "full", ("full", "fast", "off")),
@@ -133,6 +136,11 @@ class Config:
             black_threshold=int(_number(env, "BLACK_THRESHOLD", 10)),
             progress_interval=_number(env, "PROGRESS_INTERVAL", 1.0),
             bucket=_bucket_from_env(env),
+            model_policy=_choice(env, "MODEL_POLICY", "locked", ("locked", "open")),
+            allow_code_nodes=_flag(env, "ALLOW_CODE_NODES", False),
+            max_input_image_bytes=int(
+                _number(env, "MAX_INPUT_IMAGE_BYTES", 50 * 1024 * 1024, minimum=1)
+            ),
         )
 
 

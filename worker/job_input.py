@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.code_nodes import refused_code_node
+from worker.path_inputs import PathInputError, check_file_names, is_prefix, writes_to_own_folder
+
 KNOWN_KEYS = ("workflow", "images", "overrides", "comfy_org_api_key")
 WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_NAME = 200
+MAX_DEPTH = 64  # an API graph nests 4 levels deep; more is an attack on the recursion limit
+DEFAULT_MAX_IMAGE_BYTES = 50 * 1024 * 1024
 
 
 class JobInputError(ValueError):
@@ -53,7 +58,14 @@ def node_titles(prompt: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def parse_job_input(raw: Any, *, workflows_dir: Path, allow_raw: bool) -> JobSpec:
+def parse_job_input(
+    raw: Any,
+    *,
+    workflows_dir: Path,
+    allow_raw: bool,
+    allow_code_nodes: bool = False,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+) -> JobSpec:
     if not isinstance(raw, dict):
         raise JobInputError(
             f"input must be an object with a `workflow`, found {type(raw).__name__}"
@@ -69,6 +81,7 @@ def parse_job_input(raw: Any, *, workflows_dir: Path, allow_raw: bool) -> JobSpe
             "input.workflow is missing: give an API-format workflow or the name "
             f"of one of: {', '.join(available_workflows(workflows_dir)) or '-'}"
         )
+    check_depth(raw, "input")
     workflow = raw["workflow"]
     if isinstance(workflow, str):
         prompt = load_named_workflow(workflow, workflows_dir)
@@ -89,13 +102,33 @@ def parse_job_input(raw: Any, *, workflows_dir: Path, allow_raw: bool) -> JobSpe
     if "overrides" in raw:
         prompt = apply_overrides(prompt, raw["overrides"])
     check_output_prefixes(prompt)
-    images = parse_images(raw.get("images", []))
+    try:
+        check_file_names(prompt)
+    except PathInputError as exc:
+        raise JobInputError(str(exc)) from None
+    if not allow_code_nodes and (refused := refused_code_node(prompt)):
+        raise JobInputError(refused)
+    images = parse_images(raw.get("images", []), max_image_bytes)
     extra: dict[str, Any] = {}
     if raw.get("comfy_org_api_key") is not None:
         if not isinstance(raw["comfy_org_api_key"], str):
             raise JobInputError("input.comfy_org_api_key must be a string")
         extra["api_key_comfy_org"] = raw["comfy_org_api_key"]
     return JobSpec(prompt, images, extra)
+
+
+def check_depth(value: Any, where: str) -> None:
+    """Refuse input nested deeper than MAX_DEPTH, walking it without recursion (copying or
+    reading a deeper structure would end in RecursionError)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise JobInputError(f"{where} is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
 
 
 def available_workflows(workflows_dir: Path) -> list[str]:
@@ -162,6 +195,9 @@ def apply_overrides(prompt: dict[str, Any], overrides: Any) -> dict[str, Any]:
         )
     prompt = copy.deepcopy(prompt)
     titles = node_titles(prompt)
+    by_title: dict[str, list[str]] = {}  # built once: a lookup per override stays O(1)
+    for nid, title in titles.items():
+        by_title.setdefault(title, []).append(nid)
     for key, value in overrides.items():
         target, dot, input_name = str(key).rpartition(".")
         if not dot or not target or not input_name:
@@ -171,7 +207,7 @@ def apply_overrides(prompt: dict[str, Any], overrides: Any) -> dict[str, Any]:
         if target in prompt:
             node_id = target
         else:
-            matches = [nid for nid, title in titles.items() if title == target]
+            matches = by_title.get(target, [])
             if not matches:
                 shown = ", ".join(sorted(set(titles.values()))) or "-"
                 raise JobInputError(
@@ -231,7 +267,7 @@ def safe_name(name: Any, where: str) -> str:
     return name
 
 
-def parse_images(raw: Any) -> list[InputImage]:
+def parse_images(raw: Any, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> list[InputImage]:
     if not isinstance(raw, list):
         raise JobInputError(
             f"input.images must be a list of {{name, image}}, found {type(raw).__name__}"
@@ -254,17 +290,25 @@ def parse_images(raw: Any) -> list[InputImage]:
         elif re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
             raise JobInputError(f"{where}.image: only http and https URLs are accepted")
         else:
-            images.append(InputImage(name, data=decode_base64(value, f"{where}.image")))
+            images.append(InputImage(name, data=decode_base64(value, f"{where}.image", max_bytes)))
     return images
 
 
-def decode_base64(value: str, where: str) -> bytes:
+def decode_base64(value: str, where: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> bytes:
     if value.startswith("data:"):
         header, comma, value = value.partition(",")
         if not comma or ";base64" not in header:
             raise JobInputError(
                 f"{where}: a data URI must be base64-encoded (data:<type>;base64,...)"
             )
+    # Checked on the text, before anything is decoded or copied: 4 characters carry 3 bytes
+    # (line breaks, if any, count as characters, so the cap errs on the strict side).
+    size = len(value) * 3 // 4 - len(value[-2:]) + len(value[-2:].rstrip("="))
+    if size > max_bytes:
+        raise JobInputError(
+            f"{where} is about {size:,} bytes, over the limit of {max_bytes:,} "
+            "(MAX_INPUT_IMAGE_BYTES)"
+        )
     try:
         data = base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
@@ -296,20 +340,27 @@ def scope_outputs(prompt: dict[str, Any], folder: str) -> dict[str, Any]:
     check_output_prefixes(prompt)
     for node in prompt.values():
         inputs = node.get("inputs", {})
-        prefix = inputs.get("filename_prefix")
-        if isinstance(prefix, str):
-            inputs["filename_prefix"] = f"{folder}/{prefix}"
+        if writes_to_own_folder(node.get("class_type")):
+            continue  # e.g. SaveStringKJ: its prefix is inside its output_folder, confined
+        for name, prefix in inputs.items():
+            if isinstance(prefix, str) and is_prefix(node.get("class_type"), name):
+                inputs[name] = f"{folder}/{prefix}"
     return prompt
 
 
 def check_output_prefixes(prompt: dict[str, Any]) -> None:
-    """A `filename_prefix` (from the workflow or an override) stays in the job's folder."""
+    """An output prefix (from the workflow or an override) stays in the job's folder."""
     for node_id, node in prompt.items():
-        prefix = node.get("inputs", {}).get("filename_prefix")
-        if isinstance(prefix, str) and (
-            prefix.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", prefix)
-        ):
-            raise JobInputError(
-                f"input.workflow[{node_id!r}] filename_prefix {prefix!r} must "
-                "stay inside the output folder: no leading '/' and no '..'"
-            )
+        for name, prefix in node.get("inputs", {}).items():
+            if not isinstance(prefix, str) or not is_prefix(node.get("class_type"), name):
+                continue
+            if (
+                prefix.startswith(("/", "\\"))
+                or ".." in re.split(r"[/\\]", prefix)
+                or any(ord(c) < 32 for c in prefix)
+            ):
+                raise JobInputError(
+                    f"input.workflow[{node_id!r}] {name} {prefix!r} must "
+                    "stay inside the output folder: no leading '/' and no '..' (and no "
+                    "control characters)"
+                )

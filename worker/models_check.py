@@ -27,6 +27,10 @@ class ModelCheck:
     verified: int = 0
     seconds: float = 0.0
     hashed_bytes: int = 0
+    # for the model policy: the lock's dests, and the files verified against them
+    # (None when MODEL_VERIFY=off: nothing was verified, the policy goes by names)
+    locked_dests: frozenset[str] = frozenset()
+    verified_paths: frozenset[str] | None = None
 
 
 def lock_path(config: Config) -> Path:
@@ -61,11 +65,17 @@ def fetch_blocker(entry: object, env: Mapping[str, str]) -> str | None:
 def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelCheck:
     env = os.environ if env is None else env
     result = ModelCheck()
-    if config.model_verify == "off":
-        result.warnings.append("MODEL_VERIFY=off: model files are NOT verified against the lock")
-        return result
     from bake.errors import BakeError
     from bake.locks.models import load_models_lock
+
+    if config.model_verify == "off":
+        result.warnings.append("MODEL_VERIFY=off: model files are NOT verified against the lock")
+        try:
+            lock = load_models_lock(lock_path(config))
+            result.locked_dests = frozenset(e.dest for e in lock.entries("all"))
+        except (BakeError, OSError) as exc:
+            result.warnings.append(f"models lock unreadable, no model is allowed: {exc}")
+        return result
     from bake.models.verify import missing_line, verify_models
 
     started = time.monotonic()
@@ -80,6 +90,8 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
     roots = [config.comfyui_dir, *volumes]
     report = verify_models(lock, config.comfyui_dir, volumes, mode=config.model_verify)
     result.verified = len(report.verified)
+    result.locked_dests = frozenset(e.dest for e in lock.entries("all"))
+    verified_paths = list(report.verified)
     result.hashed_bytes = report.hashed_bytes
     result.errors += report.problems
     for entry in report.unlocked:
@@ -114,8 +126,10 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
             )
             result.errors += fetched.failed
             result.verified += len(fetched.fetched) + len(fetched.present)
+            verified_paths += fetched.fetched + fetched.present
         except BakeError as exc:
             result.errors += exc.lines()
+    result.verified_paths = frozenset(os.path.realpath(p) for p in verified_paths)
     result.ok = not result.errors
     result.seconds = time.monotonic() - started
     return result

@@ -91,7 +91,11 @@ def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile]:
 
 
 def _node_order(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
+    # isdigit() is also true for "³" or "١", which int() refuses or reads differently: only
+    # ASCII digits are numbers here, anything else sorts after them by its text
+    if node_id.isascii() and node_id.isdigit():
+        return (int(node_id), "")
+    return (1 << 62, node_id)
 
 
 def base64_size(n: int) -> int:

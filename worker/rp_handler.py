@@ -37,6 +37,16 @@ from worker.job_input import (
     rename_references,
     scope_outputs,
 )
+from worker.model_paths import search_dirs
+from worker.model_policy import (
+    ModelPolicyError,
+    VerifiedModels,
+    combo_inputs,
+    enforce,
+    model_uses,
+    node_checkpoint_uses,
+)
+from worker.models_check import ModelCheck
 from worker.outputs import (
     RESULT_KEYS,
     BucketUploader,
@@ -46,6 +56,7 @@ from worker.outputs import (
     collect_outputs,
     inline_entry,
 )
+from worker.path_inputs import FILE_NAMES, PathInputError, confine_paths
 
 log = logging.getLogger("worker")
 
@@ -56,6 +67,11 @@ class Runtime:
     comfy: ComfyProcess
     client: ComfyClient
     uploader: BucketUploader | None = None
+    models: ModelCheck | None = None  # what the boot verified, for the model policy
+    # ComfyUI's combo inputs and model folders, read from it at the first job that needs them
+    combos: dict[str, frozenset[str]] | None = None
+    folders: list[str] | None = None
+    model_dirs: dict[str, list[Path]] | None = None  # from the extra-model-paths file, once
 
 
 _runtime: Runtime | None = None
@@ -106,6 +122,8 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
             job.get("input"),
             workflows_dir=rt.config.workflows_dir,
             allow_raw=rt.config.allow_raw_workflows,
+            allow_code_nodes=rt.config.allow_code_nodes,
+            max_image_bytes=rt.config.max_input_image_bytes,
         )
     except JobInputError as exc:
         return {"error": f"invalid input: {exc}"}
@@ -150,6 +168,14 @@ def _run(
     rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str, started: float
 ) -> dict[str, Any]:
     config, client = rt.config, rt.client
+    # Every check on the prompt runs before anything is uploaded or queued.
+    try:
+        confine_paths(
+            spec.prompt, config.comfyui_dir / "input" / scope, config.comfyui_dir / "output" / scope
+        )
+    except PathInputError as exc:
+        raise JobInputError(str(exc)) from None
+    _check_models(rt, spec)
     renames: dict[str, str] = {}
     for image in spec.images:
         data = image.data
@@ -204,6 +230,34 @@ def _run(
         "total_ms": round((done - started) * 1000, 1),
     }
     return output
+
+
+def _check_models(rt: Runtime, spec: JobSpec) -> None:
+    """The model policy: see worker.model_policy. ComfyUI's combo inputs are read once;
+    its model folders' files on every job (a file may appear after the boot)."""
+    config = rt.config
+    if rt.combos is None:
+        rt.combos = combo_inputs(rt.client.get_json("/object_info"))
+    if rt.folders is None:
+        rt.folders = [str(f) for f in rt.client.get_json("/models")]
+    if rt.model_dirs is None:
+        rt.model_dirs = search_dirs(config.comfyui_dir, config.extra_model_paths)
+    check = rt.models or ModelCheck()
+    verified = VerifiedModels(check.locked_dests, check.verified_paths)
+    uses = model_uses(
+        spec.prompt,
+        combos=rt.combos,
+        folders=rt.folders,
+        list_folder=lambda folder: rt.client.get_json(f"/models/{folder}"),
+        dirs=rt.model_dirs,
+        verified=verified,
+        skip=FILE_NAMES,
+    )
+    uses += node_checkpoint_uses(spec.prompt, config.comfyui_dir, verified)
+    try:
+        enforce(uses, config.model_policy, spec.titles)
+    except ModelPolicyError as exc:
+        raise JobInputError(str(exc)) from None
 
 
 def _guard_black(contents: list[tuple[OutputFile, bytes]], threshold: int) -> None:

@@ -56,7 +56,7 @@ def test_serverless_boot_uses_the_exact_flags_on_loopback_and_sigterm_stops_comf
             "--use-sage-attention",
             "--extra-model-paths-config",
         ]
-        assert argv[11].endswith("worker/extra_model_paths.yaml")
+        assert argv[11].endswith("/extra_model_paths.yaml")  # written at boot
         assert argv[12:] == ["--cpu"]  # COMFYUI_EXTRA_ARGS comes last
         assert "[comfyui] Using sage attention" in worker.log()  # log passed through, prefixed
         comfy = worker.comfy_pid()

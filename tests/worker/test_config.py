@@ -24,7 +24,9 @@ def test_defaults():
     assert config.volume_roots == (Path("/workspace"), Path("/runpod-volume"))
     assert not config.fetch_missing and config.allow_raw_workflows
     assert config.bucket is None
-    assert config.extra_model_paths == REPO / "worker" / "extra_model_paths.yaml"
+    assert config.extra_model_paths is None  # written at boot from VOLUME_ROOTS
+    assert config.model_policy == "locked" and not config.allow_code_nodes
+    assert config.max_input_image_bytes == 50 * 1024 * 1024
 
 
 def test_the_exact_comfyui_command_line():
@@ -33,6 +35,7 @@ def test_the_exact_comfyui_command_line():
             "COMFYUI_DIR": "/c",
             "COMFYUI_PYTHON": "/py",
             "COMFYUI_EXTRA_ARGS": "--cpu --verbose DEBUG",
+            "EXTRA_MODEL_PATHS": "/e.yaml",
         }
     )
     assert comfy_command(config, sage=True) == [
@@ -48,7 +51,7 @@ def test_the_exact_comfyui_command_line():
         "none",
         "--use-sage-attention",
         "--extra-model-paths-config",
-        str(REPO / "worker" / "extra_model_paths.yaml"),
+        "/e.yaml",
         "--cpu",
         "--verbose",
         "DEBUG",
@@ -68,6 +71,9 @@ def test_pod_mode_listens_on_all_interfaces():
         ({"COMFYUI_PORT": "http"}, "COMFYUI_PORT='http': expected a number"),
         ({"JOB_TIMEOUT": "-1"}, "JOB_TIMEOUT='-1': must be at least"),
         ({"BUCKET_ENDPOINT_URL": "http://127.0.0.1:9000"}, "set BUCKET_NAME"),
+        ({"MODEL_POLICY": "loose"}, "MODEL_POLICY='loose': expected one of locked, open"),
+        ({"ALLOW_CODE_NODES": "sure"}, "ALLOW_CODE_NODES='sure': expected one of on, off"),
+        ({"MAX_INPUT_IMAGE_BYTES": "0"}, "MAX_INPUT_IMAGE_BYTES='0': must be at least 1"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env, expected):
@@ -90,27 +96,6 @@ def test_bucket_name_from_a_virtual_host_endpoint():
         }
     ).bucket
     assert bucket is not None and bucket.bucket == "outs" and bucket.access_key_id == "testing"
-
-
-def test_extra_model_paths_cover_both_volumes_and_every_folder():
-    import yaml
-
-    data = yaml.safe_load((REPO / "worker" / "extra_model_paths.yaml").read_text())
-    bases = {paths["base_path"] for paths in data.values()}
-    assert bases == {"/workspace/models", "/runpod-volume/models"}
-    for paths in data.values():
-        for folder in (
-            "diffusion_models",
-            "text_encoders",
-            "loras",
-            "vae",
-            "checkpoints",
-            "clip_vision",
-            "upscale_models",
-            "audio_encoders",
-            "model_patches",
-        ):
-            assert paths[folder] == f"{folder}/"
 
 
 def test_what_keeps_a_volume_model_from_being_fetched():

@@ -1,0 +1,221 @@
+"""The model policy: a job loads only model files that the models lock holds and the boot
+verified (MODEL_POLICY=locked), or, with MODEL_POLICY=open, any file on the volume, each use
+logged.
+
+Which inputs name a model file is taken from the running ComfyUI, not from a table: an input
+is a combo in its /object_info, and its value is a file that ComfyUI lists in one of its model
+folders (GET /models, GET /models/<folder>, asked per job, so a file placed after the boot is
+seen). Every file of that name in the folder's search directories (ComfyUI's models/ and the
+extra-model-paths file) must be a verified copy of a lock entry, so whichever one ComfyUI
+picks is verified. Nodes that keep checkpoints in their own folder and download a missing one
+(Frame-Interpolation) are listed in NODE_CHECKPOINTS, checked the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.log_text import printable
+
+log = logging.getLogger("worker")
+
+# Not model folders: ComfyUI lists every file of custom_nodes/ there (the nodes lock pins them).
+NOT_MODEL_FOLDERS = frozenset({"custom_nodes"})
+
+
+class ModelPolicyError(ValueError):
+    """A job names a model file the policy refuses; the message names node, input and file."""
+
+
+@dataclass(frozen=True)
+class ModelUse:
+    node_id: str
+    class_type: str
+    input: str
+    folder: str
+    name: str
+    allowed: bool
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class VerifiedModels:
+    """What the boot established: the lock's dests (`models/<folder>/<name>`) and the real
+    paths of the files verified against it (None when MODEL_VERIFY=off: names only)."""
+
+    locked_dests: frozenset[str]
+    verified_paths: frozenset[str] | None
+
+    def check(self, folder: str, name: str, dirs: list[Path]) -> str | None:
+        """None when every copy of `name` that ComfyUI could load for `folder` is a
+        verified lock entry; else why not."""
+        if f"models/{folder}/{name}" not in self.locked_dests:
+            return "the models lock has no such file"
+        found = [d / name for d in dirs if (d / name).exists()]
+        if not found:
+            return (
+                "ComfyUI lists it, but not in a folder the worker knows (ComfyUI's models/ "
+                "and the extra model paths), so it cannot have been verified"
+            )
+        if self.verified_paths is not None:
+            for path in found:
+                if os.path.realpath(path) not in self.verified_paths:
+                    return f"{path} was not verified at boot"
+        return None
+
+
+def combo_inputs(object_info: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """class_type -> its combo inputs, from ComfyUI's /object_info."""
+    combos: dict[str, frozenset[str]] = {}
+    for class_type, info in object_info.items():
+        names = set()
+        spec = info.get("input", {}) if isinstance(info, dict) else {}
+        for category in ("required", "optional"):
+            for name, entry in (spec.get(category) or {}).items():
+                if (
+                    isinstance(entry, list)
+                    and entry
+                    and (isinstance(entry[0], list) or entry[0] == "COMBO")
+                ):
+                    names.add(name)
+        combos[class_type] = frozenset(names)
+    return combos
+
+
+def candidates(
+    prompt: dict[str, Any], combos: dict[str, frozenset[str]], skip: Iterable[tuple[str, str]]
+) -> list[tuple[str, str, str, str]]:
+    """(node id, class, input, value) of every literal string at a combo input."""
+    skipped = set(skip)
+    found = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        for name, value in node.get("inputs", {}).items():
+            if (
+                isinstance(value, str)
+                and name in combos.get(class_type, ())
+                and (class_type, name) not in skipped
+            ):
+                found.append((node_id, class_type, name, value))
+    return found
+
+
+def model_uses(
+    prompt: dict[str, Any],
+    *,
+    combos: dict[str, frozenset[str]],
+    folders: list[str],
+    list_folder: Callable[[str], list[str]],
+    dirs: dict[str, list[Path]],
+    verified: VerifiedModels,
+    skip: Iterable[tuple[str, str]] = (),
+) -> list[ModelUse]:
+    """Every model file the prompt names, with the policy's verdict on each."""
+    found = candidates(prompt, combos, skip)
+    if not found:
+        return []
+    listings = {f: set(list_folder(f)) for f in folders if f not in NOT_MODEL_FOLDERS}
+    uses = []
+    for node_id, class_type, name, value in found:
+        for folder, files in listings.items():
+            if value in files:
+                why = verified.check(folder, value, dirs.get(folder, []))
+                uses.append(
+                    ModelUse(node_id, class_type, name, folder, value, why is None, why or "")
+                )
+    return uses
+
+
+def enforce(uses: list[ModelUse], mode: str, titles: dict[str, str]) -> None:
+    """Refuse the first use the lock does not cover (locked), or log each (open)."""
+    for use in uses:
+        if use.allowed:
+            continue
+        title = f' "{titles[use.node_id]}"' if use.node_id in titles else ""
+        where = f"node {use.node_id}{title} ({use.class_type}), input {use.input!r}"
+        if mode == "open":
+            # titles and file names come from the job: escaped, they cannot forge log lines
+            log.warning(
+                "%s",
+                printable(
+                    f"MODEL_POLICY=open: {where} loads {use.name!r} from {use.folder}, which "
+                    f"is not a verified lock entry: {use.why}"
+                ),
+            )
+            continue
+        raise ModelPolicyError(
+            f"{where}: the model file {use.name!r} in {use.folder} is not one the models lock "
+            f"holds and the boot verified ({use.why}); this endpoint runs locked models only "
+            "(MODEL_POLICY=locked)"
+        )
+
+
+# Nodes that load checkpoints from their own folder, not from a ComfyUI model folder, and
+# download a missing one at run time: Frame-Interpolation keeps them in
+# ckpts/<model type>/<name>. class_type -> (input, files under ckpts/ for each value; None:
+# the value itself under the given model type).
+VFI_CKPTS = "custom_nodes/ComfyUI-Frame-Interpolation/ckpts"
+_GMFSS = "gmfss_fortuna/GMFSS_fortuna"
+NODE_CHECKPOINTS: dict[str, tuple[str, str | dict[str, tuple[str, ...]]]] = {
+    "AMT VFI": ("ckpt_name", "amt"),
+    "CAIN VFI": ("ckpt_name", "cain"),
+    "FILM VFI": ("ckpt_name", "film"),
+    "FLAVR VFI": ("ckpt_name", "flavr"),
+    "IFRNet VFI": ("ckpt_name", "ifrnet"),
+    "IFUnet VFI": ("ckpt_name", "ifunet"),
+    "M2M VFI": ("ckpt_name", "m2m"),
+    "RIFE VFI": ("ckpt_name", "rife"),
+    "Sepconv VFI": ("ckpt_name", "sepconv"),
+    "STMFNet VFI": ("ckpt_name", "stmfnet"),
+    "GMFSS Fortuna VFI": (
+        "ckpt_name",
+        {
+            "GMFSS_fortuna_union": (
+                "rife/rife46.pth",
+                f"{_GMFSS}_flownet.pkl",
+                f"{_GMFSS}_union_metric.pkl",
+                f"{_GMFSS}_union_feat.pkl",
+                f"{_GMFSS}_union_fusionnet.pkl",
+            ),
+            "GMFSS_fortuna": (
+                f"{_GMFSS}_flownet.pkl",
+                f"{_GMFSS}_metric.pkl",
+                f"{_GMFSS}_feat.pkl",
+                f"{_GMFSS}_fusionnet.pkl",
+            ),
+        },
+    ),
+}
+
+
+def node_checkpoint_uses(
+    prompt: dict[str, Any], comfyui_dir: Path, verified: VerifiedModels
+) -> list[ModelUse]:
+    """The checkpoints NODE_CHECKPOINTS nodes would load (or download), with the verdict: each
+    must be a lock entry (`custom_nodes/.../ckpts/...`) whose file the boot verified."""
+    uses = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        if class_type not in NODE_CHECKPOINTS:
+            continue
+        name, files = NODE_CHECKPOINTS[class_type]
+        value = node.get("inputs", {}).get(name)
+        if not isinstance(value, str):
+            continue  # a link or a wrong type: ComfyUI's combo validation refuses it
+        wanted = [f"{files}/{value}"] if isinstance(files, str) else files.get(value, ())
+        for rel in wanted:
+            dest = f"{VFI_CKPTS}/{rel}"
+            why = ""
+            if ".." in rel.split("/") or dest not in verified.locked_dests:
+                why = "the models lock has no such file (the node would download it)"
+            elif verified.verified_paths is not None and (
+                os.path.realpath(comfyui_dir / dest) not in verified.verified_paths
+            ):
+                why = f"{comfyui_dir / dest} was not verified at boot"
+            uses.append(ModelUse(node_id, class_type, name, VFI_CKPTS, rel, not why, why))
+    return uses
