@@ -8,15 +8,16 @@ function in `lockdiff` compares.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bake.hashing import TREE_PREFIX
 from bake.locks.lockfile import (
     HEX40,
     LOCK_VERSION,
-    TREE_HASH,
     Checker,
     check_relative_path,
     describe,
@@ -25,6 +26,10 @@ from bake.locks.lockfile import (
     write_if_changed,
 )
 from bake.locks.yamlio import dump_yaml, load_yaml
+
+# The tree hash format of bake.hashing (`tree2-blake3:`, NUL-terminated records); a hash of the
+# old newline-terminated format (`blake3:`) is refused: it could be forged by a file name.
+TREE_HASH = re.compile(re.escape(TREE_PREFIX) + "[0-9a-f]{64}")
 
 Kind = Literal["comfyui", "custom_node", "source_build"]
 
@@ -225,7 +230,12 @@ def _parse_pin(check: Checker, data: Any, where: str, kind: Kind) -> GitPin | No
     rev = check.pattern(data, "rev", where, HEX40, "a full commit (40 lowercase hex characters)")
     date = check.iso_date(data, "date", where)
     tree = check.pattern(
-        data, "tree", where, TREE_HASH, "'blake3:' and 64 lowercase hex characters", required=False
+        data,
+        "tree",
+        where,
+        TREE_HASH,
+        f"'{TREE_PREFIX}' and 64 lowercase hex characters",
+        required=False,
     )
     requirements = check.string_list(data, "requirements", where)
     if rev is None or date is None:

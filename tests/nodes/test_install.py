@@ -166,7 +166,7 @@ def test_tampered_tree_is_refused_and_nothing_is_installed(remotes, tmp_path):
     lock_path = _locked(remotes, tmp_path)
     lock = load_nodes_lock(lock_path)
     entry = lock.custom_nodes[KJ]
-    forged = "blake3:" + "1" * 64
+    forged = "tree2-blake3:" + "1" * 64
     lock = lock.with_pin(KJ, dataclasses.replace(entry.locked, tree=forged))
     comfy = tmp_path / "ComfyUI"
     with pytest.raises(InstallError) as caught:
