@@ -46,13 +46,17 @@ def _timeout() -> float:
         return _DEFAULT_TIMEOUT
 
 
-def _env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
+    """The environment every git command runs with."""
     env = dict(os.environ)
     # A build has no one to type a password: fail instead of waiting at a prompt.
     env["GIT_TERMINAL_PROMPT"] = "0"
     env.setdefault("GCM_INTERACTIVE", "never")
     # Messages are matched below and quoted to users: keep them in one language.
     env["LC_ALL"] = "C"
+    # A replace ref (refs/replace/) in a checkout's .git would make a pinned commit show
+    # another commit's files: pins mean the objects themselves.
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
     return env
 
 
@@ -77,9 +81,11 @@ def run(
         proc = subprocess.run(
             ["git", *args],
             cwd=cwd,
-            env=_env(),
+            env=git_env(),
             capture_output=True,
             text=True,
+            # a file name need not be UTF-8: keep its bytes (surrogates) instead of crashing
+            errors="surrogateescape",
             timeout=_timeout(),
             check=False,
             stdin=subprocess.DEVNULL,
@@ -172,7 +178,7 @@ def has_commit(repo: Path, rev: str) -> bool:
     proc = subprocess.run(
         ["git", "cat-file", "-e", f"{rev}^{{commit}}"],
         cwd=repo,
-        env=_env(),
+        env=git_env(),
         capture_output=True,
         check=False,
     )
@@ -257,7 +263,7 @@ def head(repo: Path) -> str | None:
     proc = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
         cwd=repo,
-        env=_env(),
+        env=git_env(),
         capture_output=True,
         text=True,
         check=False,
