@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from bake.hashing import TREE_PREFIX
 from bake.locks.lockfile import (
@@ -155,12 +156,37 @@ def repo_name(url: str) -> str:
     return tail[:-4] if tail.endswith(".git") else tail
 
 
+def repository_of(url: str) -> str:
+    """The repository a git URL names, normalised as hosts serve it: without query, fragment,
+    trailing slashes, a trailing `/.git` or `.git` (in any case) and percent-escapes, in lower
+    case. `https://github.com/o/ComfyUI-Manager.GIT#x` and `git@github.com:o/comfyui-manager/.git/`
+    both name `comfyui-manager`."""
+    text = url.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        path = parts.path
+    else:  # scp-like: [user@]host:path
+        path = text.split("#", 1)[0].split("?", 1)[0].rsplit(":", 1)[-1]
+    path = unquote(path)
+    while True:
+        trimmed = path.rstrip("/")
+        if trimmed.lower().endswith("/.git"):
+            trimmed = trimmed[: -len("/.git")]
+        elif trimmed.lower().endswith(".git"):
+            trimmed = trimmed[: -len(".git")]
+        if trimmed == path:
+            break
+        path = trimmed
+    return path.rsplit("/", 1)[-1].lower()
+
+
 def excluded_by(name: str, url: str | None, exclude: Iterable[str]) -> str | None:
-    """The excluded name that `name` or `url` matches (any case, any owner), or None."""
+    """The excluded name that `name` or `url` matches (any case, any owner, the URL normalised
+    by `repository_of`), or None."""
     refused = {n.lower(): n for n in (*ALWAYS_EXCLUDED, *exclude)}
-    for candidate in (name, repo_name(url) if url else None):
-        if candidate and candidate.lower() in refused:
-            return refused[candidate.lower()]
+    for candidate in (name.lower(), repository_of(url) if url else None):
+        if candidate and candidate in refused:
+            return refused[candidate]
     return None
 
 

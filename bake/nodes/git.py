@@ -25,6 +25,14 @@ from bake.hashing import tree_hash_paths
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 _TIMEOUT_ENV = "BAKE_GIT_TIMEOUT"
+# What git says when the remote has no such commit (as opposed to a transfer that broke).
+_GONE = (
+    "not our ref",
+    "unadvertised object",
+    "couldn't find remote ref",
+    "no such remote ref",
+    "not a valid object",
+)
 _DEFAULT_TIMEOUT = 600.0
 
 
@@ -202,9 +210,18 @@ def fetch_commit(repo: Path, url: str, rev: str, *, entry: str) -> None:
     name = (
         entry.split(".", 1)[1] if entry.startswith(("custom_nodes.", "source_builds.")) else entry
     )
+    said = _stderr_summary(proc.stderr)
+    if proc.returncode != 0 and not any(m in proc.stderr.lower() for m in _GONE):
+        # The remote answered but the transfer failed (a broken pack, a dropped connection,
+        # a server error): that says nothing about whether the commit is still there.
+        raise GitError(
+            f"{entry}: git fetch of {rev} from {redact(url)} failed: {said}. The remote is "
+            "reachable and the commit may well be there: retry, and if it persists check the "
+            "remote or the url.<base>.insteadOf mirror that serves it"
+        )
     raise GitError(
         f"{entry}: the locked commit {rev} is not on {redact(url)} any more (force-pushed away "
-        f"or deleted; git said: {_stderr_summary(proc.stderr)}). Run scripts/update-locks.py "
+        f"or deleted; git said: {said}). Run scripts/update-locks.py "
         f"--nodes {name} to pin a commit the remote has, or point a url.<base>.insteadOf mirror "
         "that still has it at this URL"
     )

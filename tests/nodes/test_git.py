@@ -91,3 +91,19 @@ def test_worktree_tree_hash_ignores_untracked_data_and_matches_a_clean_tree(worl
     (checkout / "web/s.js").write_text("2\n")  # a tracked file inside the submodule
     assert git.worktree_tree_hash(checkout, entry="e") != clean
     assert git.modified_files(checkout, entry="e") == ["web"]
+
+
+def test_a_broken_transfer_is_reported_in_gits_words_not_as_a_vanished_commit(world, tmp_path):
+    repo = world.repo("Node")
+    rev = repo.commit({"a.py": "print('a')\n"})
+    blob = run_git("rev-parse", f"{rev}:a.py", cwd=repo.path)
+    # the remote's copy of one object is damaged: upload-pack dies mid-pack
+    damaged = repo.path / "objects" / blob[:2] / blob[2:]
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"garbage")
+    with pytest.raises(GitError) as caught:
+        git.fetch_checkout(tmp_path / "checkout", repo.url, rev, entry="custom_nodes.Node")
+    message = str(caught.value)
+    assert message.startswith(f"custom_nodes.Node: git fetch of {rev} from {repo.url} failed: ")
+    assert "bad pack header" in message or "early EOF" in message
+    assert "force-pushed" not in message
