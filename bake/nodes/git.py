@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bake.errors import GitError
-from bake.hashing import tree_hash_paths
+from bake.hashing import UnsafeNameError, tree_hash_paths
 
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
@@ -295,12 +295,35 @@ def commit_date(repo: Path, rev: str, *, entry: str) -> str:
     ).stdout.strip()
 
 
-def read_file_at(repo: Path, rev: str, path: str, *, entry: str) -> str | None:
-    """The text of `path` in commit `rev`, or None when the commit has no such file."""
-    proc = run(
-        ["cat-file", "blob", f"{rev}:{path}"], cwd=repo, entry=entry, what="cat-file", check=False
+def read_file_at(repo: Path, rev: str, path: str, *, entry: str) -> bytes | None:
+    """The bytes of `path` in commit `rev`, or None when the commit has no such file. Only a
+    regular file of the commit counts: a symlink (whose "content" is where it points, such as
+    ../../../../etc/passwd), a folder or a submodule there is refused."""
+    listed = run(
+        ["ls-tree", "-z", rev, "--", path], cwd=repo, entry=entry, what="ls-tree"
+    ).stdout.split("\0")[0]
+    if not listed:
+        return None
+    mode = listed.split(" ", 1)[0]
+    if mode not in ("100644", "100755"):
+        what = {"120000": "a symlink", "160000": "a submodule", "040000": "a folder"}.get(
+            mode, f"an entry of mode {mode}"
+        )
+        raise GitError(
+            f"{entry}: {path} at {rev[:12]} is {what}, not a regular file of the commit; "
+            "a requirements file must be one (fix requirements_file in nodes.lock.yaml, or "
+            "ask upstream)"
+        )
+    proc = subprocess.run(
+        ["git", "cat-file", "blob", f"{rev}:{path}"],
+        cwd=repo,
+        env=git_env(),
+        capture_output=True,
+        check=False,
     )
-    return proc.stdout if proc.returncode == 0 else None
+    if proc.returncode != 0:
+        raise GitError(f"{entry}: git cat-file of {path} at {rev[:12]} failed")
+    return proc.stdout
 
 
 def tracked_files(repo: Path, *, entry: str) -> list[str]:
@@ -325,7 +348,10 @@ def modified_files(repo: Path, *, entry: str) -> list[str]:
 def worktree_tree_hash(repo: Path, *, entry: str) -> str:
     """The tree hash of what is checked out at `repo`, over git's tracked files only (content
     read from disk, not from git's index), so untracked data beside them does not count."""
-    return tree_hash_paths(repo, tracked_files(repo, entry=entry))
+    try:
+        return tree_hash_paths(repo, tracked_files(repo, entry=entry))
+    except UnsafeNameError as exc:
+        raise GitError(f"{entry}: {exc}; such a name cannot be pinned by a tree hash") from None
 
 
 def local_diff(repo: Path, *, entry: str) -> str:

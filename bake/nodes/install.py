@@ -290,6 +290,8 @@ def install_nodes(
             return install_entry(entry, comfyui_dir, dests=dests, log=log)
         except BakeError as exc:
             return exc
+        except Exception as exc:  # an upstream we did not foresee: this entry fails alone
+            return BakeError(f"{entry.qualified}: unexpected {type(exc).__name__}: {exc}")
 
     workers = max(1, min(jobs or MAX_JOBS, len(nodes) or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="install") as pool:

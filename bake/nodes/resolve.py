@@ -76,9 +76,24 @@ def snapshot(
         date = git.commit_date(repo, rev, entry=label)
         requirements: tuple[str, ...] = ()
         if entry.requirements_file:
-            text = git.read_file_at(repo, rev, entry.requirements_file, entry=label)
-            requirements = requirement_lines(text) if text is not None else ()
+            data = git.read_file_at(repo, rev, entry.requirements_file, entry=label)
+            requirements = _requirements(data, entry, rev) if data is not None else ()
     return Snapshot(rev, date, tree, requirements)
+
+
+def _requirements(data: bytes, entry: NodeEntry, rev: str) -> tuple[str, ...]:
+    """The requirement lines of a requirements file's bytes; a binary file is refused."""
+    try:
+        if b"\0" in data:
+            raise ValueError("it holds NUL bytes")
+        text = data.decode("utf-8")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BakeError(
+            f"{entry.qualified}: {entry.requirements_file} at {rev[:12]} is not UTF-8 text "
+            f"({exc}); pip could not read it either: fix requirements_file in nodes.lock.yaml "
+            "or pin another commit"
+        ) from None
+    return requirement_lines(text)
 
 
 def resolve_entry(entry: NodeEntry, *, cache: Path | None = None) -> Snapshot:
@@ -152,6 +167,8 @@ def _run_all(
             return work(entry)
         except BakeError as exc:
             return exc
+        except Exception as exc:  # an upstream we did not foresee: this entry fails alone
+            return BakeError(f"{entry.qualified}: unexpected {type(exc).__name__}: {exc}")
 
     workers = max(1, min(jobs or MAX_JOBS, len(entries) or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resolve") as pool:
