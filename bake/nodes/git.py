@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bake.errors import GitError
@@ -148,14 +149,41 @@ def pick_ref(refs: dict[str, str], ref: str) -> str | None:
     return None
 
 
-def resolve_ref(url: str, ref: str, *, entry: str) -> str:
-    """The full commit that `ref` (branch, tag, HEAD or a full commit) names on `url`.
-    A full commit is returned as given: whether the remote has it shows at fetch."""
+@dataclass(frozen=True)
+class RefTarget:
+    """What `original.ref` names on the remote now."""
+
+    kind: str  # "commit" (a full sha), "tag", or "branch" (a branch, HEAD or another ref)
+    name: str  # the full ref name ("refs/heads/main", "refs/tags/v1", "HEAD"), or the sha
+    sha: str  # the commit (tags peeled)
+
+
+def remote_ref(url: str, ref: str, *, entry: str) -> RefTarget:
+    """What `ref` (branch, tag, HEAD, a full ref name or a full commit) names on `url`. A name
+    that is both a branch and a tag is refused: git would silently take the tag."""
     if FULL_SHA.fullmatch(ref):
-        return ref
+        return RefTarget("commit", ref, ref)
     refs = ls_remote(url, ref, f"{ref}^{{}}", entry=entry)  # the second: a tag's commit
-    sha = pick_ref(refs, ref)
-    if sha is None:
+    candidates = [ref] if ref.startswith("refs/") or ref == "HEAD" else []
+    candidates += [f"refs/tags/{ref}", f"refs/heads/{ref}"]
+    found = [
+        RefTarget(
+            "tag" if name.startswith("refs/tags/") else "branch",
+            name,
+            refs.get(f"{name}^{{}}", refs[name]),
+        )
+        for name in candidates
+        if name in refs
+    ]
+    tags = [t for t in found if t.kind == "tag"]
+    branches = [t for t in found if t.name == f"refs/heads/{ref}"]
+    if tags and branches:
+        raise GitError(
+            f"{entry}: ref {ref!r} is both a branch and a tag on {redact(url)} (the branch is at "
+            f"{branches[0].sha[:12]}, the tag at {tags[0].sha[:12]}); say which in "
+            f"nodes.lock.yaml: original.ref refs/heads/{ref} or refs/tags/{ref}"
+        )
+    if not found:
         hint = ""
         if re.fullmatch(r"[0-9a-fA-F]{7,39}", ref):
             hint = " (an abbreviated commit cannot be resolved remotely: write all 40 characters)"
@@ -163,7 +191,46 @@ def resolve_ref(url: str, ref: str, *, entry: str) -> str:
             f"{entry}: ref {ref!r} does not exist on {redact(url)}: no branch or tag of that "
             f"name{hint}. Fix original.ref in nodes.lock.yaml (a branch, a tag or a full commit)"
         )
-    return sha
+    return found[0]
+
+
+def resolve_ref(url: str, ref: str, *, entry: str) -> str:
+    """The full commit that `ref` (branch, tag, HEAD or a full commit) names on `url`.
+    A full commit is returned as given: whether the remote has it shows at fetch."""
+    return remote_ref(url, ref, entry=entry).sha
+
+
+def is_ancestor(history: Path, url: str, rev: str, target: RefTarget, *, entry: str) -> bool:
+    """Whether commit `rev` is `target`'s head or one of its ancestors on `url`. The ref's
+    whole history is fetched, commits only where the server can filter, into `history` (a bare
+    repository of its own, never shallow, so no shallow boundary can hide an ancestor)."""
+    if not (history / "HEAD").exists():
+        history.mkdir(parents=True, exist_ok=True)
+        run(["init", "--quiet", "--bare", str(history)], entry=entry, what="init")
+    run(
+        [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--filter=tree:0",
+            "--",
+            url,
+            f"+{target.sha}:refs/bake/tip",
+        ],
+        cwd=history,
+        entry=entry,
+        url=url,
+        what=f"fetch of the history of {target.name}",
+    )
+    proc = run(
+        ["merge-base", "--is-ancestor", rev, "refs/bake/tip"],
+        cwd=history,
+        entry=entry,
+        what="merge-base",
+        check=False,
+    )
+    # exit 1: not an ancestor; 128: the commit is not in the ref's history at all
+    return proc.returncode == 0
 
 
 def init(repo: Path, url: str, *, entry: str) -> None:
