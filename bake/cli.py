@@ -21,6 +21,7 @@ HANDLERS = {
     "check": "bake.check:cli",
     "nodes install": "bake.nodes.install:cli",
     "nodes verify": "bake.nodes.verify:cli",
+    "nodes smoke": "bake.nodes.smoke:cli",
     "models fetch": "bake.models.fetch:cli",
     "models verify": "bake.models.verify:cli",
     "python verify": "bake.python.verify:cli",
@@ -116,6 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
     _lock_arg(nverify, "nodes lock")
     _models_lock_arg(nverify)
     nverify.set_defaults(handler="nodes verify")
+    nsmoke = nodes_sub.add_parser(
+        "smoke",
+        help="start ComfyUI once (main.py --cpu --quick-test-for-ci) and prove every node imports",
+        description="Run ComfyUI's main.py --cpu --quick-test-for-ci in DIR with this "
+        "interpreter (it loads every node and exits) and exit 1 naming each locked custom node "
+        "that did not import, and each of ComfyUI's own nodes that failed. Leaves the files "
+        "nodes write at first start; writes no byte-code.",
+    )
+    _comfyui_dir_arg(nsmoke)
+    _lock_arg(nsmoke, "nodes lock")
+    nsmoke.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="how long the start may take (default: 900)",
+    )
+    nsmoke.set_defaults(handler="nodes smoke")
 
     models = sub.add_parser("models", help="model files: fetch and verify by hash")
     models_sub = models.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -17,7 +17,8 @@ Every path under an entry's folder (except its `.git`) is one of:
 - generated data: a file that is not code (no code suffix, not executable, not a symlink) and
   that the entry's committed `.gitignore` files ignore, such as the configs nodes write at first
   start. Only committed `.gitignore` files count, read from git's objects;
-- in ComfyUI's root only: bake's own records under `.bake/` and `.bake-stamps/` (not code).
+- bake's own records: the empty `.<name>.lock` that `models fetch` leaves beside a model, and
+  in ComfyUI's root the folders `.bake/` and `.bake-stamps/` (not code).
 Anything else is `unexpected`, and so is every file in ComfyUI's `custom_nodes/` and `models/`
 that is not tracked, not a locked node and not a models-lock destination; a tracked file that is
 absent is `missing`. Empty folders are accepted (they hold nothing), except in `custom_nodes/`.
@@ -131,6 +132,11 @@ def _join(base: str, name: str) -> str:
     return f"{base}/{name}" if base else name
 
 
+def _parent_and(rel: str, rename) -> tuple[str, str]:
+    parent, _, name = rel.rpartition("/")
+    return parent, rename(name)
+
+
 def _kind_of(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "a symlink"
@@ -192,6 +198,8 @@ class _Scan:
         self.tracked = tracked
         self.root = entry_root(report.entry)
         self.dests = dests  # relative to the entry's folder
+        # `models fetch` takes a per-file lock `.<name>.lock` beside each dest (empty, not code)
+        self.dest_locks = {_join(*_parent_and(d, lambda n: f".{n}.lock")) for d in dests}
         self.skip = skip  # folders that are other entries (locked nodes under ComfyUI)
         self.is_comfyui = report.entry.kind == "comfyui"
         self.seen: set[str] = set()
@@ -278,6 +286,10 @@ class _Scan:
         if rel in self.dests and stat.S_ISREG(mode):
             self.untracked[rel] = True
             self.report.accept("model files")
+            return
+        if rel in self.dest_locks and stat.S_ISREG(mode):
+            self.untracked[rel] = True
+            self.report.accept("bake records")
             return
         if stat.S_ISLNK(mode):
             self.untracked[rel] = False
