@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake.errors import BakeError, LockError, Problem, UnlockedError, VerificationError
+from bake.errors import BakeError, GitError, LockError, Problem, UnlockedError, VerificationError
 from bake.locks.lockfile import MODELS_LOCK, NODES_LOCK, default_lock, write_text_atomic
 from bake.locks.nodes import NodeEntry, NodesLock, excluded_by, load_nodes_lock
 from bake.nodes import git, verify
@@ -160,7 +160,14 @@ def _settle(
     when something had to be done. Raises when the folder still differs afterwards."""
     label = entry.qualified
     target = target_path(entry, comfyui_dir)
-    report = verify.verify_entry(entry, comfyui_dir, dests=dests, locked_nodes=locked_nodes)
+    try:
+        report = verify.verify_entry(entry, comfyui_dir, dests=dests, locked_nodes=locked_nodes)
+    except GitError:
+        # a submodule's checkout is gone, or objects are missing: check the commit out again
+        # (submodules included) from the local objects, then compare once more
+        git.checkout(target, rev, entry=label)
+        log(f"{label}: repaired: its checkout was incomplete; checked out {rev[:12]} again")
+        report = verify.verify_entry(entry, comfyui_dir, dests=dests, locked_nodes=locked_nodes)
     if not report.findings:
         return False
     conflicts = [f for f in report.findings if f.kind == "conflict"]

@@ -397,3 +397,16 @@ def test_public_urls_install_through_insteadof_mirrors(world, tmp_path):
         run_git("config", "--get", "remote.origin.url", cwd=target / "custom_nodes/Node")
         == f"{public}o/Node.git"
     )
+
+
+def test_a_submodule_checkout_removed_is_restored(remotes, tmp_path):
+    import shutil
+
+    lock_path = _locked(remotes, tmp_path)
+    comfy = tmp_path / "ComfyUI"
+    _install(lock_path, comfy)
+    front = comfy / "custom_nodes" / EASY / "ComfyUI-Easy-Use-Frontend"
+    shutil.rmtree(front)
+    lines = _install(lock_path, comfy)
+    assert any(line.startswith(f"custom_nodes.{EASY}: repaired: ") for line in lines), lines
+    assert (front / "app.js").read_text() == "console.log(1)\n"
