@@ -1,10 +1,11 @@
 """Running git for pins: resolve a ref, fetch exactly one commit, check it out, look at it.
 
-Git runs as the user configured it (global and system config are read, nothing is overridden
-but the terminal prompt), so `url.<base>.insteadOf` mirrors, credential helpers and proxies
-work for the build exactly as for `git clone`. Only one thing is pinned on the command line:
-`core.autocrlf=false` for checkouts, because a machine's line-ending setting would otherwise
-change the checked-out bytes and so the tree hash.
+Git runs as the user configured it (global and system config are read), so
+`url.<base>.insteadOf` mirrors, credential helpers and proxies work for the build exactly as for
+`git clone`. Overridden are only: the terminal prompt (off), replace refs (ignored), hooks and
+fsmonitor (never run: a checkout's .git may have been tampered with), and `core.autocrlf=false`
+for checkouts, because a machine's line-ending setting would otherwise change the checked-out
+bytes and so the tree hash.
 
 Every failure is a `GitError` naming the entry (its address in nodes.lock.yaml) and the remote,
 with credentials embedded in URLs (`https://user:token@host/...`) redacted, in our words and in
@@ -66,6 +67,15 @@ def git_env() -> dict[str, str]:
     # A replace ref (refs/replace/) in a checkout's .git would make a pinned commit show
     # another commit's files: pins mean the objects themselves.
     env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    # A checkout's .git may have been tampered with along with its files: never run a hook
+    # (post-checkout runs on every repair) or an fsmonitor command it names. Added after any
+    # command-line config the caller already set in the environment.
+    count = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
+    for key, value in (("core.hooksPath", os.devnull), ("core.fsmonitor", "false")):
+        env[f"GIT_CONFIG_KEY_{count}"] = key
+        env[f"GIT_CONFIG_VALUE_{count}"] = value
+        count += 1
+    env["GIT_CONFIG_COUNT"] = str(count)
     return env
 
 
@@ -399,17 +409,6 @@ def tracked_files(repo: Path, *, entry: str) -> list[str]:
         ["ls-files", "-z", "--recurse-submodules"], cwd=repo, entry=entry, what="ls-files"
     ).stdout
     return [p for p in out.split("\0") if p]
-
-
-def modified_files(repo: Path, *, entry: str) -> list[str]:
-    """Tracked files (and submodules) whose content differs from the commit checked out."""
-    out = run(
-        ["status", "--porcelain=v1", "-z", "--untracked-files=no", "--ignore-submodules=none"],
-        cwd=repo,
-        entry=entry,
-        what="status",
-    ).stdout
-    return [item[3:] for item in out.split("\0") if len(item) > 3]
 
 
 def worktree_tree_hash(repo: Path, *, entry: str) -> str:

@@ -326,3 +326,17 @@ def test_a_missing_tracked_file_and_a_file_name_with_a_newline_are_named_safely(
         "not hold (and its .gitignore does not ignore)",
     ]
     assert "error: all good" not in done.stderr.splitlines()
+
+
+def test_a_hook_planted_in_a_checkouts_git_never_runs_during_a_repair(tree, tmp_path):
+    lock, models, comfy = tree
+    node = comfy / "custom_nodes" / KJ
+    marker = tmp_path / "hook-ran"
+    hook = node / ".git" / "hooks" / "post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    (node / "helper.py").write_text("edited\n")  # the repair checks the commit out again
+    lines = install(lock, models, comfy)
+    assert any(line.startswith(f"custom_nodes.{KJ}: repaired: ") for line in lines)
+    assert not marker.exists()
