@@ -226,6 +226,10 @@ def install_entry(
     def settle() -> bool:
         return _settle(entry, rev, comfyui_dir, dests=dests, locked_nodes=locked_nodes, log=log)
 
+    if target.is_symlink():
+        # the entry's folder itself points elsewhere: drop the link (never its target)
+        _remove(target)
+        log(f"{label}: removed a symlink that stood in place of its folder")
     current = git.head(target)
     if current == rev:
         if not settle():
@@ -233,8 +237,8 @@ def install_entry(
         return Installed(entry.name, entry.kind, _rel(entry), rev)
     if current is not None:
         reason = f"it was at {current[:12]}"
-    elif target.is_symlink() or (target.exists() and not target.is_dir()):
-        reason = "a symlink or file stood in its place"
+    elif target.exists() and not target.is_dir():
+        reason = "a file stood in its place"
         _remove(target)
     elif target.exists() and not _is_empty_dir(target):
         reason = "the folder was not a git checkout"

@@ -340,3 +340,62 @@ def test_a_hook_planted_in_a_checkouts_git_never_runs_during_a_repair(tree, tmp_
     lines = install(lock, models, comfy)
     assert any(line.startswith(f"custom_nodes.{KJ}: repaired: ") for line in lines)
     assert not marker.exists()
+
+
+def test_a_node_folder_replaced_by_a_symlink_is_named_and_reinstalled(tree, tmp_path):
+    import shutil
+
+    lock, models, comfy = tree
+    node = comfy / "custom_nodes" / KJ
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(node, elsewhere, symlinks=True)  # the same commit, outside the tree
+    shutil.rmtree(node)
+    node.symlink_to(elsewhere)
+    done = verify(lock, models, comfy)
+    assert done.returncode == 1
+    assert errors(done)[0] == (
+        f"error: custom_nodes/{KJ}: missing: the folder of custom_nodes.{KJ}, found a symlink"
+    )
+    lines = install(lock, models, comfy)
+    assert f"custom_nodes.{KJ}: removed a symlink that stood in place of its folder" in lines
+    assert node.is_dir() and not node.is_symlink() and (elsewhere / "helper.py").exists()
+    assert verify(lock, models, comfy).returncode == 0
+
+
+def test_a_replace_ref_in_the_checkouts_git_does_not_change_the_commit(tree):
+    lock, models, comfy = tree
+    node = comfy / "custom_nodes" / KJ
+    rev = load_nodes_lock(lock).custom_nodes[KJ].locked.rev
+
+    def git(*args: str) -> str:
+        env = {**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x.invalid"}
+        env |= {"GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": "x@x.invalid"}
+        return subprocess.run(
+            ["git", *args], cwd=node, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    # an edited helper.py committed, and the locked commit "replaced" by that commit
+    (node / "helper.py").write_text("def greet():\n    return 'pwnd!'\n")
+    git("add", "helper.py")
+    git("commit", "--quiet", "-m", "edit")
+    git("replace", rev, git("rev-parse", "HEAD"))
+    git("checkout", "--quiet", "--detach", rev)  # git now shows the edit at the locked rev
+    assert "pwnd" in git("show", f"{rev}:helper.py")
+    done = verify(lock, models, comfy)
+    assert done.returncode == 1
+    assert errors(done)[0].startswith(
+        f"error: custom_nodes/{KJ}/helper.py: changed: its bytes differ from commit {rev[:12]}"
+    )
+
+
+def test_a_lock_tree_that_does_not_match_the_commit_is_reported(tree):
+    lock, models, comfy = tree
+    text = lock.read_text()
+    tree_hash = load_nodes_lock(lock).custom_nodes[KJ].locked.tree
+    lock.write_text(text.replace(tree_hash, "tree2-blake3:" + "5" * 64))
+    done = verify(lock, models, comfy)
+    assert done.returncode == 1
+    assert errors(done)[0] == (
+        f"error: custom_nodes/{KJ}: changed: its tree is {tree_hash}, the lock says "
+        f"tree2-blake3:{'5' * 64}; run scripts/update-locks.py --check --nodes {KJ}"
+    )
