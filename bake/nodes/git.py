@@ -27,6 +27,15 @@ from bake.hashing import UnsafeNameError, tree_hash_paths
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 _TIMEOUT_ENV = "BAKE_GIT_TIMEOUT"
+_REPO_VARIABLES = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+)
 # What git says when the remote has no such commit (as opposed to a transfer that broke).
 _GONE = (
     "not our ref",
@@ -59,6 +68,10 @@ def _timeout() -> float:
 def git_env() -> dict[str, str]:
     """The environment every git command runs with."""
     env = dict(os.environ)
+    # Each command names its repository by its working directory: a GIT_DIR (or index or
+    # object store) inherited from a calling hook or shell would point it at another one.
+    for name in _REPO_VARIABLES:
+        env.pop(name, None)
     # A build has no one to type a password: fail instead of waiting at a prompt.
     env["GIT_TERMINAL_PROMPT"] = "0"
     env.setdefault("GCM_INTERACTIVE", "never")

@@ -360,7 +360,7 @@ class _Scan:
             if any(s.startswith(folder + "/") for s in self.skipped):
                 continue  # custom_nodes/ itself, when ComfyUI's commit tracks nothing there
             empty = not inside  # no files at any depth: only folders, if anything
-            in_nodes = self.is_comfyui and folder.split("/")[0] == "custom_nodes"
+            in_nodes = self.is_comfyui and folder.startswith("custom_nodes/")
             if (inside and not any(inside)) or (empty and in_nodes):
                 gone.add(folder)
                 prefix = self.full(folder) + "/"
