@@ -19,7 +19,7 @@ import pytest
 
 from bake.hashing import tree_hash_paths
 from bake.locks.nodes import load_nodes_lock
-from bake.nodes.install import install_nodes
+from bake.nodes.install import InstallError, install_nodes
 from bake.nodes.resolve import update_nodes
 
 KJ = "ComfyUI-KJNodes"
@@ -310,6 +310,10 @@ def test_a_model_dest_on_a_tracked_path_is_refused(tree):
         f"error: custom_nodes/{KJ}/.gitignore: conflict: a models-lock dest on a path that commit "
     )
     assert f"of custom_nodes.{KJ} tracks" in errors(done)[0]
+    # install refuses it too, and the node's own file stays what its commit says
+    with pytest.raises(InstallError, match=r"\.gitignore: conflict: a models-lock dest"):
+        install(lock, models, comfy)
+    assert "pysssss.json" in (comfy / "custom_nodes" / KJ / ".gitignore").read_text()
 
 
 def test_a_missing_tracked_file_and_a_file_name_with_a_newline_are_named_safely(tree):
