@@ -85,8 +85,10 @@ RUN mkdir /tmp/sage \
     && rm -rf /tmp/sage /tmp/modules
 
 # -- comfyui: ComfyUI and the custom nodes at their locked commits, trees verified -----------
+# The models lock names the model files a node keeps in its own folder (RIFE): install leaves
+# exactly the commits' files there, and those.
 FROM python AS comfyui
-COPY nodes.lock.yaml /opt/bake/nodes.lock.yaml
+COPY nodes.lock.yaml models.lock.yaml /opt/bake/
 COPY bake /opt/bake/bake
 WORKDIR /opt/bake
 RUN python -m bake nodes install --comfyui-dir /comfyui
@@ -239,3 +241,18 @@ COPY --link --from=model-lora-low /comfyui/ /comfyui/
 # The stage is chosen by the build arg; both candidates are stages of this file, not images.
 # hadolint ignore=DL3006
 FROM models-${WITH_MODELS} AS image
+ARG WITH_MODELS
+# Stamps of this check would hold this layer's inodes: keep them out of /comfyui (an ARG is set
+# for the RUN below only, never in the image's environment).
+ARG BAKE_STAMP_DIR=/tmp/bake-stamps
+# The image checks what it holds, last, with everything in place: ComfyUI starts once (every
+# node must import; the configs nodes write at first start stay in the image), then ComfyUI's
+# tree and every node folder must hold exactly their commits (plus model-lock files, the
+# build's byte-code and ignored data), then every baked model is hashed against the lock.
+# Without models (WITH_MODELS=0) the image-placement models under models/ are absent by design.
+RUN python -m bake nodes smoke --comfyui-dir /comfyui \
+    && python -m bake nodes verify --comfyui-dir /comfyui \
+    && if [ "$WITH_MODELS" = 1 ]; then \
+        python -m bake models verify --comfyui-dir /comfyui --mode full --placement image; \
+    fi \
+    && rm -rf "$BAKE_STAMP_DIR"

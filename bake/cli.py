@@ -20,6 +20,8 @@ from bake.errors import BakeError
 HANDLERS = {
     "check": "bake.check:cli",
     "nodes install": "bake.nodes.install:cli",
+    "nodes verify": "bake.nodes.verify:cli",
+    "nodes smoke": "bake.nodes.smoke:cli",
     "models fetch": "bake.models.fetch:cli",
     "models verify": "bake.models.verify:cli",
     "python verify": "bake.python.verify:cli",
@@ -33,6 +35,16 @@ def _lock_arg(parser: argparse.ArgumentParser, kind: str) -> None:
         type=Path,
         metavar="FILE",
         help=f"the {kind} to read (default: the one at the repository root)",
+    )
+
+
+def _models_lock_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models-lock",
+        type=Path,
+        metavar="FILE",
+        help="the models lock whose destinations may lie in the tree (default: the one at the "
+        "repository root)",
     )
 
 
@@ -83,12 +95,46 @@ def build_parser() -> argparse.ArgumentParser:
         "install",
         help="install ComfyUI and every custom node at its locked commit, verified",
         description="Put ComfyUI at DIR and each custom node at DIR/custom_nodes/NAME, each at "
-        "its locked commit, verify HEAD and the tree hash, and write a manifest. Re-running is a "
-        "no-op when everything matches and repairs what does not.",
+        "its locked commit, and make each folder hold exactly its commit's files: what else is "
+        "there is removed (and named), except models-lock destinations, the build's own "
+        "byte-code and data the entry's .gitignore ignores. Re-running is a no-op when "
+        "everything matches and repairs what does not.",
     )
     _comfyui_dir_arg(install)
     _lock_arg(install, "nodes lock")
+    _models_lock_arg(install)
     install.set_defaults(handler="nodes install")
+    nverify = nodes_sub.add_parser(
+        "verify",
+        help="check, read-only, that ComfyUI and every custom node hold exactly their commits",
+        description="Compare ComfyUI's tree and every custom-node folder with the objects of "
+        "their locked commits (nothing kept inside the tree is trusted) and exit 1 naming each "
+        "unexpected, missing or changed path. Accepted beside the commit's files: models-lock "
+        "destinations, byte-code equal to the compile of the tracked source, and non-code data "
+        "that the entry's committed .gitignore ignores.",
+    )
+    _comfyui_dir_arg(nverify)
+    _lock_arg(nverify, "nodes lock")
+    _models_lock_arg(nverify)
+    nverify.set_defaults(handler="nodes verify")
+    nsmoke = nodes_sub.add_parser(
+        "smoke",
+        help="start ComfyUI once (main.py --cpu --quick-test-for-ci) and prove every node imports",
+        description="Run ComfyUI's main.py --cpu --quick-test-for-ci in DIR with this "
+        "interpreter (it loads every node and exits) and exit 1 naming each locked custom node "
+        "that did not import, and each of ComfyUI's own nodes that failed. Leaves the files "
+        "nodes write at first start; writes no byte-code.",
+    )
+    _comfyui_dir_arg(nsmoke)
+    _lock_arg(nsmoke, "nodes lock")
+    nsmoke.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="how long the start may take (default: 900)",
+    )
+    nsmoke.set_defaults(handler="nodes smoke")
 
     models = sub.add_parser("models", help="model files: fetch and verify by hash")
     models_sub = models.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -1,10 +1,15 @@
 """Hashes: blake3 of files (memory-mapped, all cores), sha256 + blake3 of a byte stream in one
 pass, and the `tree` hash of a checked-out directory.
 
-The tree hash is our narHash: a blake3 over a canonical listing of the tree, one line per file,
-sorted by path bytes, so it is the same on every machine and file-system order:
+The tree hash is our narHash: a blake3 over a canonical listing of the tree, one record per
+file, sorted by path bytes, so it is the same on every machine and file-system order:
 
-    <mode> <blake3 of content, or of the link target> <relative posix path>\n
+    <mode> <blake3 of content, or of the link target> <relative posix path> NUL
+
+Each record ends with NUL, which no path can hold, so one listing cannot be read as another
+(a newline-terminated listing let a file named "x\\n100644 <hash> y" pass for two files); a
+name holding a newline is refused all the same. The prefix `tree2-blake3:` names this format.
+A symlink is recorded as a link (hash of its target), never followed, a symlinked folder too.
 
 `mode` is git's notion of it (100644 file, 100755 executable, 120000 symlink), not the raw
 permission bits, which depend on the umask of whoever checked the tree out. Any `.git` entry
@@ -25,7 +30,7 @@ from pathlib import Path
 
 import blake3 as _blake3
 
-TREE_PREFIX = "blake3:"
+TREE_PREFIX = "tree2-blake3:"
 _MMAP_MIN = 1 << 20  # below this a plain read is faster than setting up a mapping
 
 
@@ -95,10 +100,22 @@ class StreamHasher:
         return Digests(self.size, sha256, blake3)
 
 
-def _tree_row(full: str, rel: str) -> bytes | None:
-    """One line of the listing, or None for what is not content (directories, sockets)."""
-    info = os.lstat(full)
+class UnsafeNameError(ValueError):
+    """A path that the tree listing refuses: a name holding a newline (or NUL), which could
+    make one listing read as another."""
+
+
+def _check_name(rel: str) -> bytes:
     name = rel.encode("utf-8", "surrogateescape")
+    if b"\n" in name or b"\0" in name:
+        raise UnsafeNameError(f"{rel!r}: a file name holding a newline or NUL is refused")
+    return name
+
+
+def _tree_row(full: str, rel: str) -> bytes | None:
+    """One record of the listing, or None for what is not content (directories, sockets)."""
+    info = os.lstat(full)
+    name = _check_name(rel)
     if stat.S_ISLNK(info.st_mode):
         target = os.readlink(full).encode("utf-8", "surrogateescape")
         return b"120000 " + _blake3.blake3(target).hexdigest().encode() + b" " + name
@@ -109,11 +126,13 @@ def _tree_row(full: str, rel: str) -> bytes | None:
 
 
 def tree_listing(root: Path | str) -> bytes:
-    """The canonical listing the tree hash is taken over (see the module docstring)."""
+    """The canonical listing the tree hash is taken over (see the module docstring): every
+    file under `root`, tracked by git or not, except `.git`."""
     root = os.fspath(root)
     rows: list[bytes] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        # symlinked directories are listed as links, never descended into
+        # os.walk lists a symlinked directory among dirnames but never descends into it: it
+        # gets a row of its own, as a link
         dirnames[:] = [d for d in dirnames if d != ".git"]
         for name in [*dirnames, *filenames]:
             if name == ".git":
@@ -126,24 +145,45 @@ def tree_listing(root: Path | str) -> bytes:
 
 
 def _listing_by_path(rows: list[bytes]) -> bytes:
+    # The path is the last field and cannot hold NUL: NUL-terminated records read one way only.
     rows.sort(key=lambda row: row.split(b" ", 2)[2])
-    return b"".join(row + b"\n" for row in rows)
+    return b"".join(row + b"\0" for row in rows)
 
 
 def tree_hash(root: Path | str) -> str:
-    """`blake3:<hex>` of the canonical listing of `root`."""
+    """`tree2-blake3:<hex>` of the canonical listing of `root`."""
     return TREE_PREFIX + _blake3.blake3(tree_listing(root)).hexdigest()
+
+
+def _under_symlink(root: str, rel: str, seen: dict[str, bool]) -> bool:
+    """Whether a parent folder of `rel` is a symlink (or not a folder): its content is not
+    under `root`, whatever the path says."""
+    parts = rel.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        if prefix not in seen:
+            try:
+                mode = os.lstat(os.path.join(root, *parts[:depth])).st_mode
+                seen[prefix] = not stat.S_ISDIR(mode)
+            except FileNotFoundError:
+                seen[prefix] = True
+        if seen[prefix]:
+            return True
+    return False
 
 
 def tree_hash_paths(root: Path | str, paths: Iterable[str]) -> str:
     """The tree hash of only `paths` (relative, posix) under `root`, in the same listing
     format as `tree_hash`. For a checkout whose folder also holds untracked data (models under
     ComfyUI, checkpoints under a node), pass git's list of tracked files: the result equals
-    `tree_hash` of a clean checkout. A listed path that is missing or a directory has no row,
-    as in `tree_listing`."""
+    `tree_hash` of a clean checkout. A listed path that is missing, a directory, or reached
+    through a symlinked folder has no row, so the hash differs from the clean one."""
     root = os.fspath(root)
     rows: list[bytes] = []
+    seen: dict[str, bool] = {}
     for rel in set(paths):
+        if _under_symlink(root, rel, seen):
+            continue
         full = os.path.join(root, *rel.split("/"))
         try:
             row = _tree_row(full, rel)
@@ -152,3 +192,9 @@ def tree_hash_paths(root: Path | str, paths: Iterable[str]) -> str:
         if row is not None:
             rows.append(row)
     return TREE_PREFIX + _blake3.blake3(_listing_by_path(rows)).hexdigest()
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a blob holding `data` (sha1 of its header and bytes), to compare a
+    file on disk with the blob a commit records without asking git about the file."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()

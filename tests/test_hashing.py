@@ -9,7 +9,14 @@ import shutil
 import blake3
 import pytest
 
-from bake.hashing import StreamHasher, blake3_file, tree_hash, tree_listing
+from bake.hashing import (
+    StreamHasher,
+    UnsafeNameError,
+    blake3_file,
+    tree_hash,
+    tree_hash_paths,
+    tree_listing,
+)
 
 
 @pytest.mark.parametrize("size", [0, 1, 1023, 1 << 20, (3 << 20) + 7])
@@ -56,7 +63,7 @@ def _make_tree(root):
 
 def test_tree_listing_is_canonical(tmp_path):
     _make_tree(tmp_path)
-    lines = tree_listing(tmp_path).decode().splitlines()
+    lines = tree_listing(tmp_path).decode().split("\0")[:-1]
     assert [line.split(" ", 2)[2] for line in lines] == [
         "link",
         "pkg/a.py",
@@ -83,7 +90,7 @@ def test_tree_hash_ignores_git_metadata_umask_and_creation_order(tmp_path):
     (second / "pkg" / "a.py").chmod(0o664)  # another umask: still an ordinary file
     os.utime(second / "pkg" / "sub" / "b.txt", (0, 0))
     assert tree_hash(first) == tree_hash(second)
-    assert tree_hash(first).startswith("blake3:") and len(tree_hash(first)) == 7 + 64
+    assert tree_hash(first).startswith("tree2-blake3:") and len(tree_hash(first)) == 13 + 64
 
 
 @pytest.mark.parametrize("change", ["content", "mode", "rename", "link target", "new file"])
@@ -105,12 +112,55 @@ def test_tree_hash_changes_with_any_real_change(tmp_path, change):
 
 
 def test_tree_hash_of_tracked_paths_ignores_untracked_data(tmp_path):
-    from bake.hashing import tree_hash_paths
-
     _make_tree(tmp_path)
     clean = tree_hash(tmp_path)
-    tracked = [line.split(" ", 2)[2] for line in tree_listing(tmp_path).decode().splitlines()]
+    tracked = [line.split(" ", 2)[2] for line in tree_listing(tmp_path).decode().split("\0")[:-1]]
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "big.safetensors").write_bytes(b"weights")
     assert tree_hash(tmp_path) != clean
     assert tree_hash_paths(tmp_path, tracked) == clean
+
+
+def test_a_file_name_cannot_forge_the_listing_of_two_files(tmp_path):
+    # Under the old newline-terminated listing, one file named "x\n100644 <blake3 of y> y"
+    # (holding x's bytes) read exactly like the two files x and y.
+    two, one = tmp_path / "two", tmp_path / "one"
+    two.mkdir()
+    one.mkdir()
+    (two / "x").write_text("x\n")
+    (two / "y").write_text("y\n")
+    forged = f"x\n100644 {blake3.blake3(b'y' + bytes([10])).hexdigest()} y"
+    (one / forged).write_text("x\n")
+    (one / "y").write_text("y\n")
+    with pytest.raises(UnsafeNameError, match="newline"):
+        tree_hash(one)
+    (one / forged).rename(one / "x")
+    (one / "x").write_text("x\n")
+    (one / "z").write_text("y\n")
+    assert tree_hash(one) != tree_hash(two)
+
+
+def test_records_are_nul_terminated(tmp_path):
+    (tmp_path / "a").write_text("")
+    assert tree_listing(tmp_path) == (
+        b"100644 " + blake3.blake3(b"").hexdigest().encode() + b" a" + bytes([0])
+    )
+
+
+def test_a_symlinked_folder_is_a_link_and_never_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "helper.py").write_text("EVIL = 1\n")
+    tree = tmp_path / "tree"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "helper.py").write_text("EVIL = 1\n")
+    clean = tree_hash(tree)
+    tracked = ["pkg/helper.py"]
+    assert tree_hash_paths(tree, tracked) == clean
+    # the tracked folder becomes a symlink to a folder with the same bytes outside the tree
+    (tree / "pkg" / "helper.py").unlink()
+    (tree / "pkg").rmdir()
+    (tree / "pkg").symlink_to(outside)
+    assert tree_hash(tree) != clean
+    assert tree_hash_paths(tree, tracked) != clean
+    assert b"120000 " in tree_listing(tree) and b"helper.py" not in tree_listing(tree)

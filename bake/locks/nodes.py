@@ -8,15 +8,17 @@ function in `lockdiff` compares.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
+from bake.hashing import TREE_PREFIX
 from bake.locks.lockfile import (
     HEX40,
     LOCK_VERSION,
-    TREE_HASH,
     Checker,
     check_relative_path,
     describe,
@@ -25,6 +27,10 @@ from bake.locks.lockfile import (
     write_if_changed,
 )
 from bake.locks.yamlio import dump_yaml, load_yaml
+
+# The tree hash format of bake.hashing (`tree2-blake3:`, NUL-terminated records); a hash of the
+# old newline-terminated format (`blake3:`) is refused: it could be forged by a file name.
+TREE_HASH = re.compile(re.escape(TREE_PREFIX) + "[0-9a-f]{64}")
 
 Kind = Literal["comfyui", "custom_node", "source_build"]
 
@@ -150,12 +156,37 @@ def repo_name(url: str) -> str:
     return tail[:-4] if tail.endswith(".git") else tail
 
 
+def repository_of(url: str) -> str:
+    """The repository a git URL names, normalised as hosts serve it: without query, fragment,
+    trailing slashes, a trailing `/.git` or `.git` (in any case) and percent-escapes, in lower
+    case. `https://github.com/o/ComfyUI-Manager.GIT#x` and `git@github.com:o/comfyui-manager/.git/`
+    both name `comfyui-manager`."""
+    text = url.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        path = parts.path
+    else:  # scp-like: [user@]host:path
+        path = text.split("#", 1)[0].split("?", 1)[0].rsplit(":", 1)[-1]
+    path = unquote(path)
+    while True:
+        trimmed = path.rstrip("/")
+        if trimmed.lower().endswith("/.git"):
+            trimmed = trimmed[: -len("/.git")]
+        elif trimmed.lower().endswith(".git"):
+            trimmed = trimmed[: -len(".git")]
+        if trimmed == path:
+            break
+        path = trimmed
+    return path.rsplit("/", 1)[-1].lower()
+
+
 def excluded_by(name: str, url: str | None, exclude: Iterable[str]) -> str | None:
-    """The excluded name that `name` or `url` matches (any case, any owner), or None."""
+    """The excluded name that `name` or `url` matches (any case, any owner, the URL normalised
+    by `repository_of`), or None."""
     refused = {n.lower(): n for n in (*ALWAYS_EXCLUDED, *exclude)}
-    for candidate in (name, repo_name(url) if url else None):
-        if candidate and candidate.lower() in refused:
-            return refused[candidate.lower()]
+    for candidate in (name.lower(), repository_of(url) if url else None):
+        if candidate and candidate in refused:
+            return refused[candidate]
     return None
 
 
@@ -225,7 +256,12 @@ def _parse_pin(check: Checker, data: Any, where: str, kind: Kind) -> GitPin | No
     rev = check.pattern(data, "rev", where, HEX40, "a full commit (40 lowercase hex characters)")
     date = check.iso_date(data, "date", where)
     tree = check.pattern(
-        data, "tree", where, TREE_HASH, "'blake3:' and 64 lowercase hex characters", required=False
+        data,
+        "tree",
+        where,
+        TREE_HASH,
+        f"'{TREE_PREFIX}' and 64 lowercase hex characters",
+        required=False,
     )
     requirements = check.string_list(data, "requirements", where)
     if rev is None or date is None:

@@ -1,45 +1,39 @@
-"""`python -m bake nodes install`: ComfyUI and every custom node at its locked commit, verified.
+"""`python -m bake nodes install`: ComfyUI and every custom node at its locked commit, and
+nothing else.
 
-ComfyUI goes at DIR itself, each custom node at DIR/custom_nodes/<name>. What install owns is
-git's tracked files of each checkout; untracked files are data and are never deleted: model
-files fetched into DIR/models, checkpoints under a node, configs nodes write at run time, and
-each node folder, which is untracked from ComfyUI's point of view. So the tree of an entry is
-checked over git's tracked files only (content read from disk), and a repair rewrites tracked
-files only. The Dockerfile installs nodes first and fetches models after; running install again
-on a DIR that already holds models is safe.
+ComfyUI goes at DIR itself, each custom node at DIR/custom_nodes/<name>. After install, every
+entry's folder holds exactly the files of its commit plus what `nodes verify` accepts beside
+them (models-lock destinations, the build's own byte-code, data the entry's committed
+.gitignore ignores; see bake.nodes.verify); anything else is removed, and install says what.
 
 Per entry:
-- HEAD is the locked rev and the tracked tree matches: nothing to do (no network).
-- HEAD is right but tracked files were edited: the edits are saved as a patch under DIR/.bake/
-  and undone from the local objects, then the tree is checked again.
-- Anything else (missing, another rev, not a checkout): the commit is fetched shallowly into a
-  temporary sibling of the final path and verified there. A missing entry then appears by one
-  rename; an existing folder is moved to the commit from that verified copy. A failure before
-  that point leaves the final path as it was.
-
-The expected tree is `locked.tree`; while the lock has none yet, the tree recorded in the
-manifest at the same rev stands in (so later local edits are still caught).
+- missing, another rev, or not a checkout: the commit is fetched shallowly into a temporary
+  sibling of the final path and verified there (rev, and `locked.tree` when the lock has one).
+  A missing entry then appears by one rename; an existing folder is moved to the commit from
+  that verified copy. A failure before that point leaves the final path as it was.
+- then, at the locked rev, the folder is compared with the commit's objects (never with a record
+  kept inside the tree): unexpected paths are removed, edited or missing tracked files are
+  saved as a patch under DIR/.bake/repaired/ and restored from the local objects, and the
+  folder is compared again; what still differs fails the entry.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from bake.errors import BakeError, GitError, LockError, Problem, UnlockedError, VerificationError
-from bake.locks.lockfile import NODES_LOCK, default_lock, write_text_atomic
+from bake.locks.lockfile import MODELS_LOCK, NODES_LOCK, default_lock, write_text_atomic
 from bake.locks.nodes import NodeEntry, NodesLock, excluded_by, load_nodes_lock
-from bake.nodes import git
+from bake.nodes import git, verify
 
-MANIFEST = Path(".bake") / "nodes-manifest.json"
 REPAIRS = Path(".bake") / "repaired"
 _STAGE_MARK = ".bake-stage-"
 MAX_JOBS = 8
@@ -56,36 +50,13 @@ class InstallError(BakeError):
 
 
 @dataclass(frozen=True)
-class ManifestEntry:
+class Installed:
+    """One entry as install left it."""
+
     name: str
     kind: str
     path: str  # relative to DIR, posix ("." for ComfyUI)
     rev: str
-    tree: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What DIR holds, written by install: name, rev and tree of every entry."""
-
-    entries: tuple[ManifestEntry, ...]
-
-    def get(self, name: str) -> ManifestEntry | None:
-        return next((e for e in self.entries if e.name == name), None)
-
-    def to_json(self) -> str:
-        data = {"version": 1, "entries": [asdict(e) for e in self.entries]}
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def load(cls, comfyui_dir: Path) -> Manifest | None:
-        """The manifest in DIR, or None when there is none or it cannot be read (it is only a
-        record: install then works from the lock alone)."""
-        try:
-            data = json.loads((Path(comfyui_dir) / MANIFEST).read_text(encoding="utf-8"))
-            return cls(tuple(ManifestEntry(**e) for e in data["entries"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
 
 
 def target_path(entry: NodeEntry, comfyui_dir: Path) -> Path:
@@ -162,60 +133,113 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
-def _restore_in_place(
-    entry: NodeEntry, rev: str, target: Path, expected: str | None, comfyui_dir: Path, log: Log
-) -> str | None:
-    """HEAD is right but tracked files differ: save the edits, undo them from the local
-    objects. The new tree, or None when that did not give the expected tree."""
+def _remove(path: Path) -> None:
+    """Delete `path` without following a symlink (a link is removed, never its target)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _listed(paths: list[str], limit: int = 8) -> str:
+    shown = ", ".join(verify.shown(p) for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _settle(
+    entry: NodeEntry,
+    rev: str,
+    comfyui_dir: Path,
+    *,
+    dests: set[str],
+    locked_nodes: list[str],
+    log: Log,
+) -> bool:
+    """Make the folder of `entry` (HEAD at `rev`) hold exactly its commit: remove what is
+    unexpected, restore edited or missing tracked files (saving the edits as a patch). True
+    when something had to be done. Raises when the folder still differs afterwards."""
     label = entry.qualified
-    changed = git.modified_files(target, entry=label)
-    patch = git.local_diff(target, entry=label)
-    saved = ""
-    if patch:
-        dest = comfyui_dir / REPAIRS / f"{entry.name}.patch"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(dest, patch)
-        saved = f"; the edits were saved to {dest}"
+    target = target_path(entry, comfyui_dir)
     try:
-        git.checkout(target, rev, entry=label)
+        report = verify.verify_entry(entry, comfyui_dir, dests=dests, locked_nodes=locked_nodes)
     except GitError:
-        return None
-    tree = git.worktree_tree_hash(target, entry=label)
-    if (expected is not None and tree != expected) or git.modified_files(target, entry=label):
-        return None
-    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    log(
-        f"{label}: repaired: local edits to tracked files ({shown or 'file modes'}) were undone "
-        f"to match {rev[:12]}{saved}"
-    )
-    return tree
+        # a submodule's checkout is gone, or objects are missing: check the commit out again
+        # (submodules included) from the local objects, then compare once more
+        git.checkout(target, rev, entry=label)
+        log(f"{label}: repaired: its checkout was incomplete; checked out {rev[:12]} again")
+        report = verify.verify_entry(entry, comfyui_dir, dests=dests, locked_nodes=locked_nodes)
+    if not report.findings:
+        return False
+    conflicts = [f for f in report.findings if f.kind == "conflict"]
+    if conflicts:
+        raise VerificationError("\n".join(f.line() for f in conflicts))
+    unexpected = [f.path for f in report.findings if f.kind == "unexpected"]
+    for path in unexpected:
+        _remove(comfyui_dir / path)
+    if unexpected:
+        log(f"{label}: removed what commit {rev[:12]} does not hold: {_listed(unexpected)}")
+    damaged = [f.path for f in report.findings if f.kind in ("changed", "missing")]
+    if damaged:
+        patch = git.local_diff(target, entry=label)
+        saved = ""
+        if patch:
+            dest = comfyui_dir / REPAIRS / f"{entry.name}.patch"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(dest, patch)
+            saved = f"; the edits were saved to {dest}"
+        for finding in report.findings:
+            if finding.kind == "changed":
+                # git's index may have been told the edited file is clean: make git rewrite it
+                _remove(comfyui_dir / finding.path)
+        git.checkout(target, rev, entry=label)
+        prefix = verify.entry_root(entry)
+        relative = [p[len(prefix) + 1 :] if prefix else p for p in damaged]
+        log(
+            f"{label}: repaired: local edits to tracked files ({_listed(relative, 5)}) were "
+            f"undone to match {rev[:12]}{saved}"
+        )
+    again = verify.verify_entry(entry, comfyui_dir, dests=dests, locked_nodes=locked_nodes)
+    if again.findings:
+        raise VerificationError(
+            "\n".join(f"{label}: after repair, {f.line()}" for f in again.findings)
+        )
+    return True
 
 
 def install_entry(
-    entry: NodeEntry, comfyui_dir: Path, *, manifest: Manifest | None = None, log: Log = print
-) -> ManifestEntry:
-    """Put `entry` at its path under `comfyui_dir` at its locked rev, verified."""
+    entry: NodeEntry,
+    comfyui_dir: Path,
+    *,
+    dests: set[str] | None = None,
+    locked_nodes: list[str] | None = None,
+    log: Log = print,
+) -> Installed:
+    """Put `entry` at its path under `comfyui_dir` at its locked rev, holding exactly its
+    commit (plus the models-lock `dests` inside it, relative to `comfyui_dir`)."""
     assert entry.locked is not None
     label, rev, url = entry.qualified, entry.locked.rev, entry.original.url
     target = target_path(entry, comfyui_dir)
-    recorded = manifest.get(entry.name) if manifest else None
-    expected = entry.locked.tree or (recorded.tree if recorded and recorded.rev == rev else None)
+    expected = entry.locked.tree
+    dests = dests or set()
+    locked_nodes = locked_nodes if locked_nodes is not None else []
 
-    def done(tree: str) -> ManifestEntry:
-        return ManifestEntry(entry.name, entry.kind, _rel(entry), rev, tree)
+    def settle() -> bool:
+        return _settle(entry, rev, comfyui_dir, dests=dests, locked_nodes=locked_nodes, log=log)
 
+    if target.is_symlink():
+        # the entry's folder itself points elsewhere: drop the link (never its target)
+        _remove(target)
+        log(f"{label}: removed a symlink that stood in place of its folder")
     current = git.head(target)
     if current == rev:
-        tree = git.worktree_tree_hash(target, entry=label)
-        if tree == expected or (expected is None and not git.modified_files(target, entry=label)):
+        if not settle():
             log(f"{label}: ok at {rev[:12]}")
-            return done(tree)
-        repaired = _restore_in_place(entry, rev, target, expected, comfyui_dir, log)
-        if repaired is not None:
-            return done(repaired)
-        reason = "its files differ from the locked tree"
-    elif current is not None:
+        return Installed(entry.name, entry.kind, _rel(entry), rev)
+    if current is not None:
         reason = f"it was at {current[:12]}"
+    elif target.exists() and not target.is_dir():
+        reason = "a file stood in its place"
+        _remove(target)
     elif target.exists() and not _is_empty_dir(target):
         reason = "the folder was not a git checkout"
     else:
@@ -223,16 +247,16 @@ def install_entry(
 
     with _stage(target) as stage:
         git.fetch_checkout(stage, url, rev, entry=label)
-        staged = tree = git.worktree_tree_hash(stage, entry=label)
+        staged = git.worktree_tree_hash(stage, entry=label)
         _check_tree(entry, rev, staged, expected, "fetched")
-        if not reason:
+        if not reason or not target.exists():
             if target.exists():
                 target.rmdir()
             os.replace(stage, target)
             log(f"{label}: installed at {rev[:12]}")
         else:
             # Existing folder: move it to the verified commit taken from the staged copy (no
-            # second download), keeping its untracked files.
+            # second download); what the commit does not hold is removed by settle() below.
             git.init(target, url, entry=label)
             git.run(
                 ["fetch", "--quiet", "--depth", "1", "--no-tags", "--", str(stage), rev],
@@ -241,46 +265,44 @@ def install_entry(
                 what="fetch from the verified copy",
             )
             git.checkout(target, rev, entry=label)
-            tree = git.worktree_tree_hash(target, entry=label)
-            _check_tree(entry, rev, tree, staged, "checked out")
             log(f"{label}: repaired: {reason}; now at {rev[:12]}")
-    if entry.locked.tree is None:
+    settle()
+    if expected is None:
         log(
             f"{label}: note: the lock has no tree for {rev[:12]} yet (run "
-            f"scripts/update-locks.py --nodes where the remote is reachable); recorded {tree}"
+            f"scripts/update-locks.py --nodes where the remote is reachable); its files were "
+            "checked against the commit's objects"
         )
-    return done(tree)
-
-
-def _stray_nodes(lock: NodesLock, comfyui_dir: Path) -> list[str]:
-    """Folders in custom_nodes that the lock does not pin (ComfyUI would load them)."""
-    nodes_dir = comfyui_dir / "custom_nodes"
-    if not nodes_dir.is_dir():
-        return []
-    pinned = {name.lower() for name in lock.custom_nodes}
-    return sorted(
-        c.name
-        for c in nodes_dir.iterdir()
-        if c.is_dir() and not c.name.startswith((".", "__")) and c.name.lower() not in pinned
-    )
+    return Installed(entry.name, entry.kind, _rel(entry), rev)
 
 
 def install_nodes(
-    lock: NodesLock, comfyui_dir: Path, *, log: Log = print, jobs: int | None = None
-) -> Manifest:
+    lock: NodesLock,
+    comfyui_dir: Path,
+    *,
+    dests: set[str] | None = None,
+    log: Log = print,
+    jobs: int | None = None,
+) -> list[Installed]:
     """Install ComfyUI at `comfyui_dir` and every custom node under it, each at its locked
-    commit and verified; write the manifest; raise naming every entry that failed."""
+    commit and holding exactly its files; `dests` (the models lock's destinations, relative to
+    `comfyui_dir`) are kept. Raise naming every entry that failed."""
     comfyui_dir = Path(comfyui_dir)
+    dests = set(dests or ())
     entries = _preflight(lock, comfyui_dir)
-    manifest = Manifest.load(comfyui_dir)
-    comfy = install_entry(lock.comfyui, comfyui_dir, manifest=manifest, log=log)
+    locked_nodes = list(lock.custom_nodes)
+    comfy = install_entry(
+        lock.comfyui, comfyui_dir, dests=dests, locked_nodes=locked_nodes, log=log
+    )
     nodes = [e for e in entries if e.kind == "custom_node"]
 
-    def one(entry: NodeEntry) -> ManifestEntry | BakeError:
+    def one(entry: NodeEntry) -> Installed | BakeError:
         try:
-            return install_entry(entry, comfyui_dir, manifest=manifest, log=log)
+            return install_entry(entry, comfyui_dir, dests=dests, log=log)
         except BakeError as exc:
             return exc
+        except Exception as exc:  # an upstream we did not foresee: this entry fails alone
+            return BakeError(f"{entry.qualified}: unexpected {type(exc).__name__}: {exc}")
 
     workers = max(1, min(jobs or MAX_JOBS, len(nodes) or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="install") as pool:
@@ -288,23 +310,26 @@ def install_nodes(
     failures = [line for r in results if isinstance(r, BakeError) for line in r.lines()]
     if failures:
         raise InstallError("\n".join(failures))
-    for name in _stray_nodes(lock, comfyui_dir):
-        log(
-            f"custom_nodes/{name}: warning: not in the lock, yet ComfyUI will load it; remove "
-            "it or pin it in nodes.lock.yaml"
-        )
-    result = Manifest((comfy, *(r for r in results if isinstance(r, ManifestEntry))))
-    (comfyui_dir / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(comfyui_dir / MANIFEST, result.to_json())
-    return result
+    # The last word is the read-only check `nodes verify` runs, over every entry at once.
+    problems = [
+        f.line()
+        for report in verify.verify_nodes(lock, comfyui_dir, dests=dests)
+        for f in report.findings
+    ]
+    if problems:
+        raise InstallError("\n".join(problems))
+    return [comfy, *(r for r in results if isinstance(r, Installed))]
 
 
 def cli(args: argparse.Namespace) -> int:
     lock = load_nodes_lock(default_lock(NODES_LOCK, args.lock))
-    manifest = install_nodes(lock, Path(args.comfyui_dir), log=lambda s: print(s, flush=True))
+    dests = verify.model_dests(default_lock(MODELS_LOCK, args.models_lock))
+    installed = install_nodes(
+        lock, Path(args.comfyui_dir), dests=dests, log=lambda s: print(s, flush=True)
+    )
     print(
-        f"{len(manifest.entries)} entries installed and verified in {args.comfyui_dir}; "
-        f"manifest: {Path(args.comfyui_dir) / MANIFEST}",
+        f"{len(installed)} entries installed and verified in {args.comfyui_dir}: each holds "
+        "exactly its commit",
         flush=True,
     )
     return 0

@@ -76,15 +76,67 @@ def snapshot(
         date = git.commit_date(repo, rev, entry=label)
         requirements: tuple[str, ...] = ()
         if entry.requirements_file:
-            text = git.read_file_at(repo, rev, entry.requirements_file, entry=label)
-            requirements = requirement_lines(text) if text is not None else ()
+            data = git.read_file_at(repo, rev, entry.requirements_file, entry=label)
+            requirements = _requirements(data, entry, rev) if data is not None else ()
     return Snapshot(rev, date, tree, requirements)
 
 
+def _requirements(data: bytes, entry: NodeEntry, rev: str) -> tuple[str, ...]:
+    """The requirement lines of a requirements file's bytes; a binary file is refused."""
+    try:
+        if b"\0" in data:
+            raise ValueError("it holds NUL bytes")
+        text = data.decode("utf-8")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BakeError(
+            f"{entry.qualified}: {entry.requirements_file} at {rev[:12]} is not UTF-8 text "
+            f"({exc}); pip could not read it either: fix requirements_file in nodes.lock.yaml "
+            "or pin another commit"
+        ) from None
+    return requirement_lines(text)
+
+
 def resolve_entry(entry: NodeEntry, *, cache: Path | None = None) -> Snapshot:
-    """`original.ref` resolved on the remote now, and what that commit holds."""
+    """`original.ref` resolved on the remote now (refused when it names both a branch and a
+    tag), and what that commit holds. The commit is the ref's head: on its branch by
+    construction."""
     rev = git.resolve_ref(entry.original.url, entry.original.ref, entry=entry.qualified)
     return snapshot(entry, rev, cache=cache)
+
+
+def off_ref(entry: NodeEntry, rev: str, *, cache: Path | None = None) -> str | None:
+    """Why `rev` is not what `original.ref` tracks on the remote now, or None when it is: the
+    ref itself for a full commit, the tag's commit for a tag, the head or one of its ancestors
+    for a branch. A commit only on another branch, or only in a fork (GitHub serves those
+    through the upstream URL too), is refused."""
+    label, url, ref = entry.qualified, entry.original.url, entry.original.ref
+    target = git.remote_ref(url, ref, entry=label)
+    fix = (
+        f"pin a commit it holds (scripts/update-locks.py --nodes {entry.name}) or set "
+        "original.ref to what really holds this commit"
+    )
+    if target.kind == "commit":
+        if rev != target.sha:
+            return f"{label}: locked.rev {rev[:12]} is not original.ref {ref}; {fix}"
+        return None
+    if target.kind == "tag":
+        if rev != target.sha:
+            return (
+                f"{label}: locked.rev {rev[:12]} is not the commit tag {ref!r} names on "
+                f"{git.redact(url)} ({target.sha[:12]}); {fix}"
+            )
+        return None
+    if rev == target.sha:
+        return None
+    history = cache_repo(url, cache).with_name(cache_repo(url, cache).name + ".history")
+    with FileLock(str(history) + ".lock"):
+        if git.is_ancestor(history, url, rev, target, entry=label):
+            return None
+    return (
+        f"{label}: locked.rev {rev[:12]} is not on {target.name} of {git.redact(url)} (not its "
+        f"head {target.sha[:12]} nor an ancestor of it): the commit is only on another branch "
+        f"or in a fork; {fix}"
+    )
 
 
 def check_entry(entry: NodeEntry, *, cache: Path | None = None) -> list[str]:
@@ -95,6 +147,8 @@ def check_entry(entry: NodeEntry, *, cache: Path | None = None) -> list[str]:
         return [f"{label}: not locked; run scripts/update-locks.py --nodes {entry.name}"]
     found = snapshot(entry, entry.locked.rev, cache=cache, refetch=True)
     problems = []
+    if (off := off_ref(entry, entry.locked.rev, cache=cache)) is not None:
+        problems.append(off)
     if entry.locked.tree is None:
         problems.append(
             f"{label}: locked.tree is not recorded (the tree at "
@@ -152,6 +206,8 @@ def _run_all(
             return work(entry)
         except BakeError as exc:
             return exc
+        except Exception as exc:  # an upstream we did not foresee: this entry fails alone
+            return BakeError(f"{entry.qualified}: unexpected {type(exc).__name__}: {exc}")
 
     workers = max(1, min(jobs or MAX_JOBS, len(entries) or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resolve") as pool:

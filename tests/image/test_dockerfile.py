@@ -346,6 +346,37 @@ def test_custom_nodes_come_only_from_the_lock(dockerfile):
     assert stage_running(dockerfile, "nodes", "install") is not None
 
 
+def test_the_image_checks_what_it_holds_last(dockerfile):
+    # After every model layer is in place, the final stage starts ComfyUI once (every node
+    # must import), then checks the node trees and hashes the baked models, in that order:
+    # the first start writes node configs that the tree check must see.
+    final = dockerfile.final
+    checks = [argv for i, argv in bake_runs(dockerfile) if i.stage is final]
+    assert [argv[:2] for argv in checks] == [
+        ["nodes", "smoke"],
+        ["nodes", "verify"],
+        ["models", "verify"],
+    ], checks
+    models = checks[2]
+    assert models[models.index("--mode") + 1] == "full"
+    assert models[models.index("--placement") + 1] == "image"
+    assert all(argv[argv.index("--comfyui-dir") + 1] == "/comfyui" for argv in checks)
+    # nothing is added to the image after the checks
+    later = [i for i in final.instructions if i.keyword in ("COPY", "ADD", "RUN")]
+    assert later and later[-1].keyword == "RUN"
+    # the checks' stamps stay out of /comfyui and out of the image's environment
+    assert "BAKE_STAMP_DIR" not in dockerfile.env(final)
+    stamp_args = [a for a in final.of("ARG") if "BAKE_STAMP_DIR" in a.assignments()]
+    assert stamp_args and not stamp_args[0].assignments()["BAKE_STAMP_DIR"].startswith("/comfyui")
+
+
+def test_nodes_install_knows_the_model_files_a_node_keeps(dockerfile):
+    # install removes whatever a node's commit does not hold, except models-lock dests
+    stage = stage_running(dockerfile, "nodes", "install")
+    copied = " ".join(i.value for s in dockerfile.lineage(stage) for i in s.of("COPY"))
+    assert "models.lock.yaml" in copied
+
+
 def test_every_bake_command_is_one_the_cli_accepts(dockerfile):
     parser = build_parser()
     found = bake_runs(dockerfile)

@@ -213,6 +213,13 @@ def step_env(
     for name, value in dockerfile.env(instruction.stage).items():
         if name not in ("PATH", "VIRTUAL_ENV"):
             env[name] = image.translate(value)
+    # a stage's ARG with a default is in the environment of its RUNs, as Docker sets it
+    for stage in reversed(dockerfile.lineage(instruction.stage)):
+        for arg in stage.of("ARG"):
+            if arg.line < instruction.line:
+                for name, value in arg.assignments().items():
+                    if value is not None:
+                        env[name] = image.translate(value)
     for mount in instruction.mounts():
         if mount.get("type") == "secret" and mount.get("id") in SECRETS:
             env[mount["env"]] = SECRETS[mount["id"]]

@@ -73,7 +73,7 @@ NODE_CASES = [
         "bad tree hash",
         "custom_nodes|ComfyUI-KJNodes|locked|tree",
         "sha1:abc",
-        "custom_nodes.ComfyUI-KJNodes.locked.tree: expected 'blake3:' and 64",
+        "custom_nodes.ComfyUI-KJNodes.locked.tree: expected 'tree2-blake3:' and 64",
     ),
     (
         "requirements not a list",

@@ -13,6 +13,9 @@ from bake.locks.nodes import GitSource, NodeEntry, NodesLock, write_nodes_lock
 
 COMFY_FILES = {
     "main.py": "print('comfy')\n",
+    # as ComfyUI's own: its data folders, models and custom nodes are not the commit's
+    ".gitignore": "__pycache__/\n/output/\n/input/\n/models/\n/temp/\n/custom_nodes/\n"
+    "!custom_nodes/example_node.py.example\n/user/\n",
     "requirements.txt": "torch\n# the UI\ncomfyui-frontend-package==1.0\n\nnumpy>=1.25\n",
     "custom_nodes/example_node.py.example": "# example\n",
     "models/checkpoints/put_checkpoints_here": "",

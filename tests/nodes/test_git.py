@@ -17,7 +17,7 @@ def test_branch_tag_and_head_resolve_like_git(world):
     repo.tag("light", first, annotated=False)
     second = repo.commit({"a.py": "2\n"})
     dev = repo.commit({"a.py": "dev\n"}, branch="dev")
-    # a tag and a branch of one name: git prefers the tag, and so must we
+    # a tag and a branch of one name: git would take the tag; we ask which is meant
     repo.tag("dev", first, annotated=True)
 
     assert git.resolve_ref(repo.url, "main", entry="e") == second
@@ -25,8 +25,14 @@ def test_branch_tag_and_head_resolve_like_git(world):
     assert git.resolve_ref(repo.url, "v1", entry="e") == first  # peeled, not the tag object
     assert git.resolve_ref(repo.url, "light", entry="e") == first
     assert git.resolve_ref(repo.url, "refs/heads/dev", entry="e") == dev
-    assert git.resolve_ref(repo.url, "dev", entry="e") == first
-    assert run_git("rev-parse", "dev^{commit}", cwd=repo.path) == first  # git agrees
+    assert git.resolve_ref(repo.url, "refs/tags/dev", entry="e") == first
+    with pytest.raises(GitError) as caught:
+        git.resolve_ref(repo.url, "dev", entry="custom_nodes.Node")
+    assert str(caught.value) == (
+        f"custom_nodes.Node: ref 'dev' is both a branch and a tag on {repo.url} (the branch is "
+        f"at {dev[:12]}, the tag at {first[:12]}); say which in nodes.lock.yaml: original.ref "
+        "refs/heads/dev or refs/tags/dev"
+    )
 
 
 def test_branch_that_moves_resolves_to_its_new_tip(world):
@@ -90,4 +96,19 @@ def test_worktree_tree_hash_ignores_untracked_data_and_matches_a_clean_tree(worl
     assert git.worktree_tree_hash(checkout, entry="e") == clean
     (checkout / "web/s.js").write_text("2\n")  # a tracked file inside the submodule
     assert git.worktree_tree_hash(checkout, entry="e") != clean
-    assert git.modified_files(checkout, entry="e") == ["web"]
+
+
+def test_a_broken_transfer_is_reported_in_gits_words_not_as_a_vanished_commit(world, tmp_path):
+    repo = world.repo("Node")
+    rev = repo.commit({"a.py": "print('a')\n"})
+    blob = run_git("rev-parse", f"{rev}:a.py", cwd=repo.path)
+    # the remote's copy of one object is damaged: upload-pack dies mid-pack
+    damaged = repo.path / "objects" / blob[:2] / blob[2:]
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"garbage")
+    with pytest.raises(GitError) as caught:
+        git.fetch_checkout(tmp_path / "checkout", repo.url, rev, entry="custom_nodes.Node")
+    message = str(caught.value)
+    assert message.startswith(f"custom_nodes.Node: git fetch of {rev} from {repo.url} failed: ")
+    assert "bad pack header" in message or "early EOF" in message
+    assert "force-pushed" not in message

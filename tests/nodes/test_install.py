@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -14,10 +13,12 @@ from support.gitrepos import run_git
 
 from bake.errors import GitError, LockError, UnlockedError
 from bake.locks.nodes import GitPin, GitSource, NodeEntry, load_nodes_lock
-from bake.nodes.install import MANIFEST, InstallError, install_nodes
+from bake.nodes.install import InstallError, install_nodes
 from bake.nodes.resolve import update_nodes
 
 KJ, EASY = "ComfyUI-KJNodes", "ComfyUI-Easy-Use"
+# what a models lock would name: a model under models/ and a checkpoint a node keeps in its folder
+MODEL_DESTS = {"models/checkpoints/big.safetensors", f"custom_nodes/{KJ}/ckpts/rife/rife47.pth"}
 
 
 def _locked(remotes, tmp_path: Path, **kwargs) -> Path:
@@ -26,9 +27,9 @@ def _locked(remotes, tmp_path: Path, **kwargs) -> Path:
     return lock
 
 
-def _install(lock_path: Path, comfy: Path) -> list[str]:
+def _install(lock_path: Path, comfy: Path, dests: set[str] = frozenset()) -> list[str]:
     lines: list[str] = []
-    install_nodes(load_nodes_lock(lock_path), comfy, log=lines.append)
+    install_nodes(load_nodes_lock(lock_path), comfy, dests=set(dests), log=lines.append)
     return lines
 
 
@@ -57,18 +58,7 @@ def test_fresh_install_puts_every_entry_at_its_locked_commit(remotes, tmp_path):
     front = comfy / "custom_nodes" / EASY / "ComfyUI-Easy-Use-Frontend"
     assert _head(front) == remotes.front_pinned
     assert (front / "app.js").read_text() == "console.log(1)\n"
-
-    manifest = json.loads((comfy / MANIFEST).read_text())
-    assert manifest["version"] == 1
-    assert [(e["name"], e["path"], e["rev"], e["tree"]) for e in manifest["entries"]] == [
-        (
-            e.name,
-            "." if e.kind == "comfyui" else f"custom_nodes/{e.name}",
-            e.locked.rev,
-            e.locked.tree,
-        )
-        for e in lock.entries()
-    ]
+    assert not (comfy / ".bake").exists()  # no record inside the tree: nothing to trust
     assert f"comfyui: installed at {lock.comfyui.locked.rev[:12]}" in lines
     assert _no_stages(comfy)
 
@@ -86,7 +76,7 @@ def test_rerun_is_a_no_op_without_network_and_keeps_models(remotes, tmp_path):
     for repo in (remotes.comfy, *remotes.nodes.values(), remotes.front):
         repo.remove()  # any network use would now fail
 
-    lines = _install(lock_path, comfy)
+    lines = _install(lock_path, comfy, MODEL_DESTS)
     assert sorted(lines) == sorted(
         f"{e.qualified}: ok at {e.locked.rev[:12]}" for e in load_nodes_lock(lock_path).entries()
     )
@@ -107,6 +97,10 @@ def test_local_edits_are_repaired_saved_and_reported(remotes, tmp_path):
     lines = _install(lock_path, comfy)
     rev = load_nodes_lock(lock_path).custom_nodes[KJ].locked.rev
     assert (
+        f"custom_nodes.{KJ}: removed what commit {rev[:12]} does not hold: "
+        f"custom_nodes/{KJ}/user-config.json"
+    ) in lines
+    assert (
         f"custom_nodes.{KJ}: repaired: local edits to tracked files (__init__.py, "
         f"requirements.txt) were undone to match {rev[:12]}; the edits were saved to "
         f"{comfy / '.bake/repaired' / (KJ + '.patch')}"
@@ -118,7 +112,7 @@ def test_local_edits_are_repaired_saved_and_reported(remotes, tmp_path):
     assert (node / "__init__.py").read_text() == "NODE_CLASS_MAPPINGS = {}\n"
     assert (node / "requirements.txt").exists()
     assert (comfy / "main.py").read_text() == "print('comfy')\n"
-    assert untracked.read_text() == "{}"  # untracked files are data: kept
+    assert not untracked.exists()  # not the commit's, not ignored by its .gitignore: gone
     assert "curl evil" in (comfy / ".bake/repaired" / f"{KJ}.patch").read_text()
     assert all(": ok at " in line for line in _install(lock_path, comfy))
 
@@ -134,7 +128,7 @@ def test_lock_moved_forward_moves_the_node_and_keeps_its_data(remotes, tmp_path)
     new = remotes.nodes[KJ].commit({"nodes.py": "NEW = 1\n", "tools/run.sh": None}, "kj 2")
     assert update_nodes(lock_path, [KJ], out=lambda _: None) == 0
 
-    lines = _install(lock_path, comfy)
+    lines = _install(lock_path, comfy, MODEL_DESTS)
     assert f"custom_nodes.{KJ}: repaired: it was at {old[:12]}; now at {new[:12]}" in lines
     node = comfy / "custom_nodes" / KJ
     assert _head(node) == new and (node / "nodes.py").exists()
@@ -146,14 +140,14 @@ def test_lock_moved_forward_moves_the_node_and_keeps_its_data(remotes, tmp_path)
 def test_models_fetched_before_comfyui_are_kept(remotes, tmp_path):
     lock_path = _locked(remotes, tmp_path)
     comfy = tmp_path / "ComfyUI"
-    model = comfy / "models/vae/wan_2.1_vae.safetensors"
+    model = comfy / "models/checkpoints/big.safetensors"
     model.parent.mkdir(parents=True)
     model.write_bytes(b"vae")
     ckpt = comfy / "custom_nodes" / KJ / "ckpts/rife/rife47.pth"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"rife")
 
-    lines = _install(lock_path, comfy)
+    lines = _install(lock_path, comfy, MODEL_DESTS)
     assert any(
         line.startswith("comfyui: repaired: the folder was not a git checkout") for line in lines
     )
@@ -166,7 +160,7 @@ def test_tampered_tree_is_refused_and_nothing_is_installed(remotes, tmp_path):
     lock_path = _locked(remotes, tmp_path)
     lock = load_nodes_lock(lock_path)
     entry = lock.custom_nodes[KJ]
-    forged = "blake3:" + "1" * 64
+    forged = "tree2-blake3:" + "1" * 64
     lock = lock.with_pin(KJ, dataclasses.replace(entry.locked, tree=forged))
     comfy = tmp_path / "ComfyUI"
     with pytest.raises(InstallError) as caught:
@@ -179,7 +173,6 @@ def test_tampered_tree_is_refused_and_nothing_is_installed(remotes, tmp_path):
     )
     assert not (comfy / "custom_nodes" / KJ).exists()
     assert (comfy / "custom_nodes" / EASY / "__init__.py").exists()  # the others went in
-    assert not (comfy / MANIFEST).exists()
     assert _no_stages(comfy)
 
 
@@ -265,33 +258,39 @@ def test_unlocked_entry_is_refused(remotes, tmp_path):
         install_nodes(lock, tmp_path / "ComfyUI", log=lambda _: None)
 
 
-def test_entry_without_tree_is_verified_by_rev_and_remembered(remotes, tmp_path):
+def test_entry_without_tree_is_verified_against_its_commit(remotes, tmp_path):
     lock_path = _locked(remotes, tmp_path)
     lock = load_nodes_lock(lock_path)
     entry = lock.custom_nodes[KJ]
     lock = lock.with_pin(KJ, dataclasses.replace(entry.locked, tree=None))
     comfy = tmp_path / "ComfyUI"
     lines: list[str] = []
-    manifest = install_nodes(lock, comfy, log=lines.append)
-    assert manifest.get(KJ).tree == entry.locked.tree  # the tree it found, recorded
+    install_nodes(lock, comfy, log=lines.append)
     assert any(line.startswith(f"custom_nodes.{KJ}: note: the lock has no tree") for line in lines)
-    # later edits are caught against the recorded tree
+    # later edits are caught against the commit's own objects
     (comfy / "custom_nodes" / KJ / "__init__.py").write_text("edited\n")
     lines = []
     install_nodes(lock, comfy, log=lines.append)
     assert any(line.startswith(f"custom_nodes.{KJ}: repaired:") for line in lines)
+    assert (comfy / "custom_nodes" / KJ / "__init__.py").read_text() == "NODE_CLASS_MAPPINGS = {}\n"
 
 
-def test_stray_node_folder_is_reported(remotes, tmp_path):
+def test_stray_node_folder_and_file_are_removed_and_named(remotes, tmp_path):
     lock_path = _locked(remotes, tmp_path)
     comfy = tmp_path / "ComfyUI"
     _install(lock_path, comfy)
     (comfy / "custom_nodes" / "Unpinned").mkdir()
+    (comfy / "custom_nodes" / "Unpinned" / "__init__.py").write_text("X = 1\n")
+    (comfy / "custom_nodes" / "evil.py").write_text("import os\n")
     lines = _install(lock_path, comfy)
+    rev = load_nodes_lock(lock_path).comfyui.locked.rev
     assert (
-        "custom_nodes/Unpinned: warning: not in the lock, yet ComfyUI will load it; remove "
-        "it or pin it in nodes.lock.yaml"
+        f"comfyui: removed what commit {rev[:12]} does not hold: custom_nodes/Unpinned, "
+        "custom_nodes/evil.py"
     ) in lines
+    assert sorted(p.name for p in (comfy / "custom_nodes").iterdir()) == sorted(
+        [EASY, KJ, "example_node.py.example"]
+    )
 
 
 def test_cli_installs_and_reports_failures(remotes, tmp_path):
@@ -313,6 +312,10 @@ def test_cli_installs_and_reports_failures(remotes, tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert f"3 entries installed and verified in {comfy}" in done.stdout
+    verify = [*cmd[:4], "verify", *cmd[5:]]
+    checked = subprocess.run(verify, env=env, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert "nodes verify: 3 entries in " in checked.stdout
 
     remotes.nodes[KJ].commit({"x.py": "2\n"}, "next")
     assert update_nodes(lock_path, [KJ], out=lambda _: None) == 0
@@ -394,3 +397,16 @@ def test_public_urls_install_through_insteadof_mirrors(world, tmp_path):
         run_git("config", "--get", "remote.origin.url", cwd=target / "custom_nodes/Node")
         == f"{public}o/Node.git"
     )
+
+
+def test_a_submodule_checkout_removed_is_restored(remotes, tmp_path):
+    import shutil
+
+    lock_path = _locked(remotes, tmp_path)
+    comfy = tmp_path / "ComfyUI"
+    _install(lock_path, comfy)
+    front = comfy / "custom_nodes" / EASY / "ComfyUI-Easy-Use-Frontend"
+    shutil.rmtree(front)
+    lines = _install(lock_path, comfy)
+    assert any(line.startswith(f"custom_nodes.{EASY}: repaired: ") for line in lines), lines
+    assert (front / "app.js").read_text() == "console.log(1)\n"

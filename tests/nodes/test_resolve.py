@@ -225,7 +225,7 @@ def test_check_fails_when_tree_or_requirements_no_longer_match(remotes, tmp_path
     lock = remotes.lock(tmp_path / "nodes.lock.yaml")
     _update(lock)
     real = load_nodes_lock(lock).custom_nodes["ComfyUI-KJNodes"].locked
-    forged = "blake3:" + "0" * 64
+    forged = "tree2-blake3:" + "0" * 64
     text = lock.read_text().replace(real.tree, forged).replace("- scipy", "- scipy<1")
     lock.write_text(text)
     code, lines = _update(lock, check=True)

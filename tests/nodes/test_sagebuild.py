@@ -175,7 +175,7 @@ def test_unlocked_and_tampered_sources_are_refused(sage, tmp_path):
     with pytest.raises(UnlockedError, match=r"source_builds\.sageattention: not locked"):
         build_wheel(dataclasses.replace(entry, locked=None), tmp_path / "w", log=lambda _: None)
     forged = dataclasses.replace(
-        entry, locked=GitPin(entry.locked.rev, entry.locked.date, "blake3:" + "2" * 64)
+        entry, locked=GitPin(entry.locked.rev, entry.locked.date, "tree2-blake3:" + "2" * 64)
     )
     with pytest.raises(VerificationError, match="refusing to build other source"):
         build_wheel(forged, tmp_path / "w", frontend="uv", log=lambda _: None)

@@ -162,7 +162,7 @@ class BareRepo:
         added = [rel for rel, content in files.items() if content is not None]
         added += list(symlinks or {})
         if added:
-            self._git("add", "--", *added)
+            self._git("add", "--force", "--", *added)  # as upstream did: tracked though ignored
         run_git(
             "commit",
             "--quiet",

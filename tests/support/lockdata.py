@@ -34,7 +34,7 @@ def valid_nodes() -> dict:
                 "locked": {
                     "rev": REV_B,
                     "date": "2026-01-18T01:01:12+02:00",
-                    "tree": "blake3:" + BLAKE,
+                    "tree": "tree2-blake3:" + BLAKE,
                     "requirements": ["mss"],
                 },
             },

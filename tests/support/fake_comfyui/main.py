@@ -1200,11 +1200,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--preview-method", default="none")
     parser.add_argument("--extra-model-paths-config", action="append", nargs="+", default=[])
     parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--quick-test-for-ci", action="store_true")
     args, unknown = parser.parse_known_args(argv)
     args.extra_model_paths_config = [p for group in args.extra_model_paths_config for p in group]
     if unknown:
         log(f"(fake) ignoring arguments: {unknown}")
     return args
+
+
+def quick_test() -> int:
+    """`--quick-test-for-ci`, as ComfyUI does it: import every custom node (a folder with an
+    __init__.py, or a top-level .py file), log the import summary, exit without serving."""
+    import importlib.util
+
+    times = []
+    nodes = HERE / "custom_nodes"
+    for path in sorted(nodes.iterdir()) if nodes.is_dir() else []:
+        init = path / "__init__.py" if path.is_dir() else path
+        if path.name.startswith((".", "__")) or init.suffix != ".py" or not init.is_file():
+            continue
+        start = time.perf_counter()
+        try:
+            spec = importlib.util.spec_from_file_location(f"custom_nodes.{path.stem}", init)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            ok = True
+        except Exception:
+            log(traceback.format_exc())
+            log(f"Cannot import {path} module for custom nodes")
+            ok = False
+        times.append((time.perf_counter() - start, str(path), ok))
+    log("\nImport times for custom nodes:")
+    for seconds, path, ok in sorted(times):
+        log("{:6.1f} seconds{}: {}".format(seconds, "" if ok else " (IMPORT FAILED)", path))
+    log("")
+    return 0
 
 
 def main() -> None:
@@ -1231,6 +1261,8 @@ def main() -> None:
             )
             sys.exit(255)
         log("Using sage attention")
+    if args.quick_test_for_ci:
+        sys.exit(quick_test())
     for folder in (INPUT, OUTPUT, TEMP):
         folder.mkdir(exist_ok=True)
     for path in TEMP.iterdir():  # temp/ is wiped at start, as ComfyUI does
