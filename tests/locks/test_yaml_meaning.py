@@ -56,7 +56,7 @@ custom_nodes:
     locked:
       date: '2026-01-18T01:01:12+02:00'
       rev: {"b" * 40}
-      tree: blake3:{BLAKE}
+      tree: tree2-blake3:{BLAKE}
     original:
       ref: main
       url: https://example.invalid/kijai/ComfyUI-KJNodes.git

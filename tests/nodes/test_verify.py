@@ -52,6 +52,7 @@ def tree(remotes, tmp_path):
         {
             "helper.py": "def greet():\n    return 'hello'\n",
             "pkg/mod.py": "VALUE = 1\n",
+            "config.json": "{}\n",
             ".gitignore": "__pycache__\npysssss.json\nstyles/**\nckpts\n",
         },
         "kj: helper, pkg, gitignore",
@@ -302,18 +303,19 @@ def test_a_gitignore_planted_in_the_tree_does_not_count(tree):
 
 def test_a_model_dest_on_a_tracked_path_is_refused(tree):
     lock, models, comfy = tree
-    # the node's commit tracks .gitignore: a model there would replace the node's own file
-    models.write_text(MODELS_LOCK.replace("ckpts/rife/rife47.pth", ".gitignore"))
+    # the node's commit tracks config.json: a model there would replace the node's own file
+    # (a dest the models lock refuses outright, code or hidden names, never gets this far)
+    models.write_text(MODELS_LOCK.replace("ckpts/rife/rife47.pth", "config.json"))
     done = verify(lock, models, comfy)
     assert done.returncode == 1
     assert errors(done)[0].startswith(
-        f"error: custom_nodes/{KJ}/.gitignore: conflict: a models-lock dest on a path that commit "
+        f"error: custom_nodes/{KJ}/config.json: conflict: a models-lock dest on a path that commit "
     )
     assert f"of custom_nodes.{KJ} tracks" in errors(done)[0]
     # install refuses it too, and the node's own file stays what its commit says
-    with pytest.raises(InstallError, match=r"\.gitignore: conflict: a models-lock dest"):
+    with pytest.raises(InstallError, match=r"config\.json: conflict: a models-lock dest"):
         install(lock, models, comfy)
-    assert "pysssss.json" in (comfy / "custom_nodes" / KJ / ".gitignore").read_text()
+    assert (comfy / "custom_nodes" / KJ / "config.json").read_text() == "{}\n"
 
 
 def test_a_missing_tracked_file_and_a_file_name_with_a_newline_are_named_safely(tree):
