@@ -32,9 +32,12 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
         args: tuple[str, ...] | None = None,
         serve_api: bool = True,
+        comfyui_dir: Path | None = None,
+        comfyui_python: str | None = None,
     ):
+        # comfyui_dir/comfyui_python: a real ComfyUI and its interpreter instead of the fake
         self.tmp = Path(tmp)
-        self.comfyui_dir = install(self.tmp / "comfyui")
+        self.comfyui_dir = comfyui_dir or install(self.tmp / "comfyui")
         self.comfy_port = free_port()
         self.api_port = free_port()
         self.url = f"http://127.0.0.1:{self.api_port}"
@@ -43,7 +46,7 @@ class WorkerProcess:
         self.env = {
             **os.environ,
             "COMFYUI_DIR": str(self.comfyui_dir),
-            "COMFYUI_PYTHON": sys.executable,
+            "COMFYUI_PYTHON": comfyui_python or sys.executable,
             "WORKER_PYTHON": sys.executable,
             "COMFYUI_PORT": str(self.comfy_port),
             "MODEL_VERIFY": "off",

@@ -1,0 +1,183 @@
+"""The real ComfyUI for the `real_comfyui` test tier: its source, its interpreter, a copy to run.
+
+    src, python = source_and_interpreter()   # $COMFYUI_SRC and its cached CPU venv, or skip
+    comfyui_dir = make_comfyui(tmp / "comfyui", src, nodes=("ComfyUI-VideoHelperSuite",))
+    with WorkerProcess(tmp, comfyui_dir=comfyui_dir, comfyui_python=python,
+                       env=REAL_ENV) as worker: ...
+
+`$COMFYUI_SRC` is a folder holding `ComfyUI/` and `custom_nodes/<name>/` for the nodes the tests
+use (what `python -m bake nodes install --comfyui-dir DIR` lays out is accepted too: `DIR` with
+`custom_nodes/` inside it). The source is never written to: ComfyUI and several nodes write
+into their own folders, so every test session runs a copy of its own.
+
+Without `$COMFYUI_SRC` the tier is skipped with the reason; with `CI=true` a missing source or
+interpreter fails instead, so CI cannot go green by running none of it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support.real_comfyui.venv import ensure_venv
+
+SOURCE_ENV = "COMFYUI_SRC"
+# An existing interpreter to use instead of the cached venv (e.g. the image's own).
+PYTHON_ENV = "REAL_COMFYUI_PYTHON"
+REPO = Path(__file__).resolve().parents[3]
+TEST_NODES = Path(__file__).resolve().parents[1] / "comfy_test_nodes"
+TEST_NODES_NAME = "comfy_bake_test_nodes"
+# Never copied: ComfyUI's own tests and CI files; nothing at run time reads them.
+SKIP_COPY = shutil.ignore_patterns(".git", ".github", ".ci", "tests", "tests-unit", "__pycache__")
+# How the worker starts the real ComfyUI here: on the CPU, without SageAttention (no GPU), and
+# without the model verification (these tests place no real models).
+REAL_ENV = {
+    "COMFYUI_EXTRA_ARGS": "--cpu",
+    "SAGE_ATTENTION": "off",
+    "MODEL_VERIFY": "off",
+    "COMFYUI_START_TIMEOUT": "180",
+}
+# JOB_TIMEOUT of the shared real worker: it bounds the hang tests, and every other job of the
+# tier takes a second or two on the CPU, so 15 s leaves room on a loaded 2-core machine.
+REAL_JOB_TIMEOUT = 15
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test, or fail it in CI where the tier must run."""
+    if in_ci():
+        pytest.fail(f"CI=true and the real ComfyUI tier cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def locked_nodes() -> list[str]:
+    """The custom nodes nodes.lock.yaml pins, by folder name."""
+    lock = yaml.safe_load((REPO / "nodes.lock.yaml").read_text(encoding="utf-8"))
+    return sorted(lock["custom_nodes"])
+
+
+def _layout(src: Path) -> tuple[Path, Path]:
+    """(ComfyUI folder, custom nodes folder) of a source, in either accepted layout."""
+    if (src / "ComfyUI" / "main.py").is_file():
+        return src / "ComfyUI", src / "custom_nodes"
+    return src, src / "custom_nodes"
+
+
+def _source() -> tuple[Path | None, str]:
+    raw = os.environ.get(SOURCE_ENV, "").strip()
+    if not raw:
+        return None, (
+            f"{SOURCE_ENV} is not set: it names the real ComfyUI source "
+            "(ComfyUI/ and custom_nodes/) this tier runs"
+        )
+    src = Path(raw).resolve()
+    comfy, _ = _layout(src)
+    if not (comfy / "main.py").is_file():
+        return None, f"{SOURCE_ENV}={raw}: no ComfyUI/main.py (or main.py) there"
+    return src, ""
+
+
+def _interpreter(src: Path) -> tuple[str | None, str]:
+    given = os.environ.get(PYTHON_ENV, "").strip()
+    if given:
+        if not Path(given).exists():
+            return None, f"{PYTHON_ENV}={given} does not exist"
+        return given, ""
+    comfy, nodes = _layout(src)
+    try:
+        return str(ensure_venv(comfy, nodes)), ""
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        return None, f"the real ComfyUI's interpreter could not be built: {exc}"
+
+
+_prepared: tuple[Path | None, str | None, str] | None = None
+
+
+def prepare() -> None:
+    """Find the source and build (or find) the interpreter, once per session; never raises."""
+    global _prepared
+    if _prepared is not None:
+        return
+    src, reason = _source()
+    python = None
+    if src is not None:
+        python, reason = _interpreter(src)
+    _prepared = (src, python, reason)
+
+
+def source_and_interpreter() -> tuple[Path, str]:
+    """($COMFYUI_SRC, the interpreter that runs it); skips (fails in CI) if either is missing."""
+    prepare()
+    assert _prepared is not None
+    src, python, reason = _prepared
+    if src is None or python is None:
+        unavailable(reason)
+    assert src is not None and python is not None
+    return src, python
+
+
+def missing_nodes(src: Path, names: Iterable[str]) -> list[str]:
+    _, nodes = _layout(src)
+    return [name for name in names if not (nodes / name).is_dir()]
+
+
+def make_comfyui(dest: Path, src: Path, nodes: Iterable[str], *, test_nodes: bool = True) -> Path:
+    """A writable copy of ComfyUI at `dest` with `nodes` (and the test node pack) installed."""
+    comfy, node_src = _layout(src)
+    names = list(nodes)
+    absent = missing_nodes(src, names)
+    if absent:
+        unavailable(f"{SOURCE_ENV}={src} lacks custom_nodes/{', '.join(absent)}")
+    dest = Path(dest)
+    _copy(comfy, dest)
+    # A source laid out by `bake nodes install` has its nodes inside; keep only those asked for.
+    custom = dest / "custom_nodes"
+    for entry in custom.iterdir() if custom.is_dir() else ():
+        if entry.is_dir() and entry.name not in names and entry.name != "__pycache__":
+            shutil.rmtree(entry)
+    for name in names:
+        if not (custom / name).exists():
+            _copy(node_src / name, custom / name)
+    if test_nodes:
+        _copy(TEST_NODES, custom / TEST_NODES_NAME)
+    return dest
+
+
+def _copy(src: Path, dest: Path) -> None:
+    # copyfile, not copy2: the source may be read-only, and ComfyUI and its nodes write into
+    # their own folders, so the copy takes the umask's modes instead of the source's.
+    shutil.copytree(
+        src,
+        dest,
+        ignore=SKIP_COPY,
+        copy_function=shutil.copyfile,
+        dirs_exist_ok=True,
+        symlinks=True,
+    )
+    for folder, _, _ in os.walk(dest):
+        os.chmod(folder, 0o755)
+
+
+def place_placeholder_models(comfyui_dir: Path) -> list[str]:
+    """A zero-byte file at every model destination of models.lock.yaml under models/ (what
+    ComfyUI's loaders list): enough to pass validation, never to load. Returns the paths."""
+    lock = yaml.safe_load((REPO / "models.lock.yaml").read_text(encoding="utf-8"))
+    placed = []
+    for entry in lock["models"].values():
+        dest = entry["dest"]
+        if not dest.startswith("models/"):
+            continue
+        path = Path(comfyui_dir) / dest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        placed.append(dest)
+    return placed
