@@ -200,6 +200,23 @@ class ComfyClient:
             )
         return resp.content
 
+    def forget(self, prompt_id: str) -> None:
+        """Delete the prompt's /history entry. Never fails the job: a failure is logged (a
+        ComfyUI that is gone has no history left to delete)."""
+        if not self.alive():
+            return
+        try:
+            resp = self._request("POST", "/history", json={"delete": [prompt_id]}, timeout=10)
+        except ComfyError as exc:
+            log.warning("could not delete prompt %s from ComfyUI's history: %s", prompt_id, exc)
+            return
+        if resp.status_code != 200:
+            log.warning(
+                "could not delete prompt %s from ComfyUI's history: HTTP %d",
+                prompt_id,
+                resp.status_code,
+            )
+
     def interrupt(self, prompt_id: str) -> None:
         # Delete first: ComfyUI takes a pending prompt off the queue and starts the next under
         # one lock, so a prompt is either deleted while pending or running by the interrupt.
@@ -270,6 +287,23 @@ class ComfyClient:
         except ComfyError as exc:  # HTTP may still work: follow the prompt through /history
             log.warning("%s; following the job through /history", exc)
         prompt_id = self.queue_prompt(prompt, extra_data=extra_data, titles=titles)
+        try:
+            return self._outcome(prompt_id, timeout, deadline, on_progress, titles, interrupt_grace)
+        finally:
+            # The next job must not read this one's prompt (its inputs, its file names)
+            # from /history.
+            self.forget(prompt_id)
+
+    def _outcome(
+        self,
+        prompt_id: str,
+        timeout: float,
+        deadline: float,
+        on_progress: ProgressCallback | None,
+        titles: dict[str, str] | None,
+        interrupt_grace: float,
+    ) -> PromptResult:
+        """Follow a queued prompt to its end; its outputs, or the error that ended it."""
         queued_as = self.client_id
         try:
             entry = self._follow(prompt_id, queued_as, deadline, on_progress)
