@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.child_env import EnvPassError, check_pass_names
+
 WORKER_DIR = Path(__file__).resolve().parent
 
 
@@ -89,6 +91,9 @@ class Config:
     progress_interval: float = 1.0
     bucket: BucketConfig | None = None
     log_prefix: str = "[comfyui] "
+    # ComfyUI's user and environment (worker/comfy_user.py, worker/child_env.py)
+    comfyui_user: str = ""
+    comfyui_env_pass: tuple[str, ...] = ()
 
     @property
     def listen(self) -> str:
@@ -133,7 +138,17 @@ class Config:
             black_threshold=int(_number(env, "BLACK_THRESHOLD", 10)),
             progress_interval=_number(env, "PROGRESS_INTERVAL", 1.0),
             bucket=_bucket_from_env(env),
+            comfyui_user=env.get("COMFYUI_USER", "").strip(),
+            comfyui_env_pass=_env_pass(env),
         )
+
+
+def _env_pass(env: Mapping[str, str]) -> tuple[str, ...]:
+    names = env.get("COMFYUI_ENV_PASS", "").replace(",", " ").split()
+    try:
+        return check_pass_names(names)
+    except EnvPassError as exc:
+        raise ConfigError(f"COMFYUI_ENV_PASS: {exc}") from None
 
 
 def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
