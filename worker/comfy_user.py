@@ -83,6 +83,18 @@ def _own(name: str, dir_fd: int, user: ComfyUser) -> None:
         os.chown(name, user.uid, user.gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
+def make_folder(path: Path, user: ComfyUser | None) -> Path:
+    """A folder the worker creates for ComfyUI to write into (a job's own output folder, say):
+    every folder this creates belongs to ComfyUI's user, when there is one."""
+    path = Path(path)
+    first_new = next((p for p in (path, *path.parents) if p.parent.exists()), path)
+    existed = first_new.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    if user is not None and not existed:
+        hand_over(first_new, user)
+    return path
+
+
 def prepare_folders(comfyui_dir: Path, user: ComfyUser) -> None:
     """Before ComfyUI starts: its writable folders exist and belong to `user`.
 

@@ -23,6 +23,8 @@ import requests
 from PIL import Image
 from support.fake_comfyui.runner import WorkerProcess
 
+from worker.comfy_user import make_folder, resolve
+
 pytestmark = pytest.mark.slow
 USER = "nobody"
 INVERT = {
@@ -146,3 +148,17 @@ def test_an_unknown_comfyui_user_stops_the_boot_with_one_line(tmp_path):
     log = worker.log()
     assert "COMFYUI_USER=no-such-user-for-comfyui: no such user on this system" in log
     assert "starting ComfyUI" not in log
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing folders to another user needs root")
+def test_a_job_folder_the_worker_creates_belongs_to_comfyuis_user(tmp_path):
+    user = resolve(USER)
+    assert user is not None
+    output = tmp_path / "output"
+    output.mkdir()
+    folder = make_folder(output / "job-1" / "texts", user)
+    assert folder.is_dir()
+    for created in (output / "job-1", folder):
+        assert (created.stat().st_uid, created.stat().st_gid) == (user.uid, user.gid)
+    assert output.stat().st_uid == 0  # what existed before stays as it was
+    assert make_folder(output / "job-2", None).stat().st_uid == 0  # no user: the worker's
