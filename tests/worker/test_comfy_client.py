@@ -233,6 +233,7 @@ def test_a_hung_prompt_with_the_socket_gone_is_interrupted_at_the_timeout(fake, 
     assert fake.stats()["POST /interrupt"] == interrupts + 1
     assert running_prompt(fake) is None
     assert last_entry[prompt_id]["status"]["messages"][-1][0] == "execution_interrupted"
+    assert client.wait_forgotten()
     assert not requests.get(f"{fake.url}/history/{prompt_id}", timeout=5).json()
 
 

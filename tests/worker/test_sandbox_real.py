@@ -10,6 +10,7 @@ RunPod's local /runsync like any caller's.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -94,5 +95,11 @@ def test_a_shell_run_from_a_formula_sees_the_scrubbed_environment(worker):
 def test_comfyuis_history_keeps_no_earlier_job(worker):
     answer = worker.runsync(formula_job("'history'"), timeout=180)
     assert "could not convert string to float: 'history'" in answer["error"], answer
-    history = requests.get(worker.comfy_url + "/history", timeout=10).json()
-    assert history == {}  # neither this job's formula nor the earlier ones' are kept
+    # neither this job's formula nor the earlier ones' are kept (deleted right after each
+    # result is built, off the response's path)
+    deadline = time.monotonic() + 10
+    while (history := requests.get(worker.comfy_url + "/history", timeout=10).json()) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert history == {}
