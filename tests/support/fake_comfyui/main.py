@@ -227,9 +227,13 @@ class Server:
         return sorted(names)
 
     def input_files(self) -> list[str]:
-        if not INPUT.is_dir():
-            return []
-        return sorted(p.relative_to(INPUT).as_posix() for p in INPUT.rglob("*") if p.is_file())
+        # os.walk, as ComfyUI lists folders: it skips a folder removed while it walks (the
+        # worker removes a finished job's input folder on a thread of its own), where rglob
+        # raises and the request fails with a 500.
+        found = []
+        for root, _, files in os.walk(INPUT):
+            found += [(Path(root) / name).relative_to(INPUT).as_posix() for name in files]
+        return sorted(found)
 
     # -- messages -------------------------------------------------------------------------
     async def send(self, type_: str, data: dict[str, Any], client_id: str | None) -> None:
