@@ -20,6 +20,9 @@ log = logging.getLogger("worker")
 
 # ComfyUI's folders that it writes to itself (uploads, outputs, previews, settings).
 WRITABLE = ("input", "output", "temp", "user")
+# Files in custom_nodes/ that a locked node rewrites at every start and fails to import without:
+# data it reads, never code. Their folders stay read-only. (The Dockerfile hands over the same.)
+NODE_WRITABLE = ("custom_nodes/RES4LYF/res4lyf.config.json",)
 
 
 class ComfyUserError(RuntimeError):
@@ -96,10 +99,16 @@ def make_folder(path: Path, user: ComfyUser | None) -> Path:
 
 
 def prepare_folders(comfyui_dir: Path, user: ComfyUser) -> None:
-    """Before ComfyUI starts: its writable folders exist and belong to `user`.
+    """Before ComfyUI starts: its writable folders exist and belong to `user`, and so do
+    the NODE_WRITABLE files that exist.
 
     The image build already does this; doing it at boot too keeps a folder that a build step
     (or an operator) left to root from failing ComfyUI's first upload or save.
     """
     for name in WRITABLE:
         hand_over(Path(comfyui_dir) / name, user)
+    for rel in NODE_WRITABLE:
+        path = Path(comfyui_dir) / rel
+        # lstat: a link here is left alone (and ComfyUI then cannot write through it)
+        if path.exists() and not path.is_symlink():
+            os.chown(path, user.uid, user.gid, follow_symlinks=False)

@@ -28,6 +28,7 @@ from support.dockerfile import (
 
 from bake.cli import HANDLERS, build_parser
 from bake.locks.models import load_models_lock
+from worker.comfy_user import NODE_WRITABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -451,6 +452,11 @@ def test_the_context_holds_what_the_recipe_copies_and_nothing_local(dockerfile):
 # rewrites at every start (it fails to import when it cannot).
 COMFY_WRITABLE = {f"/comfyui/{name}" for name in ("input", "output", "temp", "user")}
 RES4LYF_CONFIG = "/comfyui/custom_nodes/RES4LYF/res4lyf.config.json"
+
+
+def test_the_image_hands_over_the_node_files_the_worker_knows_of():
+    # worker/comfy_user.py hands the same files over at boot; the two lists must agree.
+    assert {f"/comfyui/{rel}" for rel in NODE_WRITABLE} == {RES4LYF_CONFIG}
 
 
 def commands(dockerfile: Dockerfile, name: str) -> list[tuple[Instruction, list[str]]]:

@@ -94,6 +94,9 @@ def test_comfyui_runs_unprivileged_cannot_write_code_and_jobs_still_work(world_r
     worker = WorkerProcess(tmp, env={"COMFYUI_USER": USER, "COMFYUI_PYTHON": str(python)})
     comfyui = worker.comfyui_dir
     (comfyui / "custom_nodes" / "some_node").mkdir(parents=True)
+    node_config = comfyui / "custom_nodes" / "RES4LYF" / "res4lyf.config.json"
+    node_config.parent.mkdir()
+    node_config.write_text("{}")  # what the build-time first start leaves, as root
     # What a build step running as root could leave behind in a writable folder ...
     (comfyui / "user" / "default").mkdir(parents=True)
     (comfyui / "user" / "default" / "comfy.settings.json").write_text("{}")
@@ -113,11 +116,14 @@ def test_comfyui_runs_unprivileged_cannot_write_code_and_jobs_still_work(world_r
             comfyui / "custom_nodes" / "evil.py",
             comfyui / "custom_nodes" / "some_node" / "__init__.py",
             comfyui / "main.py",
+            node_config.parent / "evil.py",
         ):
             before = target.read_bytes() if target.exists() else None
             assert write(worker, target)["error"].startswith("PermissionError"), target
             assert (target.read_bytes() if target.exists() else None) == before
         assert "written" in write(worker, comfyui / "output" / "note.txt")
+        # The one node file rewritten at every start (RES4LYF fails to import otherwise).
+        assert "written" in write(worker, node_config)
 
         image = io.BytesIO()
         Image.new("RGB", (32, 24), (10, 200, 30)).save(image, "PNG")
