@@ -26,7 +26,7 @@ from worker.comfy_process import (
     finish_sage_check,
     start_sage_check,
 )
-from worker.comfy_user import ComfyUserError, prepare_folders, resolve
+from worker.comfy_user import ComfyUserError, check_code_read_only, prepare_folders, resolve
 from worker.config import Config, ConfigError
 from worker.models_check import ModelCheck, check_models
 
@@ -95,6 +95,7 @@ def main() -> int:
     try:
         user = resolve(config.comfyui_user)
         if user is not None:
+            check_code_read_only(config.comfyui_dir, user)
             prepare_folders(config.comfyui_dir, user)
     except (ComfyUserError, OSError) as exc:
         log.error("ComfyUI's user: %s", exc)

@@ -26,7 +26,7 @@ NODE_WRITABLE = ("custom_nodes/RES4LYF/res4lyf.config.json",)
 
 
 class ComfyUserError(RuntimeError):
-    """COMFYUI_USER names a user this system does not have."""
+    """COMFYUI_USER names a user this system does not have, or one that could write code."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,43 @@ def _own(name: str, dir_fd: int, user: ComfyUser) -> None:
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     if (st.st_uid, st.st_gid) != (user.uid, user.gid):
         os.chown(name, user.uid, user.gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def writable_code(comfyui_dir: Path, user: ComfyUser) -> list[Path]:
+    """ComfyUI's code paths that `user` could write: the tree's root, main.py, custom_nodes/
+    and every node folder in it, models/. Their owners and modes, not a walk of every file:
+    what a wrong build step or mount (a chown -R, a chmod 777) gets wrong is at the top."""
+    root = Path(comfyui_dir)
+    custom = root / "custom_nodes"
+    nodes = sorted(custom.iterdir()) if custom.is_dir() else []
+    candidates = [root, root / "main.py", custom, *nodes, root / "models"]
+    return [p for p in candidates if _writable_by(p, user)]
+
+
+def _writable_by(path: Path, user: ComfyUser) -> bool:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return False
+    mode = st.st_mode
+    return bool(
+        (st.st_uid == user.uid and mode & stat.S_IWUSR)
+        or (st.st_gid == user.gid and mode & stat.S_IWGRP)
+        or mode & stat.S_IWOTH
+    )
+
+
+def check_code_read_only(comfyui_dir: Path, user: ComfyUser) -> None:
+    """Refuse to start ComfyUI as a user that could write its code (see writable_code)."""
+    found = writable_code(comfyui_dir, user)
+    if found:
+        raise ComfyUserError(
+            f"ComfyUI would run as {user.name}, who can write {', '.join(map(str, found))}: "
+            "a job could leave code there for the next ComfyUI start. ComfyUI's code, "
+            "custom_nodes/ and models/ must be root's and not group- or world-writable"
+        )
 
 
 def make_folder(path: Path, user: ComfyUser | None) -> Path:

@@ -168,3 +168,19 @@ def test_a_job_folder_the_worker_creates_belongs_to_comfyuis_user(tmp_path):
         assert (created.stat().st_uid, created.stat().st_gid) == (user.uid, user.gid)
     assert output.stat().st_uid == 0  # what existed before stays as it was
     assert make_folder(output / "job-2", None).stat().st_uid == 0  # no user: the worker's
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (the image's case)")
+def test_the_boot_refuses_a_user_that_could_write_comfyuis_code(world_readable_tmp):
+    user = pwd.getpwnam(USER)
+    worker = WorkerProcess(world_readable_tmp, env={"COMFYUI_USER": USER})
+    node = worker.comfyui_dir / "custom_nodes" / "some_node"
+    node.mkdir(parents=True)
+    os.chown(node, user.pw_uid, user.pw_gid)  # a `chown -R` that went one folder too far
+    models = worker.comfyui_dir / "models"
+    models.chmod(0o777)  # a mount or chmod that opened the models to everyone
+    with worker:
+        assert worker.wait_exit() == 2
+    log = worker.log()
+    assert f"ComfyUI would run as {USER}, who can write {node}, {models}: a job could" in log
+    assert "starting ComfyUI" not in log
