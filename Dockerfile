@@ -92,6 +92,13 @@ COPY nodes.lock.yaml models.lock.yaml /opt/bake/
 COPY bake /opt/bake/bake
 WORKDIR /opt/bake
 RUN python -m bake nodes install --comfyui-dir /comfyui
+# Byte-code compiled at build time, since ComfyUI cannot write its own tree at run time (it runs
+# as `comfy`, see the runtime stage): without it every cold start compiles every module again.
+# checked-hash .pyc files record their source's hash, not an mtime (which layer copies reset),
+# so they are reproducible and used only while they match their source. go-w: only root may
+# write the tree. Order: nodes install -> this -> build-time first start -> the chown below.
+RUN python -m compileall -q -j 0 --invalidation-mode checked-hash /comfyui \
+    && chmod -R go-w /comfyui
 
 # -- models: one stage, hence one image layer, per image-placement model ---------------------
 # A changed model re-pushes only its own layer. The layer holds the file alone, timestamps reset,
@@ -191,6 +198,13 @@ RUN apt-get update \
         python3.12 python3.12-dev gcc libc6-dev cuda-driver-dev-12-8 ffmpeg ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
+# The unprivileged user ComfyUI runs as (the worker, root, switches to it: COMFYUI_USER below).
+# Fixed ids, so files on a volume mean the same user in every build. Its home holds the Triton,
+# torch and XDG caches (SageAttention's Triton kernels compile at first use).
+RUN groupadd --system --gid 10001 comfy \
+    && useradd --system --no-log-init --uid 10001 --gid comfy \
+        --create-home --home-dir /home/comfy --shell /usr/sbin/nologin comfy
+
 # --link: these big layers do not depend on the apt layer below, so an apt change (a security
 # update on rebuild) neither rebuilds nor re-pushes them.
 COPY --link --from=python /opt/venv /opt/venv
@@ -214,9 +228,23 @@ RUN pip install --no-cache-dir --no-deps --no-index --no-build-isolation /opt/ba
     && python -m bake check --strict \
     && python -m bake python verify
 
+# What ComfyUI may write, and nothing else: its upload, output, preview and settings folders,
+# and the one file a locked node rewrites at every start (RES4LYF's res4lyf.config.json: JSON
+# it reads, never code; RES4LYF fails to import when it cannot rewrite it). ComfyUI's code,
+# custom_nodes/ and the models stay root's, read-only to `comfy`. After the build-time first
+# start, which creates these as root (the worker hands the folders over at boot too).
+RUN mkdir -p /comfyui/input /comfyui/output /comfyui/temp /comfyui/user \
+    && chown -R comfy:comfy /comfyui/input /comfyui/output /comfyui/temp /comfyui/user \
+    && if [ -d /comfyui/custom_nodes/RES4LYF ]; then \
+        cfg=/comfyui/custom_nodes/RES4LYF/res4lyf.config.json; \
+        if [ ! -e "$cfg" ]; then echo '{}' > "$cfg"; fi; \
+        chown comfy:comfy "$cfg"; \
+    fi
+
 # Nothing may download or install at run time: what a node needs is baked and pinned.
 ENV BAKE_ROOT=/opt/bake \
     COMFYUI_DIR=/comfyui \
+    COMFYUI_USER=comfy \
     HF_HUB_OFFLINE=1 \
     PIP_NO_INDEX=1 \
     UV_OFFLINE=1

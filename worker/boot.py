@@ -26,6 +26,7 @@ from worker.comfy_process import (
     finish_sage_check,
     start_sage_check,
 )
+from worker.comfy_user import ComfyUserError, check_code_read_only, prepare_folders, resolve
 from worker.config import Config, ConfigError
 from worker.model_paths import with_model_paths
 from worker.models_check import ModelCheck, check_models
@@ -92,6 +93,14 @@ def main() -> int:
             config.comfyui_dir,
         )
         return 1
+    try:
+        user = resolve(config.comfyui_user)
+        if user is not None:
+            check_code_read_only(config.comfyui_dir, user)
+            prepare_folders(config.comfyui_dir, user)
+    except (ComfyUserError, OSError) as exc:
+        log.error("ComfyUI's user: %s", exc)
+        return 2 if isinstance(exc, ComfyUserError) else 1
 
     checked: list[ModelCheck] = []
 
@@ -104,8 +113,8 @@ def main() -> int:
 
     verifier = threading.Thread(target=verify, name="verify-models", daemon=True)
     verifier.start()
-    sage_check = start_sage_check(config)
-    comfy = ComfyProcess(config, sage=config.sage_attention)
+    sage_check = start_sage_check(config, user)
+    comfy = ComfyProcess(config, sage=config.sage_attention, user=user)
     preload = threading.Thread(target=_preload, name="preload", daemon=True)
     try:  # from here on, whatever ends the boot (SIGTERM included) stops both children
         if config.mode == "pod":

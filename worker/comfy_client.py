@@ -13,14 +13,18 @@ failure after a prompt was queued interrupts it, so the next job does not wait b
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
+import queue
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import websocket
@@ -128,6 +132,11 @@ class ComfyClient:
         # Loopback only: no proxy or netrc lookups (they walk the environment on every call).
         self.session.trust_env = False
         self.ws: websocket.WebSocket | None = None
+        # Prompts whose /history entry is still to be deleted (see forget)
+        self._to_forget: queue.Queue[str] = queue.Queue()
+        self._forgetting = 0
+        self._forgotten = threading.Condition()
+        self._forgetter: threading.Thread | None = None
 
     # -- HTTP ------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -216,6 +225,52 @@ class ComfyClient:
             )
         return resp.content
 
+    def forget(self, prompt_id: str) -> None:
+        """Have the prompt's /history entry deleted, on a thread of its own: the job's result
+        does not wait for it, and the next prompt is not queued before it is done (see
+        wait_forgotten). A failure is logged and never fails a job."""
+        with self._forgotten:
+            self._forgetting += 1
+        self._to_forget.put(prompt_id)
+        if self._forgetter is None:
+            self._forgetter = threading.Thread(
+                target=self._forget_loop, name="comfyui-forget-history", daemon=True
+            )
+            self._forgetter.start()
+
+    def wait_forgotten(self, timeout: float = 10.0) -> bool:
+        """Until every prompt handed to forget() is deleted from /history (or `timeout`)."""
+        with self._forgotten:
+            return self._forgotten.wait_for(lambda: self._forgetting == 0, timeout)
+
+    def _forget_loop(self) -> None:
+        # Plain http.client on a kept connection: a fraction of the CPU that requests spends
+        # per call, which counts when jobs come back to back on a few cores.
+        url = urlsplit(self.base_url)
+        conn: http.client.HTTPConnection | None = None
+        while True:
+            prompt_id = self._to_forget.get()
+            try:
+                if not self.alive():  # a ComfyUI that is gone has no history left to delete
+                    continue
+                if conn is None:
+                    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+                body = json.dumps({"delete": [prompt_id]})
+                conn.request("POST", "/history", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    raise ComfyError(f"HTTP {resp.status}")
+            except (OSError, http.client.HTTPException, ComfyError) as exc:
+                log.warning("could not delete prompt %s from ComfyUI's history: %s", prompt_id, exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+            finally:
+                with self._forgotten:
+                    self._forgetting -= 1
+                    self._forgotten.notify_all()
+
     def interrupt(self, prompt_id: str) -> None:
         # Delete first: ComfyUI takes a pending prompt off the queue and starts the next under
         # one lock, so a prompt is either deleted while pending or running by the interrupt.
@@ -285,7 +340,27 @@ class ComfyClient:
             raise
         except ComfyError as exc:  # HTTP may still work: follow the prompt through /history
             log.warning("%s; following the job through /history", exc)
+        # An earlier job's prompt leaves /history before this one can run (it is gone well
+        # before: deleting takes a loopback call; this only waits for a stalled deletion).
+        self.wait_forgotten(min(10.0, max(0.0, deadline - time.monotonic())))
         prompt_id = self.queue_prompt(prompt, extra_data=extra_data, titles=titles)
+        try:
+            return self._outcome(prompt_id, timeout, deadline, on_progress, titles, interrupt_grace)
+        finally:
+            # The next job must not read this one's prompt (its inputs, its file names)
+            # from /history.
+            self.forget(prompt_id)
+
+    def _outcome(
+        self,
+        prompt_id: str,
+        timeout: float,
+        deadline: float,
+        on_progress: ProgressCallback | None,
+        titles: dict[str, str] | None,
+        interrupt_grace: float,
+    ) -> PromptResult:
+        """Follow a queued prompt to its end; its outputs, or the error that ended it."""
         queued_as = self.client_id
         try:
             entry = self._follow(prompt_id, queued_as, deadline, on_progress)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
+from typing import Any
 
+from worker.child_env import child_environment
+from worker.comfy_user import ComfyUser
 from worker.config import Config
 from worker.log_text import log_lines
 
@@ -50,8 +54,21 @@ def sage_check_command(python: str) -> list[str]:
     return [python, "-c", "import sageattention"]
 
 
-def start_sage_check(config: Config) -> subprocess.Popen[str] | None:
-    """Start `import sageattention` in ComfyUI's interpreter; None when sage is off."""
+def child_kwargs(config: Config, user: ComfyUser | None) -> dict[str, Any]:
+    """How every child in ComfyUI's interpreter is started: the scrubbed environment, and
+    the switched user when there is one (see worker/child_env.py, worker/comfy_user.py)."""
+    env = child_environment(
+        os.environ,
+        extra=config.comfyui_env_pass,
+        home=user.home if user else None,
+        user=user.name if user else None,
+    )
+    return {"env": env, **(user.popen_kwargs() if user else {})}
+
+
+def start_sage_check(config: Config, user: ComfyUser | None = None) -> subprocess.Popen[str] | None:
+    """Start `import sageattention` in ComfyUI's interpreter, as ComfyUI will run; None when
+    sage is off."""
     if not config.sage_attention:
         return None
     return subprocess.Popen(
@@ -59,6 +76,7 @@ def start_sage_check(config: Config) -> subprocess.Popen[str] | None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        **child_kwargs(config, user),
     )
 
 
@@ -95,9 +113,17 @@ def _die_with_parent() -> None:
 class ComfyProcess:
     """One ComfyUI child: started, watched, restarted and stopped by the worker."""
 
-    def __init__(self, config: Config, *, sage: bool, log_lines: int = 60):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sage: bool,
+        log_lines: int = 60,
+        user: ComfyUser | None = None,
+    ):
         self.config = config
         self.sage = sage
+        self.user = user  # None: ComfyUI runs as the worker's own user
         self.proc: subprocess.Popen[bytes] | None = None
         self.last_lines: deque[str] = deque(maxlen=log_lines)
         self._pump: threading.Thread | None = None
@@ -109,7 +135,8 @@ class ComfyProcess:
 
     def start(self) -> None:
         self.last_lines.clear()
-        log.info("starting ComfyUI: %s", " ".join(self.command))
+        as_user = f" as {self.user.name} (uid {self.user.uid})" if self.user else ""
+        log.info("starting ComfyUI%s: %s", as_user, " ".join(self.command))
         main = threading.current_thread() is threading.main_thread()
         on_main_thread = _die_with_parent if main else None
         self.proc = subprocess.Popen(
@@ -119,6 +146,7 @@ class ComfyProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=on_main_thread,
+            **child_kwargs(self.config, self.user),
         )
         self._pump = threading.Thread(
             target=self._pass_log, args=(self.proc,), name="comfyui-log", daemon=True

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.child_env import EnvPassError, check_pass_names
+
 WORKER_DIR = Path(__file__).resolve().parent
 
 
@@ -94,6 +96,9 @@ class Config:
     allow_code_nodes: bool = False
     max_input_image_bytes: int = 50 * 1024 * 1024
     log_prefix: str = "[comfyui] "
+    # ComfyUI's user and environment (worker/comfy_user.py, worker/child_env.py)
+    comfyui_user: str = ""
+    comfyui_env_pass: tuple[str, ...] = ()
 
     @property
     def listen(self) -> str:
@@ -141,7 +146,17 @@ class Config:
             max_input_image_bytes=int(
                 _number(env, "MAX_INPUT_IMAGE_BYTES", 50 * 1024 * 1024, minimum=1)
             ),
+            comfyui_user=env.get("COMFYUI_USER", "").strip(),
+            comfyui_env_pass=_env_pass(env),
         )
+
+
+def _env_pass(env: Mapping[str, str]) -> tuple[str, ...]:
+    names = env.get("COMFYUI_ENV_PASS", "").replace(",", " ").split()
+    try:
+        return check_pass_names(names)
+    except EnvPassError as exc:
+        raise ConfigError(f"COMFYUI_ENV_PASS: {exc}") from None
 
 
 def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:

@@ -28,6 +28,7 @@ from support.dockerfile import (
 
 from bake.cli import HANDLERS, build_parser
 from bake.locks.models import load_models_lock
+from worker.comfy_user import NODE_WRITABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -490,3 +491,83 @@ def test_the_context_holds_what_the_recipe_copies_and_nothing_local(dockerfile):
             assert source in sent or any(p.startswith(source + "/") for p in sent), (
                 f"line {instruction.line}: {source} is not in the build context"
             )
+
+
+# -- ComfyUI cannot write code ----------------------------------------------------------------
+
+# What ComfyUI's user may own: ComfyUI's own writable folders, and the config file RES4LYF
+# rewrites at every start (it fails to import when it cannot).
+COMFY_WRITABLE = {f"/comfyui/{name}" for name in ("input", "output", "temp", "user")}
+RES4LYF_CONFIG = "/comfyui/custom_nodes/RES4LYF/res4lyf.config.json"
+
+
+def test_the_image_hands_over_the_node_files_the_worker_knows_of():
+    # worker/comfy_user.py hands the same files over at boot; the two lists must agree.
+    assert {f"/comfyui/{rel}" for rel in NODE_WRITABLE} == {RES4LYF_CONFIG}
+
+
+def commands(dockerfile: Dockerfile, name: str) -> list[tuple[Instruction, list[str]]]:
+    """Every simple command `name ...` in a RUN, with its instruction, in file order."""
+    return [
+        (i, words)
+        for i in runs(dockerfile)
+        for words in shell_commands(i.value)
+        if words and words[0] == name
+    ]
+
+
+def test_comfyui_runs_as_an_unprivileged_user_with_fixed_ids(dockerfile):
+    user = dockerfile.env(dockerfile.final).get("COMFYUI_USER")
+    assert user, "the image sets COMFYUI_USER, so the worker (root) switches ComfyUI to it"
+    lineage = {s.name for s in dockerfile.lineage(dockerfile.final)}
+    [(added, argv)] = [(i, w) for i, w in commands(dockerfile, "useradd") if w[-1] == user]
+    assert added.stage is not None and added.stage.name in lineage
+    uid = int(argv[argv.index("--uid") + 1])
+    assert uid >= 1000, "a fixed, unprivileged uid (not root, not a system account's)"
+    assert "--create-home" in argv  # its home holds the Triton and torch caches
+    [(_, group)] = commands(dockerfile, "groupadd")
+    assert group[-1] == argv[argv.index("--gid") + 1]
+    assert int(group[group.index("--gid") + 1]) >= 1000
+
+
+def test_comfyuis_byte_code_is_compiled_at_build_time_with_checked_hashes(dockerfile):
+    installed = stage_running(dockerfile, "nodes", "install")
+    [(compiled, argv)] = [
+        (i, w) for i, w in commands(dockerfile, "python") if w[1:3] == ["-m", "compileall"]
+    ]
+    # After the nodes are installed, in the stage whose tree the runtime copies.
+    assert compiled.stage is installed
+    install_line = next(i.line for i, w in bake_runs(dockerfile) if w[:2] == ["nodes", "install"])
+    assert compiled.line > install_line
+    assert argv[argv.index("--invalidation-mode") + 1] == "checked-hash"  # no mtimes: reproducible
+    assert argv[-1] == "/comfyui"  # ComfyUI and custom_nodes/
+    chmods = [w for i, w in commands(dockerfile, "chmod") if i is compiled]
+    assert ["chmod", "-R", "go-w", "/comfyui"] in chmods  # only root may write the tree
+
+
+def test_only_comfyuis_writable_folders_are_handed_to_its_user(dockerfile):
+    user = dockerfile.env(dockerfile.final)["COMFYUI_USER"]
+    chowns = commands(dockerfile, "chown")
+    assert chowns, "the writable folders are handed to ComfyUI's user"
+    handed: set[str] = set()
+    for instruction, argv in chowns:
+        owner, *targets = [w for w in argv[1:] if not w.startswith("-")]
+        assert owner == f"{user}:{user}", f"line {instruction.line}: {owner}"
+        # `cfg=...` then `chown ... "$cfg"`: the variable is the RES4LYF config.
+        handed |= {RES4LYF_CONFIG if t == "$cfg" else t for t in targets}
+        assert f"cfg={RES4LYF_CONFIG}" in instruction.value or "$cfg" not in targets
+    assert handed == COMFY_WRITABLE | {RES4LYF_CONFIG}, sorted(handed)
+    for instruction, argv in commands(dockerfile, "chmod"):
+        assert not any(re.search(r"[ao]\+w|[0-7]*[2367]$", w) for w in argv[1:]), (
+            f"line {instruction.line}: nothing is made writable for everyone"
+        )
+
+
+def test_the_writable_folders_are_handed_over_after_any_build_time_comfyui_start(dockerfile):
+    # A first start at build time (nodes write their config and data then) runs as root and
+    # creates files in these folders; handing them over before it would leave those to root.
+    [last_chown] = sorted({i.line for i, _ in commands(dockerfile, "chown")})[-1:]
+    starts = [
+        i.line for i in runs(dockerfile) if "main.py" in i.value or "--quick-test-for-ci" in i.value
+    ]
+    assert all(line < last_chown for line in starts), (starts, last_chown)

@@ -293,6 +293,9 @@ def test_the_dockerfile_bake_steps_build_a_root_the_worker_boots_and_serves(tmp_
     }
     job = json.loads((ROOT / "test_input.json").read_text())["input"]
     worker_env = {**final_env, "MODEL_VERIFY": "full", "COMFYUI_DIR": str(comfyui)}
+    # Only the bake steps run here, not the useradd that creates the image's COMFYUI_USER;
+    # tests/worker/test_comfyui_user.py boots the worker with ComfyUI under another user.
+    worker_env["COMFYUI_USER"] = ""
     with WorkerProcess(image.root, env=worker_env) as worker:
         worker.wait_ready(timeout=120)
         try:

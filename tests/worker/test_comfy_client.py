@@ -221,6 +221,14 @@ def test_a_hung_prompt_with_the_socket_gone_is_interrupted_at_the_timeout(fake, 
     client = clients(history_poll=0.1, reconnect_timeout=0.5)
     client.ensure_connected()
     interrupts = fake.stats().get("POST /interrupt", 0)
+    last_entry = {}  # the history entry as it was just before the client deleted it
+    forget = client.forget
+
+    def read_then_forget(prompt_id: str) -> None:
+        last_entry.update(requests.get(f"{fake.url}/history/{prompt_id}", timeout=5).json())
+        forget(prompt_id)
+
+    client.forget = read_then_forget
     job = InBackground(client.run, HOLD, timeout=3, interrupt_grace=10)
     prompt_id = wait_for(lambda: running_prompt(fake), "the prompt to run")
     hooks.block("GET /ws", status=503)
@@ -230,8 +238,9 @@ def test_a_hung_prompt_with_the_socket_gone_is_interrupted_at_the_timeout(fake, 
     assert info.value.stopped
     assert fake.stats()["POST /interrupt"] == interrupts + 1
     assert running_prompt(fake) is None
-    status = requests.get(f"{fake.url}/history/{prompt_id}", timeout=5).json()[prompt_id]
-    assert status["status"]["messages"][-1][0] == "execution_interrupted"
+    assert last_entry[prompt_id]["status"]["messages"][-1][0] == "execution_interrupted"
+    assert client.wait_forgotten()
+    assert not requests.get(f"{fake.url}/history/{prompt_id}", timeout=5).json()
 
 
 def test_http_that_stops_answering_is_a_comfy_error_that_asks_for_a_restart(fake, clients, hooks):

@@ -21,7 +21,10 @@ Test hooks, none of which a real server has:
 - POST /fake/block {"route": "GET /history/{id}"} makes that route (named as in /fake/stats)
   hang until POST /fake/unblock {"route": ...}; with "status": 503 it answers that status at
   once instead (for "GET /ws": websocket connections are refused);
-- POST /fake/release makes a running `FakeHang` with `seconds` 0 finish as a success.
+- POST /fake/release makes a running `FakeHang` with `seconds` 0 finish as a success;
+- GET /fake/env: the process's environment, to assert what the worker handed ComfyUI;
+- POST /fake/write {"path": p, "text": t} writes a file with the process's rights and answers
+  {"written": p} or {"error": "PermissionError: ..."}, for asserting what ComfyUI can write.
 """
 
 from __future__ import annotations
@@ -224,9 +227,13 @@ class Server:
         return sorted(names)
 
     def input_files(self) -> list[str]:
-        if not INPUT.is_dir():
-            return []
-        return sorted(p.relative_to(INPUT).as_posix() for p in INPUT.rglob("*") if p.is_file())
+        # os.walk, as ComfyUI lists folders: it skips a folder removed while it walks (the
+        # worker removes a finished job's input folder on a thread of its own), where rglob
+        # raises and the request fails with a 500.
+        found = []
+        for root, _, files in os.walk(INPUT):
+            found += [(Path(root) / name).relative_to(INPUT).as_posix() for name in files]
+        return sorted(found)
 
     # -- messages -------------------------------------------------------------------------
     async def send(self, type_: str, data: dict[str, Any], client_id: str | None) -> None:
@@ -1175,6 +1182,20 @@ def build_app(server: Server) -> web.Application:
         unblocked, _ = server.blocked.pop(body["route"])
         unblocked.set()
         return web.Response(status=200)
+
+    @routes.get("/fake/env")
+    async def fake_env(request: web.Request) -> web.Response:
+        return web.json_response(dict(os.environ))
+
+    @routes.post("/fake/write")
+    async def fake_write(request: web.Request) -> web.Response:
+        # What a node that writes where a job tells it would do, with ComfyUI's own rights.
+        body = await request.json()
+        try:
+            Path(body["path"]).write_text(body.get("text", ""))
+        except OSError as exc:
+            return web.json_response({"error": f"{type(exc).__name__}: {exc}"})
+        return web.json_response({"written": body["path"]})
 
     @routes.post("/fake/release")
     async def fake_release(request: web.Request) -> web.Response:

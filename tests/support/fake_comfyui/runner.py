@@ -57,6 +57,11 @@ class WorkerProcess:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        # The worker hands ComfyUI only an allow-list of its environment (worker/child_env.py):
+        # the fake's test hooks are passed on by name, as an operator passes a node's variable.
+        hooks = sorted(k for k in self.env if k.startswith("FAKE_COMFYUI_"))
+        if hooks:
+            self.env.setdefault("COMFYUI_ENV_PASS", " ".join(hooks))
         if args is None:
             args = (
                 (
