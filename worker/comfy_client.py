@@ -144,9 +144,23 @@ class ComfyClient:
         try:
             return self.session.request(method, self.base_url + path, **kwargs)
         except requests.RequestException as exc:  # refused, reset, timed out, ...
-            if not self.alive():
+            if not self._alive_after_drop(exc):
                 raise ComfyGone("ComfyUI is not running") from exc
             raise ComfyError(f"ComfyUI did not answer {method} {path}: {exc}") from exc
+
+    def _alive_after_drop(self, exc: requests.RequestException) -> bool:
+        """Whether ComfyUI is still running after a request failed. A process killed while it
+        answers (a node that crashes it right after POST /prompt queued the prompt) closes the
+        connection a moment before it can be reaped: a dropped connection gets a second to
+        show which it was, so the job reports the exit, not a transport error."""
+        if not isinstance(exc, requests.ConnectionError):
+            return self.alive()
+        deadline = time.monotonic() + 1.0
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.05)
+        return False
 
     def get_json(self, path: str) -> Any:
         """GET a JSON answer (/object_info, /models, /models/<folder>)."""

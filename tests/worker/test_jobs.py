@@ -384,6 +384,21 @@ def test_comfyui_crashing_mid_job_is_a_clear_error_and_the_next_job_works(worker
     test_image_job_returns_the_inverted_image(worker)
 
 
+def test_comfyui_dying_while_it_answers_the_queue_is_reported_as_an_exit(worker):
+    # The connection drops a moment before the process can be reaped: still an exit, restarted,
+    # never a transport error that leaves a dead ComfyUI behind for the next job.
+    pid = worker.comfy_pid()
+    crash = {"class_type": "FakeCrash", "inputs": {"images": ["2", 0], "at_queue": True}}
+    error = run_error(
+        worker,
+        {"workflow": graph(("5", crash)), "images": [{"name": "in.png", "image": b64(png())}]},
+    )
+    assert error.startswith("ComfyUI exited (code 3) while running the job."), error
+    assert "FakeCrash: exiting while answering POST /prompt" in error
+    assert worker.comfy_pid() not in (None, pid)
+    test_image_job_returns_the_inverted_image(worker)
+
+
 def test_comfyui_that_stops_answering_http_is_restarted_and_the_next_job_works(worker):
     pid = worker.comfy_pid()
     # the prompt runs, but its outcome cannot be read: the hook hangs GET /history/<id>

@@ -94,7 +94,12 @@ NOBODY = "\0nobody"  # routing target for events of a prompt queued without a cl
 
 FAKE_CLASSES: dict[str, dict[str, Any]] = {
     "FakeCrash": {
-        "input": {"required": {}, "optional": {"images": ["IMAGE"]}},
+        # at_queue: die while answering POST /prompt (a prompt queued and run at once, its node
+        # killing ComfyUI before the answer is out), not in the middle of the run
+        "input": {
+            "required": {},
+            "optional": {"images": ["IMAGE"], "at_queue": ["BOOLEAN", {"default": False}]},
+        },
         "output": [],
         "output_node": True,
     },
@@ -1042,6 +1047,19 @@ def build_app(server: Server) -> web.Application:
             )
         except (TypeError, AttributeError):
             return _server_trouble()
+        if any(
+            isinstance(node, dict)
+            and node.get("class_type") == "FakeCrash"
+            and (node.get("inputs") or {}).get("at_queue") is True
+            for node in prompt.values()
+        ):
+            log("!!! FakeCrash: exiting while answering POST /prompt")
+            # As a killed process does: the connection drops first, the exit follows a moment
+            # later (the worker must not take the drop for a live ComfyUI that did not answer).
+            if request.transport is not None:
+                request.transport.abort()
+            time.sleep(0.5)
+            os._exit(3)
         prompt_id = str(body.get("prompt_id") or uuid.uuid4())
         extra = dict(body.get("extra_data") or {})
         if body.get("client_id"):
