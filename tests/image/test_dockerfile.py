@@ -247,6 +247,21 @@ def test_the_locks_are_checked_before_anything_is_installed(dockerfile):
         assert python in dockerfile.lineage(stage) or stage.base != python.base, stage.name
 
 
+def test_the_first_stage_stops_a_build_of_unresolved_locks_with_the_fixing_commands(dockerfile):
+    # What a fork's first `docker buildx build` meets: the committed locks are not resolved yet.
+    (argv,) = [a for i in dockerfile.stages[0].of("RUN") for a in bake_commands(i.value)]
+    result = subprocess.run(
+        [sys.executable, "-m", "bake", *argv], cwd=ROOT, capture_output=True, text=True
+    )
+    unresolved = load_models_lock(ROOT / "models.lock.yaml").unlocked()
+    if not unresolved:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 1
+    for entry in unresolved:
+        assert f"run `scripts/update-locks.py --models {entry.name}`" in result.stderr
+
+
 def test_apt_lists_are_removed_in_the_layer_that_fetched_them(dockerfile):
     for instruction in runs(dockerfile):
         if "apt-get install" not in instruction.value:
