@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hashing throughput: our blake3 path vs `b3sum` and `sha256sum` on the same files, one run.
 
-    uv run python benchmarks/hashing.py [--gib 3] [--files 3] [--rounds 3] [--dir DIR]
+    .venv/bin/python benchmarks/hashing.py [--gib 3] [--files 3] [--rounds 3] [--dir DIR]
 
 Generates the files once (random bytes, kept in benchmarks/.data/ unless --dir), reads them once
 to warm the page cache, then times each tool over all files, best of --rounds. Prints GiB/s and

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What proving requirements.lock fresh costs, and what `python verify` costs, one run.
 
-    uv run python benchmarks/pylock_check.py [--rounds 5] [--recompile]
+    .venv/bin/python benchmarks/pylock_check.py [--rounds 5] [--recompile]
 
 - `update-locks --python --check` (digests of the inputs + re-validation of every input line
   against the pins; no index) on the committed lock;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Node resolution: ten remotes resolved in parallel vs one after another, in one run.
 
-    uv run python benchmarks/resolve_parallel.py [--remotes 10] [--latency 0.2] [--rounds 3]
+    .venv/bin/python benchmarks/resolve_parallel.py [--remotes 10] [--latency 0.2] [--rounds 3]
 
 Builds --remotes bare repositories in a temporary folder and a nodes lock naming them, then
 times `update_nodes` (ls-remote, shallow fetch into a fresh cache, tree hash, requirements) with
