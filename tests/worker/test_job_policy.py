@@ -269,13 +269,35 @@ def test_an_inline_image_over_the_cap_is_refused_naming_it(locked):
 # -- 5. file-name inputs --------------------------------------------------------------------
 @pytest.mark.parametrize(
     "name",
-    ["../custom_nodes/x/example.png", "/etc/passwd", "x.png [output]", "sub\\..\\x.png"],
+    [
+        "../custom_nodes/x/example.png",
+        "/etc/passwd",
+        "x.png [output]",
+        "sub\\..\\x.png",
+        # ComfyUI drops the 9 characters before a final "[output]" whatever they are, so
+        # "secret.png_[output]" reads output/secret.png: no space is needed
+        "secret.png_[output]",
+        "secret.png_[temp]",
+    ],
 )
 def test_load_image_overrides_cannot_leave_the_input_folder(named, name):
     job = {**WAN_TEST_INPUT, "overrides": {"Start Image.image": name}}
     error = run_error(named, job)
     assert error.startswith(
         f"invalid input: node 80 (LoadImage), input 'image': {name!r} is not a plain file name"
+    )
+
+
+def test_a_video_loader_cannot_reach_the_output_folder_through_a_quoted_annotation(locked):
+    # VideoHelperSuite strips whitespace and one quote off each end, then reads the annotation
+    video = {
+        "class_type": "VHS_LoadVideo",
+        "inputs": {"video": 'secret.mp4 [output]"', "force_rate": 0, "custom_width": 0},
+    }
+    error = run_error(locked, invert_job(("7", video)))
+    assert error.startswith(
+        "invalid input: node 7 (VHS_LoadVideo), input 'video': 'secret.mp4 [output]\"' is not "
+        "a plain file name"
     )
 
 
