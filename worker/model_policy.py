@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bake.models.stamps import identity
 from worker.log_text import printable
 
 log = logging.getLogger("worker")
@@ -50,6 +51,25 @@ class VerifiedModels:
 
     locked_dests: frozenset[str]
     verified_paths: frozenset[str] | None
+    # real path -> identity when verified (device, inode, size, mtime_ns, ctime_ns); None: not
+    # compared (unit tests that build the verdicts by hand)
+    identities: Mapping[str, tuple[int, int, int, int, int]] | None = None
+
+    def unverified(self, path: Path) -> str | None:
+        """Why the file at `path` is not (any longer) the one the boot verified, or None."""
+        if self.verified_paths is None:
+            return None  # MODEL_VERIFY=off: names only
+        real = os.path.realpath(path)
+        if real not in self.verified_paths:
+            return f"{path} was not verified at boot"
+        if self.identities is not None:
+            try:
+                now = identity(os.stat(real))
+            except OSError:
+                now = None
+            if now != self.identities.get(real):
+                return f"{path} changed after the boot verified it"
+        return None
 
     def check(self, folder: str, name: str, dirs: list[Path]) -> str | None:
         """None when every copy of `name` that ComfyUI could load for `folder` is a
@@ -62,10 +82,9 @@ class VerifiedModels:
                 "ComfyUI lists it, but not in a folder the worker knows (ComfyUI's models/ "
                 "and the extra model paths), so it cannot have been verified"
             )
-        if self.verified_paths is not None:
-            for path in found:
-                if os.path.realpath(path) not in self.verified_paths:
-                    return f"{path} was not verified at boot"
+        for path in found:
+            if why := self.unverified(path):
+                return why
         return None
 
 
@@ -213,9 +232,7 @@ def node_checkpoint_uses(
             why = ""
             if ".." in rel.split("/") or dest not in verified.locked_dests:
                 why = "the models lock has no such file (the node would download it)"
-            elif verified.verified_paths is not None and (
-                os.path.realpath(comfyui_dir / dest) not in verified.verified_paths
-            ):
-                why = f"{comfyui_dir / dest} was not verified at boot"
+            else:
+                why = verified.unverified(comfyui_dir / dest) or ""
             uses.append(ModelUse(node_id, class_type, name, VFI_CKPTS, rel, not why, why))
     return uses

@@ -243,7 +243,7 @@ def _check_models(rt: Runtime, spec: JobSpec) -> None:
     if rt.model_dirs is None:
         rt.model_dirs = search_dirs(config.comfyui_dir, config.extra_model_paths)
     check = rt.models or ModelCheck()
-    verified = VerifiedModels(check.locked_dests, check.verified_paths)
+    verified = VerifiedModels(check.locked_dests, check.verified_paths, check.identities)
     uses = model_uses(
         spec.prompt,
         combos=rt.combos,

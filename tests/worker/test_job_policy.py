@@ -10,6 +10,7 @@ MODEL_POLICY=open.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -34,10 +35,12 @@ def locked(tmp_path_factory):
     checkpoints.mkdir(parents=True)
     (checkpoints / "locked.safetensors").write_bytes(LOCKED)
     (checkpoints / "planted.safetensors").write_bytes(b"not in any lock")
+    (checkpoints / "shared.safetensors").write_bytes(LOCKED)
     lock = write_lock(
         tmp / "models.lock.yaml",
         entry("locked", URL, "models/checkpoints/locked.safetensors", LOCKED, placement="volume"),
         entry("late", URL, "models/checkpoints/late.safetensors", LOCKED, placement="volume"),
+        entry("shared", URL, "models/checkpoints/shared.safetensors", LOCKED, placement="volume"),
     )
     w = WorkerProcess(
         tmp,
@@ -131,6 +134,23 @@ def test_a_locked_name_placed_after_the_boot_was_not_verified_and_is_refused(loc
         late.unlink()
     assert "input 'ckpt_name': the model file 'late.safetensors' in checkpoints" in error
     assert f"({late} was not verified at boot)" in error
+
+
+def test_a_verified_model_changed_in_place_after_the_boot_is_refused(locked):
+    # A network volume is shared (other workers, pods): a hard link to the verified file, made
+    # elsewhere on the volume, rewrites its bytes after the boot; the path, inode and (put
+    # back) mtime are the verified file's, only the kernel's ctime tells.
+    shared = locked.tmp / "volume" / "models" / "checkpoints" / "shared.safetensors"
+    run_ok(locked, invert_job(checkpoint("shared.safetensors")))  # verified: accepted
+    link = locked.tmp / "volume" / "elsewhere.bin"
+    os.link(shared, link)
+    before = shared.stat()
+    with open(link, "r+b") as f:
+        f.write(b"\x00" * 64)  # same size, other bytes
+    os.utime(shared, ns=(before.st_atime_ns, before.st_mtime_ns))
+    error = run_error(locked, invert_job(checkpoint("shared.safetensors")))
+    assert "input 'ckpt_name': the model file 'shared.safetensors' in checkpoints" in error
+    assert f"({shared} changed after the boot verified it)" in error
 
 
 def test_an_override_naming_a_planted_model_is_refused(locked):
