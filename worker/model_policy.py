@@ -42,6 +42,7 @@ class ModelUse:
     name: str
     allowed: bool
     why: str = ""
+    linked_from: str | None = None  # the input is fed by this node: no name to check
 
 
 @dataclass(frozen=True)
@@ -88,26 +89,33 @@ class VerifiedModels:
         return None
 
 
-def combo_inputs(object_info: dict[str, Any]) -> dict[str, frozenset[str]]:
-    """class_type -> its combo inputs, from ComfyUI's /object_info."""
-    combos: dict[str, frozenset[str]] = {}
+Combos = dict[str, dict[str, frozenset[str]]]
+
+
+def combo_inputs(object_info: dict[str, Any]) -> Combos:
+    """class_type -> its combo inputs -> their options, from ComfyUI's /object_info."""
+    combos: Combos = {}
     for class_type, info in object_info.items():
-        names = set()
+        names: dict[str, frozenset[str]] = {}
         spec = info.get("input", {}) if isinstance(info, dict) else {}
         for category in ("required", "optional"):
             for name, entry in (spec.get(category) or {}).items():
-                if (
-                    isinstance(entry, list)
-                    and entry
-                    and (isinstance(entry[0], list) or entry[0] == "COMBO")
-                ):
-                    names.add(name)
-        combos[class_type] = frozenset(names)
+                if not (isinstance(entry, list) and entry):
+                    continue
+                if isinstance(entry[0], list):
+                    options = entry[0]
+                elif entry[0] == "COMBO":
+                    extra = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+                    options = extra.get("options") or []
+                else:
+                    continue
+                names[name] = frozenset(o for o in options if isinstance(o, str))
+        combos[class_type] = names
     return combos
 
 
 def candidates(
-    prompt: dict[str, Any], combos: dict[str, frozenset[str]], skip: Iterable[tuple[str, str]]
+    prompt: dict[str, Any], combos: Combos, skip: Iterable[tuple[str, str]]
 ) -> list[tuple[str, str, str, str]]:
     """(node id, class, input, value) of every literal string at a combo input."""
     skipped = set(skip)
@@ -124,6 +132,30 @@ def candidates(
     return found
 
 
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
+
+
+def linked_combos(
+    prompt: dict[str, Any], combos: Combos, skip: Iterable[tuple[str, str]]
+) -> list[tuple[str, str, str, str]]:
+    """(node id, class, input, source node) of every combo input fed by a link. ComfyUI checks
+    a combo's value against its options only when it is a literal: a link from a node with an
+    any-type ("*") output passes its type check, and the loader opens whatever name arrives."""
+    skipped = set(skip)
+    found = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        for name, value in node.get("inputs", {}).items():
+            if (
+                _is_link(value)
+                and name in combos.get(class_type, ())
+                and (class_type, name) not in skipped
+            ):
+                found.append((node_id, class_type, name, str(value[0])))
+    return found
+
+
 def model_uses(
     prompt: dict[str, Any],
     *,
@@ -136,7 +168,8 @@ def model_uses(
 ) -> list[ModelUse]:
     """Every model file the prompt names, with the policy's verdict on each."""
     found = candidates(prompt, combos, skip)
-    if not found:
+    linked = linked_combos(prompt, combos, skip)
+    if not found and not linked:
         return []
     listings = {f: set(list_folder(f)) for f in folders if f not in NOT_MODEL_FOLDERS}
     uses = []
@@ -147,6 +180,13 @@ def model_uses(
                 uses.append(
                     ModelUse(node_id, class_type, name, folder, value, why is None, why or "")
                 )
+    # A linked combo is a model input when its options are files of a model folder (or it has
+    # none: an empty model folder, or options read before a file appeared): no name to check.
+    model_files = set().union(*listings.values()) if listings else set()
+    for node_id, class_type, name, source in linked:
+        options = combos[class_type][name]
+        if not options or options & model_files:
+            uses.append(ModelUse(node_id, class_type, name, "", "", False, "", source))
     return uses
 
 
@@ -157,6 +197,20 @@ def enforce(uses: list[ModelUse], mode: str, titles: dict[str, str]) -> None:
             continue
         title = f' "{titles[use.node_id]}"' if use.node_id in titles else ""
         where = f"node {use.node_id}{title} ({use.class_type}), input {use.input!r}"
+        if use.linked_from is not None:
+            if mode == "open":
+                log.warning(
+                    "%s",
+                    printable(
+                        f"MODEL_POLICY=open: {where} is fed by node {use.linked_from}: it "
+                        "loads a model file whose name is computed while the job runs"
+                    ),
+                )
+                continue
+            raise ModelPolicyError(
+                f"{where} names a model file and is fed by node {use.linked_from}: which file "
+                "it loads cannot be checked before the job runs; set it as a literal value"
+            )
         if mode == "open":
             # titles and file names come from the job: escaped, they cannot forge log lines
             log.warning(
@@ -224,8 +278,13 @@ def node_checkpoint_uses(
             continue
         name, files = NODE_CHECKPOINTS[class_type]
         value = node.get("inputs", {}).get(name)
+        if _is_link(value):  # ComfyUI does not check a linked combo against its options
+            uses.append(
+                ModelUse(node_id, class_type, name, VFI_CKPTS, "", False, "", str(value[0]))
+            )
+            continue
         if not isinstance(value, str):
-            continue  # a link or a wrong type: ComfyUI's combo validation refuses it
+            continue  # a wrong type: ComfyUI's validation refuses it
         wanted = [f"{files}/{value}"] if isinstance(files, str) else files.get(value, ())
         for rel in wanted:
             dest = f"{VFI_CKPTS}/{rel}"

@@ -153,6 +153,25 @@ def test_a_verified_model_changed_in_place_after_the_boot_is_refused(locked):
     assert f"({shared} changed after the boot verified it)" in error
 
 
+def test_a_planted_model_fed_through_a_link_is_refused(locked):
+    # ComfyUI checks a combo's value against its options only when it is a literal; a link from
+    # a node with an any-type ("*") output passes its type check, and the loader opens whatever
+    # name arrives
+    before = prompts_queued(locked)
+    reroute = {
+        "class_type": "LazySwitchKJ",
+        "inputs": {"switch": True, "on_false": "x", "on_true": "planted.safetensors"},
+    }
+    loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ["10", 0]}}
+    error = run_error(locked, invert_job(("10", reroute), ("9", loader)))
+    assert error == (
+        "invalid input: node 9 (CheckpointLoaderSimple), input 'ckpt_name' names a model file "
+        "and is fed by node 10: which file it loads cannot be checked before the job runs; set "
+        "it as a literal value"
+    )
+    assert prompts_queued(locked) == before
+
+
 def test_an_override_naming_a_planted_model_is_refused(locked):
     job = invert_job(checkpoint("locked.safetensors"))
     job["overrides"] = {"Model.ckpt_name": "planted.safetensors"}
@@ -188,6 +207,19 @@ def test_a_frame_interpolation_checkpoint_the_lock_does_not_hold_is_refused(lock
         "'rife/rife49.pth' in custom_nodes/ComfyUI-Frame-Interpolation/ckpts is not one the "
         "models lock holds and the boot verified (the models lock has no such file (the node "
         "would download it)); this endpoint runs locked models only (MODEL_POLICY=locked)"
+    )
+
+
+def test_a_frame_interpolation_checkpoint_fed_through_a_link_is_refused(locked):
+    switch = {
+        "class_type": "LazySwitchKJ",
+        "inputs": {"switch": True, "on_false": "x", "on_true": "rife49.pth"},
+    }
+    rife = {"class_type": "RIFE VFI", "inputs": {"ckpt_name": ["10", 0], "frames": ["2", 0]}}
+    error = run_error(locked, invert_job(("10", switch), ("5", rife)))
+    assert error.startswith(
+        "invalid input: node 5 (RIFE VFI), input 'ckpt_name' names a model file and is fed by "
+        "node 10"
     )
 
 
