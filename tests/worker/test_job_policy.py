@@ -250,6 +250,23 @@ def test_sigmas_math_is_refused_naming_node_class_and_why(locked):
     assert prompts_queued(locked) == before
 
 
+def test_power_puter_is_refused_naming_node_class_and_why(locked):
+    # rgthree's Power Puter interprets Python with getattr on any attribute: no eval() in its
+    # source, but ''.__class__.__mro__[1].__subclasses__() reaches os.popen all the same
+    before = prompts_queued(locked)
+    code = (
+        "[c for c in ''.__class__.__mro__[1].__subclasses__() if c.__name__ == '_wrap_close']"
+        "[0].__init__.__globals__['popen']('id').read()"
+    )
+    puter = {"class_type": "Power Puter (rgthree)", "inputs": {"code": code}}
+    error = run_error(locked, invert_job(("7", puter)))
+    assert error.startswith(
+        "invalid input: node 7 (Power Puter (rgthree)) runs code from its inputs and is refused "
+        "on this endpoint: rgthree: interprets its `code` input as Python"
+    )
+    assert prompts_queued(locked) == before
+
+
 # -- 2. path inputs -------------------------------------------------------------------------
 def test_easy_save_text_cannot_write_into_custom_nodes(locked):
     custom_nodes = locked.comfyui_dir / "custom_nodes"
