@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,41 @@ def linked_combos(
     return found
 
 
+# Loras named outside any combo: Easy-Use's loaders and rgthree's Power Prompt load each
+# `<lora:NAME[:weight...]>` of a prompt's text, and rgthree's Power Lora Loader takes a dict
+# input `{"on": ..., "lora": NAME, "strength": ...}` per lora. Both match NAME loosely against
+# the loras folder (exact, without extension, by base name).
+LORA_TAG = re.compile(r"<lora:([^>]*)>", re.IGNORECASE)
+LORA_FOLDER = "loras"
+
+
+def embedded_loras(prompt: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(node id, class, input, NAME) of every lora named in a string's text or a dict input."""
+    found = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        for name, value in node.get("inputs", {}).items():
+            if isinstance(value, str) and "<" in value:
+                for match in LORA_TAG.finditer(value):
+                    lora = match.group(1).strip(":").split(":")[0].strip()
+                    found.append((node_id, class_type, name, lora))
+            elif isinstance(value, dict) and isinstance(value.get("lora"), str):
+                found.append((node_id, class_type, name, value["lora"].strip()))
+    return found
+
+
+def _lora_matches(listed: str, name: str) -> bool:
+    """Whether a node's loose lookup could pick the listed file for NAME (over-approximated:
+    every file it could pick must be verified)."""
+    listed_stem, name_stem = os.path.splitext(listed)[0], os.path.splitext(name)[0]
+    return (
+        name in (listed, listed_stem)
+        or name_stem == listed_stem
+        or os.path.basename(listed) in (name, os.path.basename(name))
+        or os.path.basename(listed_stem) in (name_stem, os.path.basename(name_stem))
+    )
+
+
 def model_uses(
     prompt: dict[str, Any],
     *,
@@ -169,7 +205,8 @@ def model_uses(
     """Every model file the prompt names, with the policy's verdict on each."""
     found = candidates(prompt, combos, skip)
     linked = linked_combos(prompt, combos, skip)
-    if not found and not linked:
+    loras = embedded_loras(prompt)
+    if not found and not linked and not loras:
         return []
     listings = {f: set(list_folder(f)) for f in folders if f not in NOT_MODEL_FOLDERS}
     uses = []
@@ -180,6 +217,17 @@ def model_uses(
                 uses.append(
                     ModelUse(node_id, class_type, name, folder, value, why is None, why or "")
                 )
+    lora_files = listings.get(LORA_FOLDER, set())
+    for node_id, class_type, name, lora in loras:
+        matches = sorted(f for f in lora_files if _lora_matches(f, lora))
+        if not matches:
+            why = "no file of the loras folder matches it, so none can have been verified"
+            uses.append(ModelUse(node_id, class_type, name, LORA_FOLDER, lora, False, why))
+        for listed in matches:
+            why = verified.check(LORA_FOLDER, listed, dirs.get(LORA_FOLDER, []))
+            uses.append(
+                ModelUse(node_id, class_type, name, LORA_FOLDER, listed, why is None, why or "")
+            )
     # A linked combo is a model input when its options are files of a model folder (or it has
     # none: an empty model folder, or options read before a file appeared): no name to check.
     model_files = set().union(*listings.values()) if listings else set()

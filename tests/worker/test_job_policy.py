@@ -36,6 +36,9 @@ def locked(tmp_path_factory):
     (checkpoints / "locked.safetensors").write_bytes(LOCKED)
     (checkpoints / "planted.safetensors").write_bytes(b"not in any lock")
     (checkpoints / "shared.safetensors").write_bytes(LOCKED)
+    loras = tmp / "volume" / "models" / "loras"
+    loras.mkdir(parents=True)
+    (loras / "planted_lora.safetensors").write_bytes(b"not in any lock")
     lock = write_lock(
         tmp / "models.lock.yaml",
         entry("locked", URL, "models/checkpoints/locked.safetensors", LOCKED, placement="volume"),
@@ -169,6 +172,35 @@ def test_a_planted_model_fed_through_a_link_is_refused(locked):
         "and is fed by node 10: which file it loads cannot be checked before the job runs; set "
         "it as a literal value"
     )
+    assert prompts_queued(locked) == before
+
+
+@pytest.mark.parametrize(
+    ("node", "where"),
+    [
+        # rgthree's Power Lora Loader: each lora is a dict input, no combo in /object_info
+        (
+            {
+                "class_type": "Power Lora Loader (rgthree)",
+                "inputs": {"LORA_1": {"on": True, "lora": "planted_lora", "strength": 1.0}},
+            },
+            "input 'LORA_1'",
+        ),
+        # Easy-Use's loaders (and rgthree's Power Prompt) load the loras a prompt's text names
+        (
+            {
+                "class_type": "easy a1111Loader",
+                "inputs": {"positive": "a cat <lora:planted_lora:0.8>", "negative": ""},
+            },
+            "input 'positive'",
+        ),
+    ],
+)
+def test_a_planted_lora_named_in_text_or_a_dict_is_refused(locked, node, where):
+    before = prompts_queued(locked)
+    error = run_error(locked, invert_job(("7", node)))
+    assert error.startswith(f"invalid input: node 7 ({node['class_type']}), {where}: ")
+    assert "the model file 'planted_lora.safetensors' in loras is not one the models lock" in error
     assert prompts_queued(locked) == before
 
 
