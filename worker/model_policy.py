@@ -163,6 +163,29 @@ def linked_combos(
 # the loras folder (exact, without extension, by base name).
 LORA_TAG = re.compile(r"<lora:([^>]*)>", re.IGNORECASE)
 LORA_FOLDER = "loras"
+# ComfyUI's own text encoders load `embedding:NAME` (NAME, or NAME with .safetensors, .pt or
+# .bin) from the embeddings folder, whatever node the text comes from.
+EMBEDDING = re.compile(r"(?:^|[\s(])embedding:(\S+)")
+EMBEDDINGS_FOLDER = "embeddings"
+
+
+def embedded_embeddings(prompt: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(node id, class, input, NAME) of every `embedding:NAME` in a string input."""
+    found = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        for name, value in node.get("inputs", {}).items():
+            if isinstance(value, str) and "embedding:" in value:
+                for match in EMBEDDING.finditer(value):
+                    found.append((node_id, class_type, name, match.group(1)))
+    return found
+
+
+def _embedding_matches(listed: str, word: str) -> bool:
+    """Whether ComfyUI could load the listed file for the word after `embedding:` (also with
+    the commas, brackets and `:weight` of prompt syntax taken off: over-approximated)."""
+    bare = re.sub(r":[0-9.]*$", "", word.strip(",()")).strip(",()")
+    return any(n in (listed, os.path.splitext(listed)[0]) for n in (word, word.strip(","), bare))
 
 
 def embedded_loras(prompt: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -205,7 +228,8 @@ def model_uses(
     """Every model file the prompt names, with the policy's verdict on each."""
     found = candidates(prompt, combos, skip)
     linked = linked_combos(prompt, combos, skip)
-    loras = embedded_loras(prompt)
+    loras = [(*use, LORA_FOLDER) for use in embedded_loras(prompt)]
+    loras += [(*use, EMBEDDINGS_FOLDER) for use in embedded_embeddings(prompt)]
     if not found and not linked and not loras:
         return []
     listings = {f: set(list_folder(f)) for f in folders if f not in NOT_MODEL_FOLDERS}
@@ -217,17 +241,15 @@ def model_uses(
                 uses.append(
                     ModelUse(node_id, class_type, name, folder, value, why is None, why or "")
                 )
-    lora_files = listings.get(LORA_FOLDER, set())
-    for node_id, class_type, name, lora in loras:
-        matches = sorted(f for f in lora_files if _lora_matches(f, lora))
+    for node_id, class_type, name, named, folder in loras:
+        match = _lora_matches if folder == LORA_FOLDER else _embedding_matches
+        matches = sorted(f for f in listings.get(folder, set()) if match(f, named))
         if not matches:
-            why = "no file of the loras folder matches it, so none can have been verified"
-            uses.append(ModelUse(node_id, class_type, name, LORA_FOLDER, lora, False, why))
+            why = f"no file of the {folder} folder matches it, so none can have been verified"
+            uses.append(ModelUse(node_id, class_type, name, folder, named, False, why))
         for listed in matches:
-            why = verified.check(LORA_FOLDER, listed, dirs.get(LORA_FOLDER, []))
-            uses.append(
-                ModelUse(node_id, class_type, name, LORA_FOLDER, listed, why is None, why or "")
-            )
+            why = verified.check(folder, listed, dirs.get(folder, []))
+            uses.append(ModelUse(node_id, class_type, name, folder, listed, why is None, why or ""))
     # A linked combo is a model input when its options are files of a model folder (or it has
     # none: an empty model folder, or options read before a file appeared): no name to check.
     model_files = set().union(*listings.values()) if listings else set()

@@ -39,6 +39,9 @@ def locked(tmp_path_factory):
     loras = tmp / "volume" / "models" / "loras"
     loras.mkdir(parents=True)
     (loras / "planted_lora.safetensors").write_bytes(b"not in any lock")
+    embeddings = tmp / "volume" / "models" / "embeddings"
+    embeddings.mkdir(parents=True)
+    (embeddings / "planted_embedding.pt").write_bytes(b"not in any lock")
     lock = write_lock(
         tmp / "models.lock.yaml",
         entry("locked", URL, "models/checkpoints/locked.safetensors", LOCKED, placement="volume"),
@@ -202,6 +205,19 @@ def test_a_planted_lora_named_in_text_or_a_dict_is_refused(locked, node, where):
     assert error.startswith(f"invalid input: node 7 ({node['class_type']}), {where}: ")
     assert "the model file 'planted_lora.safetensors' in loras is not one the models lock" in error
     assert prompts_queued(locked) == before
+
+
+def test_a_planted_embedding_named_in_a_prompt_is_refused(locked):
+    # ComfyUI's text encoders load `embedding:NAME` from the embeddings folder, any node's text
+    encode = {
+        "class_type": "CLIPTextEncode",
+        "inputs": {"text": "a cat, (embedding:planted_embedding:1.2)", "clip": ["9", 1]},
+    }
+    error = run_error(locked, invert_job(checkpoint("locked.safetensors"), ("7", encode)))
+    assert error.startswith(
+        "invalid input: node 7 (CLIPTextEncode), input 'text': the model file "
+        "'planted_embedding.pt' in embeddings is not one the models lock holds"
+    )
 
 
 def test_an_override_naming_a_planted_model_is_refused(locked):
