@@ -165,7 +165,7 @@ LORA_TAG = re.compile(r"<lora:([^>]*)>", re.IGNORECASE)
 LORA_FOLDER = "loras"
 # ComfyUI's own text encoders load `embedding:NAME` (NAME, or NAME with .safetensors, .pt or
 # .bin) from the embeddings folder, whatever node the text comes from.
-EMBEDDING = re.compile(r"(?:^|[\s(])embedding:(\S+)")
+EMBEDDING = re.compile(r"embedding:(\S+)")  # anywhere: over-approximated
 EMBEDDINGS_FOLDER = "embeddings"
 
 
