@@ -286,12 +286,13 @@ _cleanups: queue.Queue[Path] = queue.Queue()
 
 
 def _cleanup(config: Config, scope: str) -> None:
-    """Remove this job's input and output folders once its result is built.
+    """Remove this job's input, output and temp folders once its result is built.
 
-    Both are the job's own, so their removal (a walk and rmdirs) runs on a background thread
-    instead of delaying the response.
+    All are the job's own (a preview, such as VideoHelperSuite's with save_output off, is
+    written under the job's prefix into temp/), so their removal (a walk and rmdirs) runs on a
+    background thread instead of delaying the response.
     """
-    for kind in ("input", "output"):
+    for kind in ("input", "output", "temp"):
         _cleanups.put(config.comfyui_dir / kind / scope)
 
 
