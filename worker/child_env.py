@@ -57,6 +57,12 @@ ALLOWED_PREFIXES = (
 FORCED = {"HF_HUB_OFFLINE": "1", "PIP_NO_INDEX": "1", "UV_OFFLINE": "1"}
 # Never passed, not even when named in COMFYUI_ENV_PASS: the credentials the worker holds.
 CREDENTIAL_PREFIXES = ("BUCKET_", "AWS_", "RUNPOD_", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# A prefix is not a promise about every name under it: NVIDIA_API_KEY (NVIDIA's hosted API)
+# begins with NVIDIA_. A name under an allowed prefix with one of these words is a credential
+# by its look, and is passed only when the operator names it in COMFYUI_ENV_PASS.
+SECRET_WORDS = frozenset(
+    {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"}
+)
 
 
 class EnvPassError(ValueError):
@@ -79,10 +85,17 @@ def check_pass_names(names: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
+def looks_secret(name: str) -> bool:
+    """Whether a word of the name (split at '_') says it holds a secret (NVIDIA_API_KEY)."""
+    return any(word in SECRET_WORDS for word in name.upper().split("_"))
+
+
 def allowed(name: str) -> bool:
     if is_credential(name):
         return False
-    return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES)
+    if name in ALLOWED_NAMES:
+        return True
+    return name.startswith(ALLOWED_PREFIXES) and not looks_secret(name)
 
 
 def child_environment(

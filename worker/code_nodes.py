@@ -3,7 +3,8 @@
 A job that names one of CODE_NODES is refused before anything is queued, unless the endpoint
 sets ALLOW_CODE_NODES=1 (for endpoints that trust their callers). CALL_SITES records every
 call of eval, exec, compile, __import__, pickle/marshal loads and torch.load found in the
-sources of ComfyUI and the locked custom nodes, with the verdict for each: a refused class, or
+sources of ComfyUI and the locked custom nodes (and of ast.parse, the front of an interpreter
+of caller text such as rgthree's Power Puter), with the verdict for each: a refused class, or
 why it is harmless. tests/worker/test_code_nodes.py scans the real sources and fails when a
 call site appears that this table does not list, so a node update that adds one is noticed.
 """
@@ -27,6 +28,10 @@ CODE_NODES: dict[str, str] = {
     "easy simpleMathDual": "Easy-Use: eval()s its two formulas, as easy simpleMath",
     "VisualizeCUDAMemoryHistory": "KJNodes: pickle.load()s the file named by snapshot_path "
     "(a job can upload that file as an image)",
+    # Through the worker it stops today before it interprets anything, on the extra_pnginfo
+    # the worker does not send (`"workflow" in None`): an accident, not a guard.
+    "Power Puter (rgthree)": "rgthree: interprets its `code` input as Python, with getattr on "
+    "any attribute (''.__class__.__mro__[1].__subclasses__() reaches os.popen)",
 }
 
 HARMLESS = "harmless"
@@ -81,6 +86,27 @@ CALL_SITES: dict[tuple[str, str], str] = {
     "torch.load of shards in output/, weights only by default since torch 2.6 (the lock pins "
     "2.10); its folder_name is a confined path input",
 }
+
+# ast.parse is the front of an interpreter of caller text: the verdict depends on what the
+# walk of the tree allows.
+_ARITHMETIC = (
+    f"{HARMLESS}: walks the parsed formula allowing only numbers, its own variables, operators "
+    "and a fixed table of functions (no attribute of an arbitrary object)"
+)
+CALL_SITES.update(
+    {
+        ("custom_nodes/rgthree-comfy/py/power_puter.py", "_Puter.execute"): (
+            "Power Puter (rgthree)"
+        ),
+        ("custom_nodes/ComfyUI-Custom-Scripts/py/math_expression.py", "MathExpression.evaluate"): (
+            f"{_ARITHMETIC}; an attribute only names a width/height or another node's widget"
+        ),
+        ("custom_nodes/ComfyUI-KJNodes/nodes/nodes.py", "SimpleCalculatorKJ.calculate"): (
+            _ARITHMETIC
+        ),
+        ("custom_nodes/ComfyUI_essentials/misc.py", "SimpleMath.execute"): _ARITHMETIC,
+    }
+)
 
 # Frame-Interpolation loads each model's checkpoint (its ckpt_name is a fixed list of names)
 # from its own ckpts/ folder; the checkpoints are torch pickles, loaded weights-only by torch

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bake.models.stamps import identity
 from worker.log_text import printable
 
 log = logging.getLogger("worker")
@@ -41,6 +43,7 @@ class ModelUse:
     name: str
     allowed: bool
     why: str = ""
+    linked_from: str | None = None  # the input is fed by this node: no name to check
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,25 @@ class VerifiedModels:
 
     locked_dests: frozenset[str]
     verified_paths: frozenset[str] | None
+    # real path -> identity when verified (device, inode, size, mtime_ns, ctime_ns); None: not
+    # compared (unit tests that build the verdicts by hand)
+    identities: Mapping[str, tuple[int, int, int, int, int]] | None = None
+
+    def unverified(self, path: Path) -> str | None:
+        """Why the file at `path` is not (any longer) the one the boot verified, or None."""
+        if self.verified_paths is None:
+            return None  # MODEL_VERIFY=off: names only
+        real = os.path.realpath(path)
+        if real not in self.verified_paths:
+            return f"{path} was not verified at boot"
+        if self.identities is not None:
+            try:
+                now = identity(os.stat(real))
+            except OSError:
+                now = None
+            if now != self.identities.get(real):
+                return f"{path} changed after the boot verified it"
+        return None
 
     def check(self, folder: str, name: str, dirs: list[Path]) -> str | None:
         """None when every copy of `name` that ComfyUI could load for `folder` is a
@@ -62,33 +84,39 @@ class VerifiedModels:
                 "ComfyUI lists it, but not in a folder the worker knows (ComfyUI's models/ "
                 "and the extra model paths), so it cannot have been verified"
             )
-        if self.verified_paths is not None:
-            for path in found:
-                if os.path.realpath(path) not in self.verified_paths:
-                    return f"{path} was not verified at boot"
+        for path in found:
+            if why := self.unverified(path):
+                return why
         return None
 
 
-def combo_inputs(object_info: dict[str, Any]) -> dict[str, frozenset[str]]:
-    """class_type -> its combo inputs, from ComfyUI's /object_info."""
-    combos: dict[str, frozenset[str]] = {}
+Combos = dict[str, dict[str, frozenset[str]]]
+
+
+def combo_inputs(object_info: dict[str, Any]) -> Combos:
+    """class_type -> its combo inputs -> their options, from ComfyUI's /object_info."""
+    combos: Combos = {}
     for class_type, info in object_info.items():
-        names = set()
+        names: dict[str, frozenset[str]] = {}
         spec = info.get("input", {}) if isinstance(info, dict) else {}
         for category in ("required", "optional"):
             for name, entry in (spec.get(category) or {}).items():
-                if (
-                    isinstance(entry, list)
-                    and entry
-                    and (isinstance(entry[0], list) or entry[0] == "COMBO")
-                ):
-                    names.add(name)
-        combos[class_type] = frozenset(names)
+                if not (isinstance(entry, list) and entry):
+                    continue
+                if isinstance(entry[0], list):
+                    options = entry[0]
+                elif entry[0] == "COMBO":
+                    extra = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+                    options = extra.get("options") or []
+                else:
+                    continue
+                names[name] = frozenset(o for o in options if isinstance(o, str))
+        combos[class_type] = names
     return combos
 
 
 def candidates(
-    prompt: dict[str, Any], combos: dict[str, frozenset[str]], skip: Iterable[tuple[str, str]]
+    prompt: dict[str, Any], combos: Combos, skip: Iterable[tuple[str, str]]
 ) -> list[tuple[str, str, str, str]]:
     """(node id, class, input, value) of every literal string at a combo input."""
     skipped = set(skip)
@@ -105,6 +133,88 @@ def candidates(
     return found
 
 
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
+
+
+def linked_combos(
+    prompt: dict[str, Any], combos: Combos, skip: Iterable[tuple[str, str]]
+) -> list[tuple[str, str, str, str]]:
+    """(node id, class, input, source node) of every combo input fed by a link. ComfyUI checks
+    a combo's value against its options only when it is a literal: a link from a node with an
+    any-type ("*") output passes its type check, and the loader opens whatever name arrives."""
+    skipped = set(skip)
+    found = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        for name, value in node.get("inputs", {}).items():
+            if (
+                _is_link(value)
+                and name in combos.get(class_type, ())
+                and (class_type, name) not in skipped
+            ):
+                found.append((node_id, class_type, name, str(value[0])))
+    return found
+
+
+# Loras named outside any combo: Easy-Use's loaders and rgthree's Power Prompt load each
+# `<lora:NAME[:weight...]>` of a prompt's text, and rgthree's Power Lora Loader takes a dict
+# input `{"on": ..., "lora": NAME, "strength": ...}` per lora. Both match NAME loosely against
+# the loras folder (exact, without extension, by base name).
+LORA_TAG = re.compile(r"<lora:([^>]*)>", re.IGNORECASE)
+LORA_FOLDER = "loras"
+# ComfyUI's own text encoders load `embedding:NAME` (NAME, or NAME with .safetensors, .pt or
+# .bin) from the embeddings folder, whatever node the text comes from.
+EMBEDDING = re.compile(r"embedding:(\S+)")  # anywhere: over-approximated
+EMBEDDINGS_FOLDER = "embeddings"
+
+
+def embedded_embeddings(prompt: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(node id, class, input, NAME) of every `embedding:NAME` in a string input."""
+    found = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        for name, value in node.get("inputs", {}).items():
+            if isinstance(value, str) and "embedding:" in value:
+                for match in EMBEDDING.finditer(value):
+                    found.append((node_id, class_type, name, match.group(1)))
+    return found
+
+
+def _embedding_matches(listed: str, word: str) -> bool:
+    """Whether ComfyUI could load the listed file for the word after `embedding:` (also with
+    the commas, brackets and `:weight` of prompt syntax taken off: over-approximated)."""
+    bare = re.sub(r":[0-9.]*$", "", word.strip(",()")).strip(",()")
+    return any(n in (listed, os.path.splitext(listed)[0]) for n in (word, word.strip(","), bare))
+
+
+def embedded_loras(prompt: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(node id, class, input, NAME) of every lora named in a string's text or a dict input."""
+    found = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        for name, value in node.get("inputs", {}).items():
+            if isinstance(value, str) and "<" in value:
+                for match in LORA_TAG.finditer(value):
+                    lora = match.group(1).strip(":").split(":")[0].strip()
+                    found.append((node_id, class_type, name, lora))
+            elif isinstance(value, dict) and isinstance(value.get("lora"), str):
+                found.append((node_id, class_type, name, value["lora"].strip()))
+    return found
+
+
+def _lora_matches(listed: str, name: str) -> bool:
+    """Whether a node's loose lookup could pick the listed file for NAME (over-approximated:
+    every file it could pick must be verified)."""
+    listed_stem, name_stem = os.path.splitext(listed)[0], os.path.splitext(name)[0]
+    return (
+        name in (listed, listed_stem)
+        or name_stem == listed_stem
+        or os.path.basename(listed) in (name, os.path.basename(name))
+        or os.path.basename(listed_stem) in (name_stem, os.path.basename(name_stem))
+    )
+
+
 def model_uses(
     prompt: dict[str, Any],
     *,
@@ -117,7 +227,10 @@ def model_uses(
 ) -> list[ModelUse]:
     """Every model file the prompt names, with the policy's verdict on each."""
     found = candidates(prompt, combos, skip)
-    if not found:
+    linked = linked_combos(prompt, combos, skip)
+    loras = [(*use, LORA_FOLDER) for use in embedded_loras(prompt)]
+    loras += [(*use, EMBEDDINGS_FOLDER) for use in embedded_embeddings(prompt)]
+    if not found and not linked and not loras:
         return []
     listings = {f: set(list_folder(f)) for f in folders if f not in NOT_MODEL_FOLDERS}
     uses = []
@@ -128,6 +241,22 @@ def model_uses(
                 uses.append(
                     ModelUse(node_id, class_type, name, folder, value, why is None, why or "")
                 )
+    for node_id, class_type, name, named, folder in loras:
+        match = _lora_matches if folder == LORA_FOLDER else _embedding_matches
+        matches = sorted(f for f in listings.get(folder, set()) if match(f, named))
+        if not matches:
+            why = f"no file of the {folder} folder matches it, so none can have been verified"
+            uses.append(ModelUse(node_id, class_type, name, folder, named, False, why))
+        for listed in matches:
+            why = verified.check(folder, listed, dirs.get(folder, []))
+            uses.append(ModelUse(node_id, class_type, name, folder, listed, why is None, why or ""))
+    # A linked combo is a model input when its options are files of a model folder (or it has
+    # none: an empty model folder, or options read before a file appeared): no name to check.
+    model_files = set().union(*listings.values()) if listings else set()
+    for node_id, class_type, name, source in linked:
+        options = combos[class_type][name]
+        if not options or options & model_files:
+            uses.append(ModelUse(node_id, class_type, name, "", "", False, "", source))
     return uses
 
 
@@ -138,6 +267,20 @@ def enforce(uses: list[ModelUse], mode: str, titles: dict[str, str]) -> None:
             continue
         title = f' "{titles[use.node_id]}"' if use.node_id in titles else ""
         where = f"node {use.node_id}{title} ({use.class_type}), input {use.input!r}"
+        if use.linked_from is not None:
+            if mode == "open":
+                log.warning(
+                    "%s",
+                    printable(
+                        f"MODEL_POLICY=open: {where} is fed by node {use.linked_from}: it "
+                        "loads a model file whose name is computed while the job runs"
+                    ),
+                )
+                continue
+            raise ModelPolicyError(
+                f"{where} names a model file and is fed by node {use.linked_from}: which file "
+                "it loads cannot be checked before the job runs; set it as a literal value"
+            )
         if mode == "open":
             # titles and file names come from the job: escaped, they cannot forge log lines
             log.warning(
@@ -205,17 +348,20 @@ def node_checkpoint_uses(
             continue
         name, files = NODE_CHECKPOINTS[class_type]
         value = node.get("inputs", {}).get(name)
+        if _is_link(value):  # ComfyUI does not check a linked combo against its options
+            uses.append(
+                ModelUse(node_id, class_type, name, VFI_CKPTS, "", False, "", str(value[0]))
+            )
+            continue
         if not isinstance(value, str):
-            continue  # a link or a wrong type: ComfyUI's combo validation refuses it
+            continue  # a wrong type: ComfyUI's validation refuses it
         wanted = [f"{files}/{value}"] if isinstance(files, str) else files.get(value, ())
         for rel in wanted:
             dest = f"{VFI_CKPTS}/{rel}"
             why = ""
             if ".." in rel.split("/") or dest not in verified.locked_dests:
                 why = "the models lock has no such file (the node would download it)"
-            elif verified.verified_paths is not None and (
-                os.path.realpath(comfyui_dir / dest) not in verified.verified_paths
-            ):
-                why = f"{comfyui_dir / dest} was not verified at boot"
+            else:
+                why = verified.unverified(comfyui_dir / dest) or ""
             uses.append(ModelUse(node_id, class_type, name, VFI_CKPTS, rel, not why, why))
     return uses

@@ -31,6 +31,10 @@ class ModelCheck:
     # (None when MODEL_VERIFY=off: nothing was verified, the policy goes by names)
     locked_dests: frozenset[str] = frozenset()
     verified_paths: frozenset[str] | None = None
+    # real path -> its identity (device, inode, size, mtime_ns, ctime_ns) when it was verified:
+    # a file rewritten in place afterwards (through a hard link on a shared volume) keeps its
+    # path but not its ctime, and the policy refuses it
+    identities: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)
 
 
 def lock_path(config: Config) -> Path:
@@ -88,6 +92,11 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
         return result
     volumes = [root for root in config.volume_roots if root.is_dir()]
     roots = [config.comfyui_dir, *volumes]
+    # Each file's identity before it is read: one that changes while it is hashed is not taken
+    # for the file that was hashed.
+    before = {
+        str(root / e.dest): _identity(root / e.dest) for e in lock.entries("all") for root in roots
+    }
     report = verify_models(lock, config.comfyui_dir, volumes, mode=config.model_verify)
     result.verified = len(report.verified)
     result.locked_dests = frozenset(e.dest for e in lock.entries("all"))
@@ -127,9 +136,25 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
             result.errors += fetched.failed
             result.verified += len(fetched.fetched) + len(fetched.present)
             verified_paths += fetched.fetched + fetched.present
+            before.update((p, _identity(Path(p))) for p in fetched.fetched + fetched.present)
         except BakeError as exc:
             result.errors += exc.lines()
+    for path in verified_paths:
+        now = _identity(Path(path))
+        if now is None or now != before.get(str(path)):
+            result.errors.append(f"{path}: changed while it was being verified")
+        else:
+            result.identities[os.path.realpath(path)] = now
     result.verified_paths = frozenset(os.path.realpath(p) for p in verified_paths)
     result.ok = not result.errors
     result.seconds = time.monotonic() - started
     return result
+
+
+def _identity(path: Path) -> tuple[int, int, int, int, int] | None:
+    from bake.models.stamps import identity
+
+    try:
+        return identity(os.stat(path))
+    except OSError:
+        return None

@@ -107,8 +107,12 @@ NOT_PATHS: dict[tuple[str, str], str] = {
 }
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-# An annotated name ("x.png [output]") makes ComfyUI read from another folder.
-_ANNOTATION = re.compile(r"\s\[(input|output|temp)\]\s*$")
+# An annotated name makes ComfyUI read from another folder. ComfyUI only asks whether the
+# name ends in "[output]" (then drops the 9 characters before it, whatever they are:
+# "x.png_[output]" is output/x.png), and VideoHelperSuite first strips whitespace and one
+# quote off each end ('x.mp4 [output]"'); so any such ending counts, quotes and spaces aside.
+_ANNOTATION = re.compile(r"\[(input|output|temp)\]$", re.IGNORECASE)
+_STRIPPED = " \t\r\n\v\f\"'"
 
 
 class PathInputError(ValueError):
@@ -166,8 +170,10 @@ def check_file_names(prompt: dict[str, Any]) -> None:
             if not isinstance(value, str):
                 continue  # ComfyUI's own validation names the wrong type
             problem = plain_name_problem(value)
-            if problem is None and (value.startswith(".") or _ANNOTATION.search(value)):
-                problem = "no leading '.' and no ' [output]'/' [temp]' folder suffix"
+            if problem is None and (
+                value.startswith(".") or _ANNOTATION.search(value.strip(_STRIPPED))
+            ):
+                problem = "no leading '.' and no '[output]'/'[input]'/'[temp]' folder suffix"
             if problem is not None:
                 raise PathInputError(f"{where}: {value!r} is not a plain file name: {problem}")
 

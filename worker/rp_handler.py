@@ -243,7 +243,7 @@ def _check_models(rt: Runtime, spec: JobSpec) -> None:
     if rt.model_dirs is None:
         rt.model_dirs = search_dirs(config.comfyui_dir, config.extra_model_paths)
     check = rt.models or ModelCheck()
-    verified = VerifiedModels(check.locked_dests, check.verified_paths)
+    verified = VerifiedModels(check.locked_dests, check.verified_paths, check.identities)
     uses = model_uses(
         spec.prompt,
         combos=rt.combos,
@@ -286,12 +286,13 @@ _cleanups: queue.Queue[Path] = queue.Queue()
 
 
 def _cleanup(config: Config, scope: str) -> None:
-    """Remove this job's input and output folders once its result is built.
+    """Remove this job's input, output and temp folders once its result is built.
 
-    Both are the job's own, so their removal (a walk and rmdirs) runs on a background thread
-    instead of delaying the response.
+    All are the job's own (a preview, such as VideoHelperSuite's with save_output off, is
+    written under the job's prefix into temp/), so their removal (a walk and rmdirs) runs on a
+    background thread instead of delaying the response.
     """
-    for kind in ("input", "output"):
+    for kind in ("input", "output", "temp"):
         _cleanups.put(config.comfyui_dir / kind / scope)
 
 

@@ -60,6 +60,14 @@ def test_operators_pass_further_names_but_never_a_credential():
             child_environment(WORKER_ENV, extra=[name])
 
 
+def test_a_secret_under_an_allowed_prefix_passes_only_when_named():
+    env = {"NVIDIA_API_KEY": "k", "TORCH_HUB_TOKEN": "t", "NVIDIA_VISIBLE_DEVICES": "all"}
+    assert child_environment(env).get("NVIDIA_API_KEY") is None
+    assert "TORCH_HUB_TOKEN" not in child_environment(env)
+    assert child_environment(env)["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert child_environment(env, extra=["NVIDIA_API_KEY"])["NVIDIA_API_KEY"] == "k"
+
+
 def test_the_settings_are_read_from_the_environment():
     config = Config.from_env({"COMFYUI_USER": " comfy ", "COMFYUI_ENV_PASS": "A_B, C_D"})
     assert config.comfyui_user == "comfy"

@@ -10,6 +10,7 @@ MODEL_POLICY=open.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -34,10 +35,18 @@ def locked(tmp_path_factory):
     checkpoints.mkdir(parents=True)
     (checkpoints / "locked.safetensors").write_bytes(LOCKED)
     (checkpoints / "planted.safetensors").write_bytes(b"not in any lock")
+    (checkpoints / "shared.safetensors").write_bytes(LOCKED)
+    loras = tmp / "volume" / "models" / "loras"
+    loras.mkdir(parents=True)
+    (loras / "planted_lora.safetensors").write_bytes(b"not in any lock")
+    embeddings = tmp / "volume" / "models" / "embeddings"
+    embeddings.mkdir(parents=True)
+    (embeddings / "planted_embedding.pt").write_bytes(b"not in any lock")
     lock = write_lock(
         tmp / "models.lock.yaml",
         entry("locked", URL, "models/checkpoints/locked.safetensors", LOCKED, placement="volume"),
         entry("late", URL, "models/checkpoints/late.safetensors", LOCKED, placement="volume"),
+        entry("shared", URL, "models/checkpoints/shared.safetensors", LOCKED, placement="volume"),
     )
     w = WorkerProcess(
         tmp,
@@ -133,6 +142,84 @@ def test_a_locked_name_placed_after_the_boot_was_not_verified_and_is_refused(loc
     assert f"({late} was not verified at boot)" in error
 
 
+def test_a_verified_model_changed_in_place_after_the_boot_is_refused(locked):
+    # A network volume is shared (other workers, pods): a hard link to the verified file, made
+    # elsewhere on the volume, rewrites its bytes after the boot; the path, inode and (put
+    # back) mtime are the verified file's, only the kernel's ctime tells.
+    shared = locked.tmp / "volume" / "models" / "checkpoints" / "shared.safetensors"
+    run_ok(locked, invert_job(checkpoint("shared.safetensors")))  # verified: accepted
+    link = locked.tmp / "volume" / "elsewhere.bin"
+    os.link(shared, link)
+    before = shared.stat()
+    with open(link, "r+b") as f:
+        f.write(b"\x00" * 64)  # same size, other bytes
+    os.utime(shared, ns=(before.st_atime_ns, before.st_mtime_ns))
+    error = run_error(locked, invert_job(checkpoint("shared.safetensors")))
+    assert "input 'ckpt_name': the model file 'shared.safetensors' in checkpoints" in error
+    assert f"({shared} changed after the boot verified it)" in error
+
+
+def test_a_planted_model_fed_through_a_link_is_refused(locked):
+    # ComfyUI checks a combo's value against its options only when it is a literal; a link from
+    # a node with an any-type ("*") output passes its type check, and the loader opens whatever
+    # name arrives
+    before = prompts_queued(locked)
+    reroute = {
+        "class_type": "LazySwitchKJ",
+        "inputs": {"switch": True, "on_false": "x", "on_true": "planted.safetensors"},
+    }
+    loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ["10", 0]}}
+    error = run_error(locked, invert_job(("10", reroute), ("9", loader)))
+    assert error == (
+        "invalid input: node 9 (CheckpointLoaderSimple), input 'ckpt_name' names a model file "
+        "and is fed by node 10: which file it loads cannot be checked before the job runs; set "
+        "it as a literal value"
+    )
+    assert prompts_queued(locked) == before
+
+
+@pytest.mark.parametrize(
+    ("node", "where"),
+    [
+        # rgthree's Power Lora Loader: each lora is a dict input, no combo in /object_info
+        (
+            {
+                "class_type": "Power Lora Loader (rgthree)",
+                "inputs": {"LORA_1": {"on": True, "lora": "planted_lora", "strength": 1.0}},
+            },
+            "input 'LORA_1'",
+        ),
+        # Easy-Use's loaders (and rgthree's Power Prompt) load the loras a prompt's text names
+        (
+            {
+                "class_type": "easy a1111Loader",
+                "inputs": {"positive": "a cat <lora:planted_lora:0.8>", "negative": ""},
+            },
+            "input 'positive'",
+        ),
+    ],
+)
+def test_a_planted_lora_named_in_text_or_a_dict_is_refused(locked, node, where):
+    before = prompts_queued(locked)
+    error = run_error(locked, invert_job(("7", node)))
+    assert error.startswith(f"invalid input: node 7 ({node['class_type']}), {where}: ")
+    assert "the model file 'planted_lora.safetensors' in loras is not one the models lock" in error
+    assert prompts_queued(locked) == before
+
+
+def test_a_planted_embedding_named_in_a_prompt_is_refused(locked):
+    # ComfyUI's text encoders load `embedding:NAME` from the embeddings folder, any node's text
+    encode = {
+        "class_type": "CLIPTextEncode",
+        "inputs": {"text": "a cat, (embedding:planted_embedding:1.2)", "clip": ["9", 1]},
+    }
+    error = run_error(locked, invert_job(checkpoint("locked.safetensors"), ("7", encode)))
+    assert error.startswith(
+        "invalid input: node 7 (CLIPTextEncode), input 'text': the model file "
+        "'planted_embedding.pt' in embeddings is not one the models lock holds"
+    )
+
+
 def test_an_override_naming_a_planted_model_is_refused(locked):
     job = invert_job(checkpoint("locked.safetensors"))
     job["overrides"] = {"Model.ckpt_name": "planted.safetensors"}
@@ -171,6 +258,19 @@ def test_a_frame_interpolation_checkpoint_the_lock_does_not_hold_is_refused(lock
     )
 
 
+def test_a_frame_interpolation_checkpoint_fed_through_a_link_is_refused(locked):
+    switch = {
+        "class_type": "LazySwitchKJ",
+        "inputs": {"switch": True, "on_false": "x", "on_true": "rife49.pth"},
+    }
+    rife = {"class_type": "RIFE VFI", "inputs": {"ckpt_name": ["10", 0], "frames": ["2", 0]}}
+    error = run_error(locked, invert_job(("10", switch), ("5", rife)))
+    assert error.startswith(
+        "invalid input: node 5 (RIFE VFI), input 'ckpt_name' names a model file and is fed by "
+        "node 10"
+    )
+
+
 # -- 0. code-evaluating nodes ---------------------------------------------------------------
 def test_sigmas_math_is_refused_naming_node_class_and_why(locked):
     before = prompts_queued(locked)
@@ -195,6 +295,23 @@ def test_sigmas_math_is_refused_naming_node_class_and_why(locked):
         "endpoint: RES4LYF: eval()s its formula f1"
     )
     assert "ALLOW_CODE_NODES=1" in error
+    assert prompts_queued(locked) == before
+
+
+def test_power_puter_is_refused_naming_node_class_and_why(locked):
+    # rgthree's Power Puter interprets Python with getattr on any attribute: no eval() in its
+    # source, but ''.__class__.__mro__[1].__subclasses__() reaches os.popen all the same
+    before = prompts_queued(locked)
+    code = (
+        "[c for c in ''.__class__.__mro__[1].__subclasses__() if c.__name__ == '_wrap_close']"
+        "[0].__init__.__globals__['popen']('id').read()"
+    )
+    puter = {"class_type": "Power Puter (rgthree)", "inputs": {"code": code}}
+    error = run_error(locked, invert_job(("7", puter)))
+    assert error.startswith(
+        "invalid input: node 7 (Power Puter (rgthree)) runs code from its inputs and is refused "
+        "on this endpoint: rgthree: interprets its `code` input as Python"
+    )
     assert prompts_queued(locked) == before
 
 
@@ -269,13 +386,35 @@ def test_an_inline_image_over_the_cap_is_refused_naming_it(locked):
 # -- 5. file-name inputs --------------------------------------------------------------------
 @pytest.mark.parametrize(
     "name",
-    ["../custom_nodes/x/example.png", "/etc/passwd", "x.png [output]", "sub\\..\\x.png"],
+    [
+        "../custom_nodes/x/example.png",
+        "/etc/passwd",
+        "x.png [output]",
+        "sub\\..\\x.png",
+        # ComfyUI drops the 9 characters before a final "[output]" whatever they are, so
+        # "secret.png_[output]" reads output/secret.png: no space is needed
+        "secret.png_[output]",
+        "secret.png_[temp]",
+    ],
 )
 def test_load_image_overrides_cannot_leave_the_input_folder(named, name):
     job = {**WAN_TEST_INPUT, "overrides": {"Start Image.image": name}}
     error = run_error(named, job)
     assert error.startswith(
         f"invalid input: node 80 (LoadImage), input 'image': {name!r} is not a plain file name"
+    )
+
+
+def test_a_video_loader_cannot_reach_the_output_folder_through_a_quoted_annotation(locked):
+    # VideoHelperSuite strips whitespace and one quote off each end, then reads the annotation
+    video = {
+        "class_type": "VHS_LoadVideo",
+        "inputs": {"video": 'secret.mp4 [output]"', "force_rate": 0, "custom_width": 0},
+    }
+    error = run_error(locked, invert_job(("7", video)))
+    assert error.startswith(
+        "invalid input: node 7 (VHS_LoadVideo), input 'video': 'secret.mp4 [output]\"' is not "
+        "a plain file name"
     )
 
 

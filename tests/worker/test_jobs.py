@@ -177,6 +177,25 @@ def test_the_same_job_twice_returns_its_outputs_both_times_and_leaves_no_files(w
     assert leftover_files(worker.comfyui_dir / "input") == []
 
 
+def test_a_preview_written_under_the_jobs_prefix_into_temp_leaves_with_the_job(worker):
+    # VideoHelperSuite with save_output off writes its file (and side PNG) to temp/<prefix>:
+    # the prefix holds the job's folder, and that folder must go with the job's others, or
+    # every such job leaves its video on the worker's disk for good
+    job = {
+        "workflow": graph(
+            (
+                "4",
+                {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "s"}},
+            ),
+            save="VHS_VideoCombine",
+            save_output=False,
+        ),
+        "images": [{"name": "in.png", "image": b64(png())}],
+    }
+    run_ok(worker, job)
+    assert [f for f in leftover_files(worker.comfyui_dir / "temp") if f.startswith("job-")] == []
+
+
 def test_named_workflow_with_overrides_returns_an_mp4_and_reports_progress(worker, progress):
     job = json.loads((REPO / "test_input.json").read_text())["input"]
     posts_before = len(progress.posts)

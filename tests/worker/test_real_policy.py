@@ -98,6 +98,32 @@ def test_a_custom_node_loader_is_covered_without_a_table(policy_worker):
     assert "(CheckpointLoaderKJ), input 'ckpt_name': the model file 'planted.safetensors'" in error
 
 
+def test_a_planted_checkpoint_fed_through_a_link_is_refused(policy_worker):
+    # The real validation takes a link from an any-type ("*") output into a combo without
+    # looking at the value: before the policy refused links, this job loaded planted.safetensors
+    # (it failed only because the planted bytes are no safetensors: "ComfyUI failed while
+    # running node 5 (CheckpointLoaderSimple): SafetensorError: ... header too large")
+    prompt = {
+        "10": {
+            "class_type": "LazySwitchKJ",
+            "inputs": {"switch": True, "on_false": "x", "on_true": "planted.safetensors"},
+        },
+        "5": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ["10", 0]}},
+        "6": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1},
+        },
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["5", 2]}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "x"}},
+    }
+    error = run_error(policy_worker, job(prompt))
+    assert error == (
+        "invalid input: node 5 (CheckpointLoaderSimple), input 'ckpt_name' names a model file "
+        "and is fed by node 10: which file it loads cannot be checked before the job runs; set "
+        "it as a literal value"
+    )
+
+
 def test_the_verified_checkpoint_passes_the_policy(policy_worker):
     # not wired to an output, so ComfyUI does not load these 4 KiB of noise
     loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "locked.safetensors"}}

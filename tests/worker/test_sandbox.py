@@ -31,6 +31,11 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "test-only-aws-secret",
     "RUNPOD_AI_API_KEY": "test-only-runpod-key",
     "RUNPOD_WEBHOOK_GET_JOB": "http://127.0.0.1:9/test-only-job-url",
+    # Credentials whose names begin with an allowed prefix (NVIDIA_*, TORCH_*, PYTHON*): an
+    # endpoint that also calls NVIDIA's API keeps its key in NVIDIA_API_KEY.
+    "NVIDIA_API_KEY": "test-only-nvidia-key",
+    "TORCH_HUB_TOKEN": "test-only-torch-token",
+    "PYTHON_KEYRING_PASSWORD": "test-only-keyring-password",
 }
 pytestmark = pytest.mark.slow
 

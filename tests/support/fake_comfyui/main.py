@@ -975,14 +975,30 @@ def build_app(server: Server) -> web.Application:
     async def get_features(request: web.Request) -> web.Response:
         return web.json_response(features())
 
+    def listed_info(cls: str) -> dict[str, Any]:
+        """A class's /object_info, a loader's options the files of its folder (as the real
+        server lists them: get_filename_list), not the recorded machine's."""
+        info = server.info[cls]
+        inputs = [(name, folder) for (c, name), folder in MODEL_INPUTS.items() if c == cls]
+        if not inputs:
+            return info
+        info = json.loads(json.dumps(info))
+        for name, folder in inputs:
+            for category in ("required", "optional"):
+                entry = (info["input"].get(category) or {}).get(name)
+                if entry and isinstance(entry[0], list):
+                    extra = ["pixel_space"] if cls == "VAELoader" else []
+                    entry[0] = server.model_files(folder) + extra
+        return info
+
     @route("GET", "/object_info")
     async def object_info(request: web.Request) -> web.Response:
-        return web.json_response(server.info)
+        return web.json_response({cls: listed_info(cls) for cls in server.info})
 
     @route("GET", "/object_info/{cls}")
     async def object_info_one(request: web.Request) -> web.Response:
         cls = request.match_info["cls"]
-        return web.json_response({cls: server.info[cls]} if cls in server.info else {})
+        return web.json_response({cls: listed_info(cls)} if cls in server.info else {})
 
     @route("GET", "/models")
     async def models(request: web.Request) -> web.Response:
