@@ -202,6 +202,10 @@ def check_relative_path(value: str) -> str | None:
         return "must stay inside the ComfyUI root (no '..')"
     if not path.parts or path.parts == (".",):
         return "must name a file"
+    if path.as_posix() != value:
+        # './models/x' and 'models//x' name the same file as 'models/x': one spelling only, so
+        # every comparison of paths (duplicates, the model policy, verify's listing) is exact.
+        return f"must be written as {path.as_posix()!r} (no './', '//' or trailing '/')"
     return None
 
 

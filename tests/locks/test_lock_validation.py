@@ -170,7 +170,7 @@ MODEL_CASES = [
     (
         "duplicate dest",
         "models|rife47|dest",
-        "models/vae/./wan_2.1_vae.safetensors",
+        "models/vae/wan_2.1_vae.safetensors",
         "is also the dest of models.wan_vae: two entries cannot write one file",
     ),
     (

@@ -55,6 +55,8 @@ def check(tmp_path: Path, text: str, capsys) -> tuple[int, list[str]]:
 ATTACKS = [
     # (dest as written in YAML, what the one error line says)
     ("main.py", "is code, not model data"),
+    ("./models/vae/x.safetensors", "must be written as 'models/vae/x.safetensors'"),
+    ("models//vae/x.safetensors", "must be written as 'models/vae/x.safetensors'"),
     ("custom_nodes/__init__vae.py", "is code, not model data"),
     ("custom_nodes/ComfyUI-KJNodes/nodes/nodes.py", "a file ending in .py is code"),
     (".git/config", "the component '.git' is hidden"),
