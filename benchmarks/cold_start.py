@@ -21,7 +21,8 @@ SaveImage plus one CheckpointLoaderSimple per file, sent as soon as RunPod's loc
 the time to its result is what a serverless user waits for on a new worker. `fast` runs with
 valid stamps (recorded by a verification before the first boot), as in a baked image.
 
-Modes alternate within each round (rotated per round); medians over `--runs` rounds.
+Modes alternate within each round (rotated per round); medians over `--runs` rounds. Each mode
+runs with the page-cache warm-up (MODEL_WARM, the default) and `off`/`fast` also without it.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ from support.fake_comfyui.runner import WorkerProcess  # noqa: E402
 from bake.locks.models import ModelEntry, ModelPin, ModelsLock, UrlSource, write_models_lock  # noqa: E402
 from bake.models.verify import verify_models  # noqa: E402
 
-MODES = ("off", "fast", "full")
+# MODEL_VERIFY, and "/nowarm" for MODEL_WARM=0 (the design before the page-cache warm-up)
+MODES = ("off", "fast", "full", "off/nowarm", "fast/nowarm")
 READY = re.compile(
     r"ready in ([\d.]+) s \(ComfyUI answered after ([\d.]+) s, model verification ([\d.]+) s\)"
 )
@@ -103,11 +105,13 @@ def job(names: list[str]) -> dict:
 
 def boot(tmp: Path, comfyui_dir: Path, lock: Path, mode: str, busy: float, names: list[str]):
     tmp.mkdir()
+    verify, _, nowarm = mode.partition("/")
     worker = WorkerProcess(
         tmp,
         comfyui_dir=comfyui_dir,
         env={
-            "MODEL_VERIFY": mode,
+            "MODEL_VERIFY": verify,
+            "MODEL_WARM": "0" if nowarm else "1",
             "MODELS_LOCK": str(lock),
             "FAKE_COMFYUI_START_BUSY": str(busy),
             "FAKE_COMFYUI_READ_MODELS": "1",
@@ -182,15 +186,21 @@ def main() -> int:
         )
         rows: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in MODES}
         for r in range(args.runs):
-            order = MODES[r % 3 :] + MODES[: r % 3]
+            k = r % len(MODES)
+            order = MODES[k:] + MODES[:k]
             for mode in order:
                 drop_caches()
                 row = boot(
-                    tmp / f"boot-{mode}-{r}", comfyui_dir, lock, mode, args.comfy_start, names
+                    tmp / f"boot-{mode.replace('/', '-')}-{r}",
+                    comfyui_dir,
+                    lock,
+                    mode,
+                    args.comfy_start,
+                    names,
                 )
                 rows[mode].append(row)
                 print(
-                    f"  round {r + 1} {mode:>4}: ready {row[0]:6.2f} s, "
+                    f"  round {r + 1} {mode:>11}: ready {row[0]:6.2f} s, "
                     f"first result {row[1]:6.2f} s",
                     flush=True,
                 )

@@ -71,6 +71,7 @@ class Config:
     mode: str = "serverless"  # or "pod"
     sage_attention: bool = True
     model_verify: str = "full"  # full | fast | off
+    model_warm: bool = True  # read unhashed model files into the page cache (worker.model_warm)
     # None: models.lock.yaml in $BAKE_ROOT, else in the nearest parent of the working
     # directory holding a lock, else beside the installed package (bake's lookup)
     models_lock: Path | None = None
@@ -127,6 +128,7 @@ class Config:
             mode=_choice(env, "WORKER_MODE", "serverless", ("serverless", "pod")),
             sage_attention=_flag(env, "SAGE_ATTENTION", True),
             model_verify=_choice(env, "MODEL_VERIFY", "full", ("full", "fast", "off")),
+            model_warm=_flag(env, "MODEL_WARM", True),
             models_lock=Path(lock) if lock else None,
             volume_roots=tuple(Path(p) for p in roots.split(":") if p.strip()),
             fetch_missing=_flag(env, "FETCH_MISSING", False),

@@ -41,6 +41,8 @@ class ModelCheck:
     # (None when MODEL_VERIFY=off: nothing was verified, the policy goes by names)
     locked_dests: frozenset[str] = frozenset()
     verified_paths: frozenset[str] | None = None
+    # files this check did not read, for the page-cache warm-up (worker.model_warm)
+    unread_paths: list[str] = field(default_factory=list)
 
 
 def lock_path(config: Config) -> Path:
@@ -87,6 +89,15 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
             result.warnings.append(f"models lock unreadable, no model is allowed: {exc}")
             return result
         _show_cache_unverified(lock, config, result)
+        roots = [config.comfyui_dir, *(v for v in config.volume_roots if v.is_dir())]
+        if config.cache_links is not None:
+            roots.append(config.cache_links)
+        result.unread_paths = [
+            str(root / e.dest)
+            for e in lock.entries()
+            for root in roots
+            if (root / e.dest).is_file()
+        ]
         return result
     from bake.models.verify import missing_line, verify_models
 
@@ -163,6 +174,8 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
         if not any(path.is_relative_to(v) for v in volumes):  # a volume file is mapped already
             _link(config, lock.models[name], path, result)
     result.verified_paths = frozenset(os.path.realpath(p) for p in verified_paths)
+    if config.model_verify == "fast":  # what a stamp vouched for was not read
+        result.unread_paths = list(verified_paths)
     result.ok = not result.errors
     result.seconds = time.monotonic() - started
     return result
