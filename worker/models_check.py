@@ -171,8 +171,11 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
         except BakeError as exc:
             result.errors += exc.lines()
     for name, path in report.cache_files.items():
-        if not any(path.is_relative_to(v) for v in volumes):  # a volume file is mapped already
-            _link(config, lock.models[name], path, result)
+        entry = lock.models[name]
+        # one at VOLUME/dest (fetched there) is mapped already; RunPod's cache lies under the
+        # volume root too, but at its own paths
+        if not any(path == v / entry.dest for v in volumes):
+            _link(config, entry, path, result)
     result.verified_paths = frozenset(os.path.realpath(p) for p in verified_paths)
     if config.model_verify == "fast":  # what a stamp vouched for was not read
         result.unread_paths = list(verified_paths)

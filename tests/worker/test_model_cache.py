@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from huggingface_hub import hf_hub_download
 from support.fake_comfyui.runner import WorkerProcess
 from support.hfserver import HubServer
@@ -37,8 +38,9 @@ def hub():
 
 
 def hub_cache(tmp_path: Path, hub: HubServer, revision: str) -> Path:
-    """A Hub cache holding FILE at `revision`, downloaded the way RunPod's cache does it."""
-    root = tmp_path / "huggingface-cache" / "hub"
+    """A Hub cache holding FILE at `revision`, downloaded the way RunPod's cache does it, where
+    RunPod puts it: under the network volume's mount."""
+    root = tmp_path / "volume" / "huggingface-cache" / "hub"
     hf_hub_download(REPO_ID, FILE, revision=revision, cache_dir=root, endpoint=hub.endpoint)
     return root
 
@@ -79,6 +81,9 @@ def test_a_cached_model_is_verified_and_loadable_by_a_job(tmp_path, hub):
     assert snapshot.is_symlink()  # huggingface_hub's own layout: snapshots link into blobs/
     with WorkerProcess(tmp_path, env=boot_env(tmp_path, commit, root)) as worker:
         worker.wait_ready()
+        # ComfyUI lists it in its checkpoints folder, as the loader's choices offer it
+        listed = requests.get(worker.comfy_url + "/models/checkpoints", timeout=5).json()
+        assert listed == ["cached.safetensors"]
         output = run_ok(worker, invert_job(checkpoint("cached.safetensors")))
         assert output["images"][0]["filename"].endswith(".png")
         # a file of that name planted on the volume is a copy ComfyUI could load instead: refused
