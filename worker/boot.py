@@ -29,6 +29,7 @@ from worker.comfy_process import (
 from worker.comfy_user import ComfyUserError, check_code_read_only, prepare_folders, resolve
 from worker.config import Config, ConfigError
 from worker.model_paths import with_model_paths
+from worker.model_warm import warm
 from worker.models_check import ModelCheck, check_models
 
 log = logging.getLogger("worker")
@@ -110,6 +111,10 @@ def main() -> int:
         except Exception as exc:  # a crash in verification must still stop the boot
             log.exception("model verification crashed")
             checked.append(ModelCheck(ok=False, errors=[f"verification crashed: {exc}"]))
+            return
+        if config.model_warm and checked[0].ok:
+            # the files the check did not read, into the page cache while ComfyUI starts
+            warm(checked[0].unread_paths)
 
     verifier = threading.Thread(target=verify, name="verify-models", daemon=True)
     verifier.start()

@@ -35,6 +35,8 @@ ProgressCallback = Callable[[str, int, int], None]
 
 # Seconds a job spends on opening a closed websocket before its prompt is queued anyway.
 JOB_START_CONNECT = 1.0
+# Longest a job's thread waits on the websocket before it looks at its cancel token again.
+CANCEL_CHECK = 0.25
 
 
 class ComfyError(Exception):
@@ -55,6 +57,27 @@ class ComfyGone(ComfyError):
 
 class ComfyStuck(ComfyError):
     """A prompt failed and could not be stopped (ComfyUI did not answer): restart ComfyUI."""
+
+
+class JobCancelled(ComfyError):
+    """The job was stopped from outside (RunPod's cancel or execution timeout)."""
+
+
+class CancelToken:
+    """Shared by a job's handler coroutine (which sets it when RunPod stops the job) and the
+    thread that runs the job's blocking ComfyUI calls (which records the prompt it queued and
+    gives up at its next check)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.prompt_id: str | None = None
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
 
 
 class JobTimeout(ComfyError):
@@ -292,6 +315,21 @@ class ComfyClient:
         self._request("POST", "/queue", json={"delete": [prompt_id]}, timeout=10)
         self._request("POST", "/interrupt", json={"prompt_id": prompt_id}, timeout=10)
 
+    def interrupt_now(self, prompt_id: str) -> None:
+        """`interrupt` from another thread than the job's: on a connection of its own (the
+        job's thread may be using the shared session at that moment). Errors are logged: the
+        job's thread stops the prompt again, and restarts ComfyUI if it will not stop."""
+        with requests.Session() as session:
+            session.trust_env = False
+            try:
+                for path, body in (
+                    ("/queue", {"delete": [prompt_id]}),
+                    ("/interrupt", {"prompt_id": prompt_id}),
+                ):
+                    session.post(self.base_url + path, json=body, timeout=5)
+            except requests.RequestException as exc:
+                log.warning("could not interrupt prompt %s at once: %s", prompt_id, exc)
+
     # -- websocket ------------------------------------------------------------------------
     def _connect(self, deadline: float) -> websocket.WebSocket:
         delay = 0.05
@@ -343,8 +381,12 @@ class ComfyClient:
         extra_data: dict[str, Any] | None = None,
         titles: dict[str, str] | None = None,
         interrupt_grace: float = 15.0,
+        cancel: CancelToken | None = None,
     ) -> PromptResult:
-        """Queue `prompt`, follow it to the end and return its outputs from /history."""
+        """Queue `prompt`, follow it to the end and return its outputs from /history.
+
+        With `cancel`, the prompt is recorded in it once queued, and a cancelled token stops
+        the prompt (JobCancelled once ComfyUI has let go of it, ComfyStuck if it did not)."""
         deadline = time.monotonic() + timeout
         try:
             # Briefly: a socket that will not open must not hold the prompt back. Following
@@ -357,9 +399,17 @@ class ComfyClient:
         # An earlier job's prompt leaves /history before this one can run (it is gone well
         # before: deleting takes a loopback call; this only waits for a stalled deletion).
         self.wait_forgotten(min(10.0, max(0.0, deadline - time.monotonic())))
+        if cancel is not None and cancel.cancelled:
+            raise JobCancelled("the job was cancelled before its prompt was queued")
         prompt_id = self.queue_prompt(prompt, extra_data=extra_data, titles=titles)
+        if cancel is not None:
+            # Recorded before the check in _follow: a cancel that comes after this line sees
+            # the id and interrupts it; one that came before is seen by _follow.
+            cancel.prompt_id = prompt_id
         try:
-            return self._outcome(prompt_id, timeout, deadline, on_progress, titles, interrupt_grace)
+            return self._outcome(
+                prompt_id, timeout, deadline, on_progress, titles, interrupt_grace, cancel
+            )
         finally:
             # The next job must not read this one's prompt (its inputs, its file names)
             # from /history.
@@ -373,11 +423,12 @@ class ComfyClient:
         on_progress: ProgressCallback | None,
         titles: dict[str, str] | None,
         interrupt_grace: float,
+        cancel: CancelToken | None = None,
     ) -> PromptResult:
         """Follow a queued prompt to its end; its outputs, or the error that ended it."""
         queued_as = self.client_id
         try:
-            entry = self._follow(prompt_id, queued_as, deadline, on_progress)
+            entry = self._follow(prompt_id, queued_as, deadline, on_progress, cancel)
         except ComfyGone:
             raise
         except Exception as exc:
@@ -406,16 +457,25 @@ class ComfyClient:
         return PromptResult(prompt_id, entry.get("outputs") or {})
 
     def _follow(
-        self, prompt_id: str, queued_as: str, deadline: float, on_progress: ProgressCallback | None
+        self,
+        prompt_id: str,
+        queued_as: str,
+        deadline: float,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None = None,
     ) -> dict[str, Any] | None:
         """The prompt's history entry once it is done, or None at the deadline.
 
         `queued_as` is the clientId the prompt was queued with: only a socket of that id
-        receives its execution messages.
+        receives its execution messages. A cancelled `cancel` raises JobCancelled within
+        CANCEL_CHECK seconds.
         """
         next_poll = time.monotonic() + self.history_poll
         check = False  # look at /history now
+        wait = CANCEL_CHECK if cancel is not None else 1.0
         while True:
+            if cancel is not None and cancel.cancelled:
+                raise JobCancelled(f"the job was cancelled while prompt {prompt_id} ran")
             now = time.monotonic()
             if now >= deadline:
                 return None
@@ -438,7 +498,7 @@ class ComfyClient:
                 check = True  # the final message may have been sent while it was closed
                 continue
             try:
-                self.ws.settimeout(max(0.01, min(1.0, deadline - now, next_poll - now)))
+                self.ws.settimeout(max(0.01, min(wait, deadline - now, next_poll - now)))
                 raw = self.ws.recv()
             except websocket.WebSocketTimeoutException:
                 if not self.alive():

@@ -71,11 +71,16 @@ class Config:
     mode: str = "serverless"  # or "pod"
     sage_attention: bool = True
     model_verify: str = "full"  # full | fast | off
+    model_warm: bool = True  # read unhashed model files into the page cache (worker.model_warm)
     # None: models.lock.yaml in $BAKE_ROOT, else in the nearest parent of the working
     # directory holding a lock, else beside the installed package (bake's lookup)
     models_lock: Path | None = None
     volume_roots: tuple[Path, ...] = (Path("/workspace"), Path("/runpod-volume"))
     fetch_missing: bool = False
+    # Hub cache folders searched for `cache` models (RunPod's model cache), and the folder of
+    # links to them that the generated extra-model-paths file maps (None: not generated)
+    hf_cache_roots: tuple[Path, ...] = (Path("/runpod-volume/huggingface-cache/hub"),)
+    cache_links: Path | None = None
     start_timeout: float = 600.0
     stop_timeout: float = 20.0
     job_timeout: float = 1800.0
@@ -123,9 +128,17 @@ class Config:
             mode=_choice(env, "WORKER_MODE", "serverless", ("serverless", "pod")),
             sage_attention=_flag(env, "SAGE_ATTENTION", True),
             model_verify=_choice(env, "MODEL_VERIFY", "full", ("full", "fast", "off")),
+            model_warm=_flag(env, "MODEL_WARM", True),
             models_lock=Path(lock) if lock else None,
             volume_roots=tuple(Path(p) for p in roots.split(":") if p.strip()),
             fetch_missing=_flag(env, "FETCH_MISSING", False),
+            hf_cache_roots=tuple(
+                Path(p)
+                for p in (
+                    env.get("HF_CACHE_ROOTS", "").strip() or "/runpod-volume/huggingface-cache/hub"
+                ).split(":")
+                if p.strip()
+            ),
             start_timeout=_number(env, "COMFYUI_START_TIMEOUT", 600.0, minimum=1),
             stop_timeout=_number(env, "COMFYUI_STOP_TIMEOUT", 20.0),
             job_timeout=_number(env, "JOB_TIMEOUT", 1800.0, minimum=0.1),

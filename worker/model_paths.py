@@ -2,8 +2,9 @@
 
 At boot the worker writes the extra-model-paths file it passes to ComfyUI from VOLUME_ROOTS,
 the same roots the model verification searches, so ComfyUI cannot load a model from a root
-that was never verified. A user-supplied EXTRA_MODEL_PATHS is used as it is, and the model
-policy reads that file instead.
+that was never verified, plus a folder of links to the verified `cache` models (RunPod's model
+cache, see worker.models_check), which holds nothing else. A user-supplied EXTRA_MODEL_PATHS
+is used as it is, and the model policy reads that file instead.
 """
 
 from __future__ import annotations
@@ -42,15 +43,19 @@ MODEL_FOLDERS: dict[str, tuple[str, ...]] = {
 LEGACY_NAMES = {"unet": "diffusion_models", "clip": "text_encoders"}
 
 
-def model_paths_yaml(roots: list[Path]) -> str:
+def model_paths_yaml(roots: list[Path], cache_links: Path | None = None) -> str:
     """The extra-model-paths file for these volume roots: every model folder below
-    `<root>/models`, in the roots' order."""
+    `<root>/models`, in the roots' order; then `<cache_links>/models`, where the boot links
+    the verified files of `cache` models (RunPod's model cache)."""
     lines = [
         "# Written by the worker at boot from VOLUME_ROOTS (the roots the model verification",
         "# searches); do not edit: set EXTRA_MODEL_PATHS to use a file of your own.",
     ]
-    for i, root in enumerate(roots):
-        lines += ["", f"volume_{i}:", f"  base_path: {_quoted(str(root / 'models'))}"]
+    named = [(f"volume_{i}", root) for i, root in enumerate(roots)]
+    if cache_links is not None:
+        named.append(("hf_cache", cache_links))
+    for name, root in named:
+        lines += ["", f"{name}:", f"  base_path: {_quoted(str(root / 'models'))}"]
         lines += [f"  {folder}: {folder}/" for folder in MODEL_FOLDERS]
     return "\n".join(lines) + "\n"
 
@@ -67,10 +72,14 @@ def with_model_paths(config: Config) -> Config:
     roots = [root for root in config.volume_roots if root.is_dir()]
     folder = Path(tempfile.mkdtemp(prefix="comfy-bake-"))
     folder.chmod(0o755)  # ComfyUI may run as another user: it must read the file
+    links = folder / "hf-cache"
+    (links / "models").mkdir(parents=True)
+    links.chmod(0o755)
+    (links / "models").chmod(0o755)
     path = folder / "extra_model_paths.yaml"
-    path.write_text(model_paths_yaml(roots), encoding="utf-8")
+    path.write_text(model_paths_yaml(roots, links), encoding="utf-8")
     path.chmod(0o644)
-    return dataclasses.replace(config, extra_model_paths=path)
+    return dataclasses.replace(config, extra_model_paths=path, cache_links=links)
 
 
 def search_dirs(comfyui_dir: Path, extra_model_paths: Path | None) -> dict[str, list[Path]]:

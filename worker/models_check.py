@@ -3,6 +3,12 @@
 A wrong file (size or hash) and a missing `image` model are fatal. A missing `volume` model is
 fetched onto the network volume when FETCH_MISSING=1 and its credentials are set, else it is a
 warning: jobs that do not use it still work, and ComfyUI names the file if one does.
+
+A `cache` model is looked for in RunPod's model cache (HF_CACHE_ROOTS, the Hub cache layout) at
+its locked commit, then on the volume (where FETCH_MISSING=1 puts one the cache lacks). Missing
+is fatal, unless FETCH_MISSING=1 fetches it to the volume: the endpoint's model setting is
+wrong. The verified file is linked into the folder the generated extra-model-paths file maps
+(`Config.cache_links`), so ComfyUI sees it at its dest and nothing unverified.
 """
 
 from __future__ import annotations
@@ -13,8 +19,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from worker.config import Config
+
+if TYPE_CHECKING:
+    from bake.locks.models import ModelEntry, ModelsLock
 
 log = logging.getLogger("worker")
 
@@ -35,6 +45,8 @@ class ModelCheck:
     # a file rewritten in place afterwards (through a hard link on a shared volume) keeps its
     # path but not its ctime, and the policy refuses it
     identities: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)
+    # files this check did not read, for the page-cache warm-up (worker.model_warm)
+    unread_paths: list[str] = field(default_factory=list)
 
 
 def lock_path(config: Config) -> Path:
@@ -79,6 +91,17 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
             result.locked_dests = frozenset(e.dest for e in lock.entries("all"))
         except (BakeError, OSError) as exc:
             result.warnings.append(f"models lock unreadable, no model is allowed: {exc}")
+            return result
+        _show_cache_unverified(lock, config, result)
+        roots = [config.comfyui_dir, *(v for v in config.volume_roots if v.is_dir())]
+        if config.cache_links is not None:
+            roots.append(config.cache_links)
+        result.unread_paths = [
+            str(root / e.dest)
+            for e in lock.entries()
+            for root in roots
+            if (root / e.dest).is_file()
+        ]
         return result
     from bake.models.verify import missing_line, verify_models
 
@@ -92,12 +115,21 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
         return result
     volumes = [root for root in config.volume_roots if root.is_dir()]
     roots = [config.comfyui_dir, *volumes]
+    hf_roots = list(config.hf_cache_roots)
     # Each file's identity before it is read: one that changes while it is hashed is not taken
-    # for the file that was hashed.
+    # for the file that was hashed (a cache model's file is where the Hub cache holds it).
     before = {
         str(root / e.dest): _identity(root / e.dest) for e in lock.entries("all") for root in roots
     }
-    report = verify_models(lock, config.comfyui_dir, volumes, mode=config.model_verify)
+    if hf_roots:
+        from bake.models import hfcache
+
+        for entry in lock.entries("cache"):
+            if entry.locked is not None and (found := hfcache.find(entry, hf_roots)):
+                before[str(found[1])] = _identity(found[1])
+    report = verify_models(
+        lock, config.comfyui_dir, volumes, mode=config.model_verify, hf_cache_roots=hf_roots
+    )
     result.verified = len(report.verified)
     result.locked_dests = frozenset(e.dest for e in lock.entries("all"))
     verified_paths = list(report.verified)
@@ -108,6 +140,9 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
         result.warnings.append(f"{entry.name}: not locked in {path}, {why}")
     to_fetch = []
     for entry in report.missing:
+        if entry.placement == "cache" and not (config.fetch_missing and volumes):
+            result.errors.append(missing_line(entry, roots, hf_roots))
+            continue
         if entry.placement == "image":
             result.errors.append(
                 missing_line(entry, roots) + " (an image model: the image is incomplete)"
@@ -122,16 +157,28 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
                 f"({', '.join(map(str, config.volume_roots))}) to fetch it to"
             )
         elif blocker:
-            result.warnings.append(f"{entry.name}: missing, and not fetched: {blocker}")
+            line = f"{entry.name}: missing, and not fetched: {blocker}"
+            # a cache model is never optional: the endpoint cannot serve without it
+            (result.errors if entry.placement == "cache" else result.warnings).append(line)
         else:
             to_fetch.append(entry.name)
     if to_fetch:
+        import dataclasses
+
+        from bake.locks.models import ModelsLock
         from bake.models.fetch import fetch_models
 
         log.info("fetching missing volume models: %s", ", ".join(to_fetch))
+        # a cache model the cache lacks goes where a volume model would
+        as_volume = ModelsLock(
+            {
+                name: dataclasses.replace(e, placement="volume") if e.placement == "cache" else e
+                for name, e in lock.models.items()
+            }
+        )
         try:
             fetched = fetch_models(
-                lock, config.comfyui_dir, volumes, placement="volume", names=to_fetch
+                as_volume, config.comfyui_dir, volumes, placement="volume", names=to_fetch
             )
             result.errors += fetched.failed
             result.verified += len(fetched.fetched) + len(fetched.present)
@@ -145,7 +192,15 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
             result.errors.append(f"{path}: changed while it was being verified")
         else:
             result.identities[os.path.realpath(path)] = now
+    for name, path in report.cache_files.items():
+        entry = lock.models[name]
+        # one at VOLUME/dest (fetched there) is mapped already; RunPod's cache lies under the
+        # volume root too, but at its own paths
+        if not any(path == v / entry.dest for v in volumes):
+            _link(config, entry, path, result)
     result.verified_paths = frozenset(os.path.realpath(p) for p in verified_paths)
+    if config.model_verify == "fast":  # what a stamp vouched for was not read
+        result.unread_paths = list(verified_paths)
     result.ok = not result.errors
     result.seconds = time.monotonic() - started
     return result
@@ -158,3 +213,40 @@ def _identity(path: Path) -> tuple[int, int, int, int, int] | None:
         return identity(os.stat(path))
     except OSError:
         return None
+
+
+def _link(config: Config, entry: ModelEntry, path: Path, result: ModelCheck) -> None:
+    """Show ComfyUI the verified file `path` of a cache model at its dest: a link to its real
+    path (the blob, not the snapshot link that could be pointed elsewhere later) in the folder
+    the generated extra-model-paths file maps."""
+    name, dest = entry.name, entry.dest
+    if config.cache_links is None:
+        result.errors.append(
+            f"{name}: placement cache needs the extra-model-paths file the worker writes, but "
+            "EXTRA_MODEL_PATHS names a file of your own: unset it, or make this entry's "
+            "placement volume"
+        )
+        return
+    link = config.cache_links / dest
+    try:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(os.path.realpath(path))
+    except OSError as exc:
+        result.errors.append(f"{name}: cannot link {link} to {path}: {exc}")
+
+
+def _show_cache_unverified(lock: ModelsLock, config: Config, result: ModelCheck) -> None:
+    """MODEL_VERIFY=off: cache models are still found and shown to ComfyUI, unverified."""
+    from bake.models import hfcache
+
+    roots = list(config.hf_cache_roots)
+    for entry in lock.entries("cache"):
+        if entry.locked is None:
+            continue
+        found = hfcache.find(entry, roots)
+        if found is None:
+            result.warnings.append(hfcache.missing_line(entry, roots))
+        else:
+            _link(config, entry, found[1], result)

@@ -2,10 +2,16 @@
 
 `serve()` is started by the boot sequence (worker/__main__.py) once the models are verified
 and ComfyUI answers; it hands `handler` to `runpod.serverless.start`.
+
+`handler` is a coroutine: RunPod's SDK runs it as an asyncio task and stops a job (the user's
+/cancel, the endpoint's execution timeout) by cancelling that task. The blocking ComfyUI work
+runs on a thread (`run_job`), so the SDK's event loop stays free to receive the stop signal,
+and the cancellation reaches `handler`, which stops the prompt before it lets the job go.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
@@ -21,6 +27,7 @@ import runpod
 
 from worker.black_frames import BLACK_OUTPUT_MESSAGE, output_is_black
 from worker.comfy_client import (
+    CancelToken,
     ComfyClient,
     ComfyError,
     ComfyGone,
@@ -112,7 +119,35 @@ class _Progress:
         )
 
 
-def handler(job: dict[str, Any]) -> dict[str, Any]:
+async def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """One job, as RunPod's SDK runs it. Cancelled, it stops the job's prompt (interrupt and
+    queue deletion at once), waits until the job's thread has let go of ComfyUI (the prompt
+    stopped, the job's folders queued for removal; ComfyUI restarted if the prompt would not
+    stop), then re-raises CancelledError: the next job starts on an idle ComfyUI."""
+    cancel = CancelToken()
+    work = asyncio.ensure_future(asyncio.to_thread(run_job, job, cancel))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        log.warning("job %s was stopped by RunPod; stopping its prompt", job.get("id"))
+        cancel.cancel()
+        pending = {work}
+        rt = _runtime
+        if cancel.prompt_id is not None and rt is not None:
+            # Not left to the job's thread: it may be inside a blocking call right now.
+            pending.add(
+                asyncio.ensure_future(asyncio.to_thread(rt.client.interrupt_now, cancel.prompt_id))
+            )
+        while not all(task.done() for task in pending):
+            try:  # a second stop signal for the same job must not cut this wait short
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                continue
+        raise
+
+
+def run_job(job: dict[str, Any], cancel: CancelToken | None = None) -> dict[str, Any]:
+    """The blocking part of a job: its input checked, its prompt run, its outputs returned."""
     rt = _runtime
     if rt is None:
         return {"error": "the worker is not initialised (start it with worker/start.sh)"}
@@ -137,7 +172,7 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         return failure
     scope = f"job-{uuid.uuid4().hex[:12]}"
     try:
-        return _run(rt, job, spec, scope, started)
+        return _run(rt, job, spec, scope, started, cancel)
     except JobInputError as exc:
         return {"error": f"invalid input: {exc}"}
     except ComfyGone:
@@ -165,7 +200,12 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(
-    rt: Runtime, job: dict[str, Any], spec: JobSpec, scope: str, started: float
+    rt: Runtime,
+    job: dict[str, Any],
+    spec: JobSpec,
+    scope: str,
+    started: float,
+    cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     config, client = rt.config, rt.client
     # Every check on the prompt runs before anything is uploaded or queued.
@@ -199,6 +239,7 @@ def _run(
         extra_data=spec.extra_data,
         titles=spec.titles,
         interrupt_grace=config.interrupt_grace,
+        cancel=cancel,
     )
     ran = time.perf_counter()
     files = collect_outputs(result.outputs)

@@ -35,8 +35,10 @@ from bake.locks.lockfile import (
 )
 from bake.locks.yamlio import dump_yaml, load_yaml
 
-Placement = Literal["image", "volume"]
-PLACEMENTS = ("image", "volume")
+# image: baked into the image; volume: on the network volume; cache: a Hugging Face file that
+# RunPod's model cache puts on the host (Hub cache layout), found and verified at boot.
+Placement = Literal["image", "volume", "cache"]
+PLACEMENTS = ("image", "volume", "cache")
 
 # Larger than any single model file a source serves (the Hub takes files up to 50 GB), small
 # enough that a typo of several digits, or a size no disk holds, is refused.
@@ -98,10 +100,10 @@ def dest_problem(dest: str, placement: str = "image") -> str | None:
             f"are copied over the ComfyUI tree: code comes only from the nodes lock; "
             f"found {dest!r}"
         )
-    if placement == "volume" and (parts[0] != MODEL_ROOT or len(parts) < 2):
+    if placement in ("volume", "cache") and (parts[0] != MODEL_ROOT or len(parts) < 2):
         return (
-            f"a volume entry must lie under {MODEL_ROOT}/ (ComfyUI finds volume files "
-            f"through extra_model_paths.yaml, which maps VOLUME/{MODEL_ROOT}/ only); "
+            f"a {placement} entry must lie under {MODEL_ROOT}/ (ComfyUI finds {placement} files "
+            f"through extra_model_paths.yaml, which maps {MODEL_ROOT}/ folders only); "
             f"found {dest!r}"
         )
     if parts[0] == MODEL_ROOT and len(parts) >= 2:
@@ -429,8 +431,16 @@ def parse_models_lock(data: Any, filename: str = "models.lock.yaml") -> ModelsLo
             if placement not in PLACEMENTS:
                 check.add(
                     join(where, "placement"),
-                    f"expected image or volume, found {describe(placement)}",
+                    f"expected image, volume or cache, found {describe(placement)}",
                 )
+            elif placement == "cache" and source is not None and not isinstance(source, HfSource):
+                check.add(
+                    join(where, "placement"),
+                    "cache is for Hugging Face files (RunPod's model cache holds one Hub "
+                    f"repository), but this entry's source is {source.kind}: use image or "
+                    "volume",
+                )
+                placement = None
             if dest is not None:
                 if why := dest_problem(dest, placement):
                     check.add(join(where, "dest"), why)

@@ -1,9 +1,11 @@
 """`python -m bake models fetch`: download every locked model of a placement, verified.
 
 An `image` entry goes to COMFYUI_DIR/dest; a `volume` entry to VOLUME/dest for the first volume
-root given. Each file is placed by bake.models.store (temporary file, per-file lock, hashes checked
-while streaming, atomic rename), so several processes may fetch one lock into one directory at
-once and each file is still downloaded once. Downloads run in a bounded pool.
+root given. A `cache` entry is never fetched here: RunPod's model cache provides it (the worker
+fetches a missing one to the volume only when told to, with FETCH_MISSING=1). Each file is
+placed by bake.models.store (temporary file, per-file lock, hashes checked while streaming,
+atomic rename), so several processes may fetch one lock into one directory at once and each
+file is still downloaded once. Downloads run in a bounded pool.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class FetchReport:
     present: list[str] = field(default_factory=list)  # paths already there and valid
     failed: list[str] = field(default_factory=list)  # one line per failure
     skipped: list[str] = field(default_factory=list)  # optional entries that are not locked
+    from_cache: list[str] = field(default_factory=list)  # `cache` entries: not fetched here
 
     @property
     def ok(self) -> bool:
@@ -68,7 +71,11 @@ def target(entry: ModelEntry, comfyui_dir: Path, volume_dirs: Sequence[Path]) ->
 def select(lock: ModelsLock, placement: str = "all", names: Sequence[str] = ()) -> list[ModelEntry]:
     """The entries to fetch, refusing unknown names and unlocked entries up front (an optional
     entry that is not locked is left out: see ModelEntry.optional)."""
-    entries = [e for e in select_entries(lock, names, placement) if not e.skipped]
+    entries = [
+        e
+        for e in select_entries(lock, names, placement)
+        if not e.skipped and e.placement != "cache"
+    ]
     unlocked = [e.name for e in entries if e.locked is None]
     if unlocked:
         raise UnlockedError(
@@ -98,8 +105,10 @@ def fetch_models(
     # The root exists even when every selected entry was skipped (an optional model not locked
     # yet), so an image stage that copies it out still has a folder to copy.
     Path(comfyui_dir).mkdir(parents=True, exist_ok=True)
+    chosen = select_entries(lock, names, placement)
     report = FetchReport(
-        skipped=[e.name for e in select_entries(lock, names, placement) if e.skipped]
+        skipped=[e.name for e in chosen if e.skipped],
+        from_cache=[e.name for e in chosen if e.placement == "cache" and not e.skipped],
     )
 
     def one(entry: ModelEntry) -> None:
@@ -155,6 +164,12 @@ def cli(args: argparse.Namespace) -> int:
         progress.close()
     for name in report.skipped:
         print(f"warning: {name}: optional and not locked: skipped", file=sys.stderr)
+    for name in report.from_cache:
+        print(
+            f"note: {name}: placement cache: not fetched (RunPod's model cache provides it; "
+            "the worker finds and verifies it at boot)",
+            file=sys.stderr,
+        )
     for line in report.failed:
         print(f"error: {line}", file=sys.stderr)
     took = time.monotonic() - started

@@ -1,7 +1,10 @@
 """`python -m bake models verify`: every locked model present in the search paths, by hash.
 
 Search paths: COMFYUI_DIR/dest, then VOLUME/dest for each volume root. Every copy found is
-checked (ComfyUI may load any of them). `full` re-hashes each file (blake3, memory-mapped, all
+checked (ComfyUI may load any of them). A `cache` entry is looked for in the Hub cache roots
+(RunPod's model cache, see bake.models.hfcache) at its locked commit, then at VOLUME/dest
+(where FETCH_MISSING puts one the cache lacks); the first copy found is the one checked, and
+the one the worker shows ComfyUI. `full` re-hashes each file (blake3, memory-mapped, all
 cores); `fast` trusts the stamp recorded at the last successful check when the file's identity
 (device, inode, size, mtime_ns, ctime_ns) is unchanged, and hashes only the others; stamps kept
 on a network volume are never trusted (see bake.models.stamps). A wrong size is reported
@@ -21,7 +24,7 @@ from pathlib import Path
 from bake.hashing import blake3_file
 from bake.locks.lockfile import MODELS_LOCK, default_lock
 from bake.locks.models import ModelEntry, ModelPin, ModelsLock, load_models_lock
-from bake.models import stamps
+from bake.models import hfcache, stamps
 
 DEFAULT_VOLUME_ROOTS = stamps.VOLUME_ROOTS
 MODES = ("full", "fast")
@@ -41,6 +44,8 @@ class VerifyReport:
     unlocked: list[ModelEntry] = field(default_factory=list)  # nothing to check against
     problems: list[str] = field(default_factory=list)  # one line per wrong file
     hashed_bytes: int = 0  # bytes actually read (0 for a fast run over unchanged files)
+    # cache entries: name -> the verified file (in a Hub cache, or on a volume)
+    cache_files: dict[str, Path] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -48,29 +53,36 @@ class VerifyReport:
 
 
 def _check(
-    root: Path, entry: ModelEntry, mode: str, volumes: Sequence[Path]
+    root: Path, rel: str, entry: ModelEntry, mode: str, volumes: Sequence[Path]
 ) -> tuple[str | None, int]:
-    """None when root/dest is right, else the problem line; plus the bytes hashed."""
+    """None when root/rel is right, else the problem line; plus the bytes hashed."""
     pin = entry.locked
     assert pin is not None
-    path = root / entry.dest
+    path = root / rel
     stat = path.stat()
     if stat.st_size != pin.size:
-        stamps.forget(root, entry.dest, volumes=volumes)
+        stamps.forget(root, rel, volumes=volumes)
         return _wrong(entry, path, pin, "size", f"{pin.size} bytes", f"{stat.st_size} bytes"), 0
-    if mode == "fast" and stamps.lookup(root, entry.dest, stat, volumes=volumes) == pin.blake3:
+    if mode == "fast" and stamps.lookup(root, rel, stat, volumes=volumes) == pin.blake3:
         return None, 0
     found = blake3_file(path)
     if found != pin.blake3:
-        stamps.forget(root, entry.dest, volumes=volumes)
+        stamps.forget(root, rel, volumes=volumes)
         return _wrong(entry, path, pin, "blake3", pin.blake3, found), stat.st_size
-    stamps.record(root, entry.dest, stat, found, volumes=volumes)
+    stamps.record(root, rel, stat, found, volumes=volumes)
     return None, stat.st_size
 
 
 def _wrong(
     entry: ModelEntry, path: Path, pin: ModelPin, what: str, expected: str, found: str
 ) -> str:
+    if entry.placement == "cache":
+        return (
+            f"{entry.name}: {path}: wrong {what}: expected {expected}, found {found}; this "
+            f"file came from RunPod's model cache (or a FETCH_MISSING download) and is not the "
+            f"locked one: point the endpoint's model at the locked repository and commit, or "
+            f"run `scripts/update-locks.py --models {entry.name}` if this file is the one you want"
+        )
     return (
         f"{entry.name}: {path}: wrong {what}: expected {expected}, found {found}; delete it "
         f"and run `python -m bake models fetch` (or, if this file is the one you want, "
@@ -86,35 +98,52 @@ def verify_models(
     mode: str = "full",
     placement: str = "all",
     on_file: Callable[[str], None] | None = None,
+    hf_cache_roots: Sequence[Path] = (),
 ) -> VerifyReport:
     """Check every locked entry of `placement` in the search paths; see the module doc.
-    `on_file` is told of each file as its check ends (a log line), from a worker thread."""
+    `on_file` is told of each file as its check ends (a log line), from a worker thread.
+    `hf_cache_roots`: the Hub cache folders `cache` entries are looked for in."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     volume_dirs = [Path(v) for v in volume_dirs]
+    hf_cache_roots = [Path(r) for r in hf_cache_roots]
     roots = [Path(comfyui_dir), *volume_dirs]
+    # A Hub cache is on the network volume: its files are stamped on local disk only.
+    stamp_volumes = [*volume_dirs, *hf_cache_roots]
     report = VerifyReport()
-    work: list[tuple[Path, ModelEntry]] = []
+    work: list[tuple[Path, str, ModelEntry]] = []
     for entry in lock.entries(placement):
         if entry.locked is None:
             report.unlocked.append(entry)
             continue
+        if entry.placement == "cache":
+            cached = hfcache.find(entry, hf_cache_roots) if hf_cache_roots else None
+            if cached is None:
+                cached = next(
+                    ((v, v / entry.dest) for v in volume_dirs if (v / entry.dest).is_file()), None
+                )
+            if cached is None:
+                report.missing.append(entry)
+            else:
+                root, path = cached
+                work.append((root, path.relative_to(root).as_posix(), entry))
+            continue
         found = [root for root in roots if (root / entry.dest).is_file()]
         if not found:
             report.missing.append(entry)
-        work += [(root, entry) for root in found]
+        work += [(root, entry.dest, entry) for root in found]
     # blake3 spreads one large file over all cores already; reading several large files at
     # once only turns sequential reads into seeks on a cold disk. Small files (and the
     # stat-only checks of fast mode) go through a pool so they do not wait behind a large one.
-    large = {i for i, (_, e) in enumerate(work) if e.locked and e.locked.size >= LARGE_FILE}
+    large = {i for i, (_, _, e) in enumerate(work) if e.locked and e.locked.size >= LARGE_FILE}
     with (
         ThreadPoolExecutor(max_workers=1) as serial,
         ThreadPoolExecutor(max_workers=min(4, max(len(work), 1))) as pool,
     ):
 
-        def check(root: Path, entry: ModelEntry) -> tuple[str | None, int]:
+        def check(root: Path, rel: str, entry: ModelEntry) -> tuple[str | None, int]:
             started = time.monotonic()
-            result = _check(root, entry, mode, volume_dirs)
+            result = _check(root, rel, entry, mode, stamp_volumes)
             if on_file is not None:
                 problem, hashed = result
                 if hashed:
@@ -122,24 +151,30 @@ def verify_models(
                 else:
                     how = "unchanged since stamped" if problem is None else "not read"
                 state = "ok" if problem is None else "WRONG"
-                on_file(f"{state} {entry.name} {root / entry.dest} ({how})")
+                on_file(f"{state} {entry.name} {root / rel} ({how})")
             return result
 
         futures = [
-            (serial if i in large else pool).submit(check, root, entry)
-            for i, (root, entry) in enumerate(work)
+            (serial if i in large else pool).submit(check, root, rel, entry)
+            for i, (root, rel, entry) in enumerate(work)
         ]
         results = [f.result() for f in futures]
-    for (root, entry), (problem, hashed) in zip(work, results, strict=True):
+    for (root, rel, entry), (problem, hashed) in zip(work, results, strict=True):
         report.hashed_bytes += hashed
         if problem is None:
-            report.verified.append(str(root / entry.dest))
+            report.verified.append(str(root / rel))
+            if entry.placement == "cache":
+                report.cache_files[entry.name] = root / rel
         else:
             report.problems.append(problem)
     return report
 
 
-def missing_line(entry: ModelEntry, roots: Sequence[Path]) -> str:
+def missing_line(
+    entry: ModelEntry, roots: Sequence[Path], hf_cache_roots: Sequence[Path] = ()
+) -> str:
+    if entry.placement == "cache":
+        return hfcache.missing_line(entry, hf_cache_roots)
     where = " or ".join(str(Path(r) / entry.dest) for r in roots)
     return (
         f"{entry.name}: missing: expected {where}; run `python -m bake models fetch "
@@ -150,6 +185,7 @@ def missing_line(entry: ModelEntry, roots: Sequence[Path]) -> str:
 def cli(args: argparse.Namespace) -> int:
     lock = load_models_lock(default_lock(MODELS_LOCK, args.lock))
     volume_dirs = args.volume_dir if args.volume_dir else default_volume_dirs()
+    hf_cache_roots = hfcache.cache_roots()
     started = time.monotonic()
     report = verify_models(
         lock,
@@ -158,6 +194,7 @@ def cli(args: argparse.Namespace) -> int:
         mode=args.mode,
         placement=getattr(args, "placement", "all"),
         on_file=lambda line: print(line, file=sys.stderr, flush=True),
+        hf_cache_roots=hf_cache_roots,
     )
     took = time.monotonic() - started
     roots = [args.comfyui_dir, *volume_dirs]
@@ -168,7 +205,7 @@ def cli(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     for entry in report.missing:
-        print(f"error: {missing_line(entry, roots)}", file=sys.stderr)
+        print(f"error: {missing_line(entry, roots, hf_cache_roots)}", file=sys.stderr)
     for line in report.problems:
         print(f"error: {line}", file=sys.stderr)
     rate = report.hashed_bytes / took / 2**20 if took > 0 else 0.0

@@ -213,7 +213,7 @@ MODEL_CASES = [
         "bad placement",
         "models|wan_vae|placement",
         "disk",
-        "models.wan_vae.placement: expected image or volume, found string 'disk'",
+        "models.wan_vae.placement: expected image, volume or cache, found string 'disk'",
     ),
     (
         "original missing",

@@ -120,6 +120,42 @@ def test_a_volume_entry_lies_under_models(tmp_path, capsys):
     assert check(tmp_path, lock_text("models/x/y.bin", placement="volume"), capsys) == (0, [])
 
 
+HF_CACHE_ENTRY = f"""\
+  cached:
+    dest: {{dest}}
+    locked:
+      blake3: {BLAKE}
+      revision: {REV}
+      sha256: {SHA}
+      size: 254
+    original:
+      path: split_files/vae/wan_2.1_vae.safetensors
+      repo: Comfy-Org/Wan_2.2_ComfyUI_Repackaged
+      revision: main
+      source: hf
+    placement: cache
+"""
+
+
+def test_a_hub_file_may_come_from_runpods_model_cache(tmp_path, capsys):
+    extra = HF_CACHE_ENTRY.format(dest="models/vae/wan_2.1_vae.safetensors")
+    assert check(tmp_path, lock_text("models/x/y.bin", extra=extra), capsys) == (0, [])
+
+
+def test_a_cache_entry_lies_under_models(tmp_path, capsys):
+    extra = HF_CACHE_ENTRY.format(dest="custom_nodes/ComfyUI-KJNodes/models/some.pt")
+    code, errors = check(tmp_path, lock_text("models/x/y.bin", extra=extra), capsys)
+    assert code == 1 and len(errors) == 1
+    assert "models.cached.dest: a cache entry must lie under models/" in errors[0]
+
+
+def test_only_a_hub_file_can_come_from_the_model_cache(tmp_path, capsys):
+    code, errors = check(tmp_path, lock_text("models/x/y.bin", placement="cache"), capsys)
+    assert code == 1 and len(errors) == 1, errors
+    assert "models.evil.placement: cache is for Hugging Face files" in errors[0]
+    assert "this entry's source is url: use image or volume" in errors[0]
+
+
 def test_one_path_cannot_be_a_file_and_a_folder(tmp_path, capsys):
     extra = f"""\
   nested:

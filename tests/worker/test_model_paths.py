@@ -19,9 +19,12 @@ def test_the_file_lists_every_model_folder_of_each_existing_volume_root(tmp_path
     )
     assert config.extra_model_paths is not None
     data = yaml.safe_load(config.extra_model_paths.read_text())
-    # the same roots as the verification: the ones that exist, in order
+    # the same roots as the verification: the ones that exist, in order; then the folder of
+    # links to the verified `cache` models, which the boot fills
+    assert config.cache_links is not None
     assert [entry["base_path"] for entry in data.values()] == [
-        str(root / "models") for root in roots
+        *(str(root / "models") for root in roots),
+        str(config.cache_links / "models"),
     ]
     for entry in data.values():
         for folder in MODEL_FOLDERS:

@@ -16,6 +16,10 @@ Test hooks, none of which a real server has:
   after logging a failure), FAKE_COMFYUI_FAIL_IF_EXISTS (a path: fail to start while it exists,
   to make a restart fail), FAKE_COMFYUI_STEP_DELAY (seconds per sampler step),
   FAKE_COMFYUI_REFUSE_WS (refuse websocket connections from the start);
+- for benchmarks: FAKE_COMFYUI_START_BUSY (seconds of CPU work on one core before binding, as
+  a real ComfyUI spends importing torch and the nodes) and FAKE_COMFYUI_READ_MODELS=1 (a
+  prompt first reads, in full, every model file its loader inputs name, once per process, as
+  ComfyUI loads the weights);
 - GET /fake/stats: request counts per route, websocket connections and disconnects, for
   asserting what a client did; GET /fake/sockets: the clientIds that receive messages;
 - POST /fake/block {"route": "GET /history/{id}"} makes that route (named as in /fake/stats)
@@ -230,6 +234,24 @@ class Server:
                     if path.is_file():
                         names.add(path.relative_to(root).as_posix())
         return sorted(names)
+
+    def _load_models(self, prompt: dict) -> None:
+        """Read every model file the prompt's loaders name, in full, once per process."""
+        loaded = self.__dict__.setdefault("loaded_models", set())
+        for node in prompt.values():
+            for name, value in (node.get("inputs") or {}).items():
+                folder = MODEL_INPUTS.get((node.get("class_type"), name))
+                if folder is None or not isinstance(value, str):
+                    continue
+                for root in [MODELS / folder, *self.extra_model_dirs.get(folder, [])]:
+                    path = root / value
+                    if path.is_file():
+                        if path not in loaded:
+                            with path.open("rb") as f:
+                                while f.read(16 << 20):
+                                    pass
+                            loaded.add(path)
+                        break
 
     def input_files(self) -> list[str]:
         # os.walk, as ComfyUI lists folders: it skips a folder removed while it walks (the
@@ -566,6 +588,8 @@ class Server:
             )
 
         await event("execution_start", {"timestamp": int(time.time() * 1000)})
+        if os.environ.get("FAKE_COMFYUI_READ_MODELS"):
+            await asyncio.to_thread(self._load_models, prompt)
         memo: dict[str, str] = {}
         order = self._order(prompt, outputs)
         signatures = {nid: self._signature(prompt, nid, memo) for nid in order}
@@ -1298,6 +1322,10 @@ def main() -> None:
     log("ComfyUI version: 0.9.2 (fake)")
     if os.environ.get("FAKE_COMFYUI_START_DELAY"):
         time.sleep(float(os.environ["FAKE_COMFYUI_START_DELAY"]))
+    if os.environ.get("FAKE_COMFYUI_START_BUSY"):
+        busy_until = time.monotonic() + float(os.environ["FAKE_COMFYUI_START_BUSY"])
+        while time.monotonic() < busy_until:
+            sum(range(10000))
     fail_if = os.environ.get("FAKE_COMFYUI_FAIL_IF_EXISTS")
     if fail_if and os.path.exists(fail_if):
         log(f"RuntimeError: fake start failure: {fail_if} exists")
