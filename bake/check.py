@@ -75,6 +75,7 @@ def check_text(text: str, filename: str, kind: str, *, strict: bool = False) -> 
                 for e in nodes.entries()
                 if e.locked is not None and e.locked.tree is None
             )
+            result.warnings.extend(license_warnings(nodes, filename))
         elif kind == "models":
             models: ModelsLock = loads_models_lock(text, filename)
             pending = _unlocked(
@@ -100,6 +101,26 @@ def check_text(text: str, filename: str, kind: str, *, strict: bool = False) -> 
         return result
     (result.errors if strict else result.warnings).extend(pending)
     return result
+
+
+def license_warnings(nodes: NodesLock, filename: str) -> list[str]:
+    """A node whose license adds terms on commercial use (RES4LYF's clause forbids "a
+    commercial service, such as an AI image generation service" without its author's
+    permission): a paid endpoint may need that permission. A warning, never a failure: whether
+    the terms apply is the operator's call, not the build's."""
+    return [
+        str(
+            Problem(
+                filename,
+                f"{e.qualified}.locked.license",
+                f'{e.locked.license.summary()}: "{e.locked.license.restriction}"; '
+                "running it in a commercial service may need the author's permission "
+                "(or remove the node from the lock)",
+            )
+        )
+        for e in nodes.entries()
+        if e.locked is not None and e.locked.license is not None and e.locked.license.restricted
+    ]
 
 
 def display(path: Path) -> str:
