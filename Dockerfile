@@ -53,7 +53,7 @@ RUN --mount=type=bind,source=scripts/apt-install,target=/tmp/apt/apt-install \
 # SOURCE_DATE_EPOCH set (to anything) Python writes checked-hash .pyc files, which hold their
 # source's hash instead of its mtime (the time of this build), so they are the same in every
 # build and stay valid when the layer's timestamps are rewritten.
-RUN python3.12 -m venv /opt/venv
+RUN SOURCE_DATE_EPOCH=0 python3.12 -m venv /opt/venv
 COPY requirements.lock /opt/bake/requirements.lock
 RUN SOURCE_DATE_EPOCH=0 pip install --no-cache-dir --no-deps --require-hashes -r /opt/bake/requirements.lock
 

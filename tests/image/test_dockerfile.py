@@ -619,6 +619,9 @@ def test_all_byte_code_the_build_writes_is_checked_hash(dockerfile):
     assert len(pips) == 3, pips
     for words in pips:
         assert words[0].startswith("SOURCE_DATE_EPOCH=") or "--no-compile" in words, words
+    # so does the pip that `python -m venv` installs into the environment
+    venvs = [w for i in runs(dockerfile) for w in shell_commands(i.value) if "venv" in w[1:4]]
+    assert venvs and all(w[0].startswith("SOURCE_DATE_EPOCH=") for w in venvs), venvs
     # and the build's own runs of our code write none (ARG: the build's environment only)
     for stage_name in ("runtime", "image"):
         args = {
