@@ -213,8 +213,8 @@ RUN groupadd --system --gid 10001 comfy \
     && sed -i 's/^\(comfy:[^:]*:\)[0-9]*:/\1:/' /etc/shadow \
     && rm -f /etc/shadow- /etc/gshadow- /etc/passwd- /etc/group- /etc/subuid- /etc/subgid-
 
-# --link: these big layers do not depend on the apt layer below, so an apt change (a security
-# update on rebuild) neither rebuilds nor re-pushes them.
+# --link: these big layers do not depend on the apt layer below, so an apt change (a moved
+# snapshot in apt.lock.yaml) neither rebuilds nor re-pushes them.
 COPY --link --from=python /opt/venv /opt/venv
 # The wheel was built two stages up from the locked rev; nothing is resolved. A bind mount, not a
 # COPY: a copied wheel would stay in its own layer (and in every pull) after an `rm`.
@@ -291,7 +291,8 @@ ARG WITH_MODELS
 ARG BAKE_STAMP_DIR=/tmp/bake-stamps
 ARG PYTHONDONTWRITEBYTECODE=1
 # The repository commit the image is built from (build.yml passes github.sha), recorded in the
-# provenance document; empty in a local build unless given with --build-arg.
+# provenance document; empty in a local build unless given with --build-arg. A new commit re-runs
+# the step below even when nothing else changed: the record must name it.
 ARG BAKE_COMMIT=
 # The image checks what it holds, last, with everything in place: ComfyUI starts once (every
 # node must import; the configs nodes write at first start stay in the image), then ComfyUI's

@@ -195,6 +195,7 @@ def test_the_build_checks_the_locks_first_and_reports_them_in_the_summary():
     assert workflow["jobs"]["image"]["needs"] == "locks"
     check = "\n".join(s.get("run", "") for s in workflow["jobs"]["locks"]["steps"])
     assert "python -m bake check --strict" in check
+    assert re.search(r"update-locks\.py [^\n]*--apt[^\n]*--check", check), "the snapshot too"
     assert "GITHUB_STEP_SUMMARY" in check
 
 
