@@ -12,12 +12,15 @@ ARG WITH_MODELS=1
 # packaging, taken from the base's own Ubuntu release.
 FROM nvidia/cuda:12.8.0-cudnn-devel-ubuntu24.04@sha256:81d4dd36435f4ccf0aafb111c6b09182084f0a3ff044ffa5b74bbeb7c5a5fd33 AS lockcheck
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        python3 python-is-python3 python3-yaml python3-packaging \
-    && rm -rf /var/lib/apt/lists/*
-COPY nodes.lock.yaml models.lock.yaml requirements.lock /opt/bake/
+# Every apt install goes through scripts/apt-install, bind-mounted with apt.lock.yaml so neither
+# stays in a layer: Ubuntu's packages come from the archive snapshot the lock records, packages
+# of NVIDIA's repository (no snapshots) at the versions it pins; apt's lists, caches and logs
+# are removed in the same step (docs/image.md, "Reproducible builds").
+RUN --mount=type=bind,source=scripts/apt-install,target=/tmp/apt/apt-install \
+    --mount=type=bind,source=apt.lock.yaml,target=/tmp/apt/apt.lock.yaml \
+    sh /tmp/apt/apt-install /tmp/apt/apt.lock.yaml \
+        python3 python-is-python3 python3-yaml python3-packaging
+COPY nodes.lock.yaml models.lock.yaml requirements.lock apt.lock.yaml /opt/bake/
 COPY bake /opt/bake/bake
 WORKDIR /opt/bake
 # The marker is empty, so its checksum is the same after every check: a lock or code change
@@ -38,20 +41,21 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# Ubuntu's archive drops superseded package versions, so version pins would break rebuilds;
-# the base image digest fixes the release these come from.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        python3.12 python3.12-venv python3.12-dev git build-essential ninja-build ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+# From the Ubuntu archive snapshot of apt.lock.yaml (see the lockcheck stage).
+RUN --mount=type=bind,source=scripts/apt-install,target=/tmp/apt/apt-install \
+    --mount=type=bind,source=apt.lock.yaml,target=/tmp/apt/apt.lock.yaml \
+    sh /tmp/apt/apt-install /tmp/apt/apt.lock.yaml \
+        python3.12 python3.12-venv python3.12-dev git build-essential ninja-build ca-certificates
 
 # Only the lock is copied here, so a code change never reinstalls the environment. With
 # --require-hashes pip refuses any file whose sha256 is not in the lock, and --no-deps keeps it
-# from resolving anything the lock does not name.
-RUN python3.12 -m venv /opt/venv
+# from resolving anything the lock does not name. pip byte-compiles what it installs; with
+# SOURCE_DATE_EPOCH set (to anything) Python writes checked-hash .pyc files, which hold their
+# source's hash instead of its mtime (the time of this build), so they are the same in every
+# build and stay valid when the layer's timestamps are rewritten.
+RUN SOURCE_DATE_EPOCH=0 python3.12 -m venv /opt/venv
 COPY requirements.lock /opt/bake/requirements.lock
-RUN pip install --no-cache-dir --no-deps --require-hashes -r /opt/bake/requirements.lock
+RUN SOURCE_DATE_EPOCH=0 pip install --no-cache-dir --no-deps --require-hashes -r /opt/bake/requirements.lock
 
 # -- sage: SageAttention built from its locked rev for sm_120 only ---------------------------
 FROM python AS sage
@@ -192,41 +196,53 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PATH=/opt/venv/bin:$PATH \
     LIBRARY_PATH=/usr/local/cuda/lib64/stubs
 
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        python3.12 python3.12-dev gcc libc6-dev cuda-driver-dev-12-8 ffmpeg ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+# cuda-driver-dev-12-8 comes from NVIDIA's repository: installed at the version apt.lock.yaml pins.
+RUN --mount=type=bind,source=scripts/apt-install,target=/tmp/apt/apt-install \
+    --mount=type=bind,source=apt.lock.yaml,target=/tmp/apt/apt.lock.yaml \
+    sh /tmp/apt/apt-install /tmp/apt/apt.lock.yaml \
+        python3.12 python3.12-dev gcc libc6-dev cuda-driver-dev-12-8 ffmpeg ca-certificates
 
 # The unprivileged user ComfyUI runs as (the worker, root, switches to it: COMFYUI_USER below).
 # Fixed ids, so files on a volume mean the same user in every build. Its home holds the Triton,
 # torch and XDG caches (SageAttention's Triton kernels compile at first use).
+# The shadow entry's "last changed" day would be the day of the build: emptied (no password
+# aging; the account has no password and no login shell anyway).
 RUN groupadd --system --gid 10001 comfy \
     && useradd --system --no-log-init --uid 10001 --gid comfy \
-        --create-home --home-dir /home/comfy --shell /usr/sbin/nologin comfy
+        --create-home --home-dir /home/comfy --shell /usr/sbin/nologin comfy \
+    && sed -i 's/^\(comfy:[^:]*:\)[0-9]*:/\1:/' /etc/shadow \
+    && rm -f /etc/shadow- /etc/gshadow- /etc/passwd- /etc/group- /etc/subuid- /etc/subgid-
 
-# --link: these big layers do not depend on the apt layer below, so an apt change (a security
-# update on rebuild) neither rebuilds nor re-pushes them.
+# --link: these big layers do not depend on the apt layer below, so an apt change (a moved
+# snapshot in apt.lock.yaml) neither rebuilds nor re-pushes them.
 COPY --link --from=python /opt/venv /opt/venv
 # The wheel was built two stages up from the locked rev; nothing is resolved. A bind mount, not a
 # COPY: a copied wheel would stay in its own layer (and in every pull) after an `rm`.
 RUN --mount=type=bind,from=sage,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-deps --no-index /wheels/sageattention-*.whl
+    SOURCE_DATE_EPOCH=0 pip install --no-cache-dir --no-deps --no-index /wheels/sageattention-*.whl
 
 COPY --link --from=comfyui /comfyui /comfyui
 
 # Our own code last: it changes most often. Installed without dependencies, since the lock
 # already holds every one of them.
-COPY requirements.lock nodes.lock.yaml models.lock.yaml pyproject.toml README.md /opt/bake/
+# The Dockerfile and apt.lock.yaml go along for `python -m bake provenance` (base image digests,
+# the apt snapshot).
+COPY requirements.lock nodes.lock.yaml models.lock.yaml apt.lock.yaml Dockerfile pyproject.toml \
+    README.md /opt/bake/
 COPY bake /opt/bake/bake
 COPY worker /opt/bake/worker
 # Also the working directory at run time: `python -m worker` puts it first on sys.path, and
 # ComfyUI's root (app, utils, server, ...) could shadow the worker's imports. The worker starts
 # ComfyUI in /comfyui itself.
 WORKDIR /opt/bake
-RUN pip install --no-cache-dir --no-deps --no-index --no-build-isolation /opt/bake \
+# The code runs from /opt/bake (the working directory): compiled here with checked hashes, and
+# the build's own runs of it write no byte-code (a timestamp .pyc holds the build's mtimes).
+ARG PYTHONDONTWRITEBYTECODE=1
+RUN SOURCE_DATE_EPOCH=0 pip install --no-cache-dir --no-deps --no-index --no-build-isolation /opt/bake \
+    && rm -rf /opt/bake/build /opt/bake/*.egg-info \
     && python -m bake check --strict \
-    && python -m bake python verify
+    && python -m bake python verify \
+    && python -m compileall -q --invalidation-mode checked-hash /opt/bake/bake /opt/bake/worker
 
 # What ComfyUI may write, and nothing else: its upload, output, preview and settings folders,
 # and the one file a locked node rewrites at every start (RES4LYF's res4lyf.config.json: JSON
@@ -273,14 +289,24 @@ ARG WITH_MODELS
 # Stamps of this check would hold this layer's inodes: keep them out of /comfyui (an ARG is set
 # for the RUN below only, never in the image's environment).
 ARG BAKE_STAMP_DIR=/tmp/bake-stamps
+ARG PYTHONDONTWRITEBYTECODE=1
+# The repository commit the image is built from (build.yml passes github.sha), recorded in the
+# provenance document; empty in a local build unless given with --build-arg. A new commit re-runs
+# the step below even when nothing else changed: the record must name it.
+ARG BAKE_COMMIT=
 # The image checks what it holds, last, with everything in place: ComfyUI starts once (every
 # node must import; the configs nodes write at first start stay in the image), then ComfyUI's
 # tree and every node folder must hold exactly their commits (plus model-lock files, the
 # build's byte-code and ignored data), then every baked model is hashed against the lock.
 # Without models (WITH_MODELS=0) the image-placement models under models/ are absent by design.
-RUN python -m bake nodes smoke --comfyui-dir /comfyui \
+# Last, the provenance record: every input of this image with its hash, the SageAttention wheel
+# that was installed included (docs/image.md, "Provenance"); the worker reports its sha256.
+RUN --mount=type=bind,from=sage,source=/wheels,target=/wheels \
+    python -m bake nodes smoke --comfyui-dir /comfyui \
     && python -m bake nodes verify --comfyui-dir /comfyui \
     && if [ "$WITH_MODELS" = 1 ]; then \
         python -m bake models verify --comfyui-dir /comfyui --mode full --placement image; \
     fi \
-    && rm -rf "$BAKE_STAMP_DIR"
+    && rm -rf "$BAKE_STAMP_DIR" \
+    && python -m bake provenance --out /opt/bake/provenance.json --comfyui-dir /comfyui \
+        --sage-wheels /wheels

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bake.errors import LockError, Problem
+from bake.locks.apt import APT_LOCK, loads_apt_lock
 from bake.locks.lockfile import (
     MODELS_LOCK,
     NODES_LOCK,
@@ -75,6 +76,7 @@ def check_text(text: str, filename: str, kind: str, *, strict: bool = False) -> 
                 for e in nodes.entries()
                 if e.locked is not None and e.locked.tree is None
             )
+            result.warnings.extend(license_warnings(nodes, filename))
         elif kind == "models":
             models: ModelsLock = loads_models_lock(text, filename)
             pending = _unlocked(
@@ -92,6 +94,9 @@ def check_text(text: str, filename: str, kind: str, *, strict: bool = False) -> 
                 )
                 for e in models.skipped()
             )
+        elif kind == "apt":
+            loads_apt_lock(text, filename)
+            pending = []
         else:
             parse_requirements_lock(text, filename)
             pending = []
@@ -100,6 +105,26 @@ def check_text(text: str, filename: str, kind: str, *, strict: bool = False) -> 
         return result
     (result.errors if strict else result.warnings).extend(pending)
     return result
+
+
+def license_warnings(nodes: NodesLock, filename: str) -> list[str]:
+    """A node whose license adds terms on commercial use (RES4LYF's clause forbids "a
+    commercial service, such as an AI image generation service" without its author's
+    permission): a paid endpoint may need that permission. A warning, never a failure: whether
+    the terms apply is the operator's call, not the build's."""
+    return [
+        str(
+            Problem(
+                filename,
+                f"{e.qualified}.locked.license",
+                f'{e.locked.license.summary()}: "{e.locked.license.restriction}"; '
+                "running it in a commercial service may need the author's permission "
+                "(or remove the node from the lock)",
+            )
+        )
+        for e in nodes.entries()
+        if e.locked is not None and e.locked.license is not None and e.locked.license.restricted
+    ]
 
 
 def display(path: Path) -> str:
@@ -144,8 +169,8 @@ def cross_check(nodes: NodesLock, models: ModelsLock, models_file: str) -> list[
 
 
 def check_repo(root: Path, *, strict: bool = False) -> CheckResult:
-    """All three locks at `root`; a missing one is an error. The nodes and models locks are
-    also checked against each other."""
+    """All three locks at `root` (a missing one is an error) and the apt lock when present. The
+    nodes and models locks are also checked against each other."""
     total = CheckResult()
     for name in (NODES_LOCK, MODELS_LOCK, REQUIREMENTS_LOCK):
         path = root / name
@@ -157,6 +182,12 @@ def check_repo(root: Path, *, strict: bool = False) -> CheckResult:
         one = check_file(path, strict=strict)
         total.errors += one.errors
         total.warnings += one.warnings
+        total.checked += one.checked
+    # The apt lock pins the image's system packages; a checkout of the locks alone (as some
+    # tools make) may leave it out, and the image build copies it in and fails without it.
+    if (root / APT_LOCK).exists():
+        one = check_file(root / APT_LOCK, strict=strict)
+        total.errors += one.errors
         total.checked += one.checked
     if not total.errors:
         total.errors += cross_check(

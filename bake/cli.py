@@ -26,6 +26,7 @@ HANDLERS = {
     "models verify": "bake.models.verify:cli",
     "python verify": "bake.python.verify:cli",
     "build sageattention": "bake.nodes.sagebuild:cli",
+    "provenance": "bake.provenance:cli",
 }
 
 
@@ -221,6 +222,42 @@ def build_parser() -> argparse.ArgumentParser:
     sage.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the wheel goes")
     _lock_arg(sage, "nodes lock")
     sage.set_defaults(handler="build sageattention")
+
+    prov = sub.add_parser(
+        "provenance",
+        help="write the image's provenance record: every input, with its hash",
+        description="Write one canonical JSON document naming every input of the image with "
+        "its hash: base image digests (the Dockerfile's FROM lines), the apt snapshot and the "
+        "packages pinned outside it, every wheel of requirements.lock, the SageAttention wheel "
+        "built, ComfyUI and each node (rev, tree, and the license found in DIR), each model "
+        "(size, sha256, blake3, placement) and the repository commit. The same inputs give the "
+        "same bytes. Reads the locks at the repository root.",
+    )
+    prov.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="where the document goes"
+    )
+    _comfyui_dir_arg(prov)
+    prov.add_argument(
+        "--sage-wheels",
+        type=Path,
+        metavar="DIR",
+        help="the folder holding the one SageAttention wheel the image installed (without it "
+        "the document records no wheel)",
+    )
+    prov.add_argument(
+        "--commit",
+        default=os.environ.get("BAKE_COMMIT") or None,
+        metavar="SHA",
+        help="the repository commit built (default: $BAKE_COMMIT, the Dockerfile's build argument)",
+    )
+    prov.add_argument(
+        "--dockerfile",
+        type=Path,
+        metavar="FILE",
+        help="the Dockerfile whose FROM lines name the base images (default: the one at the "
+        "repository root)",
+    )
+    prov.set_defaults(handler="provenance")
     return parser
 
 

@@ -16,9 +16,13 @@ from pathlib import Path
 
 from bake.check import display
 from bake.errors import BakeError
+from bake.locks.apt import APT_LOCK
 from bake.locks.lockfile import MODELS_LOCK, NODES_LOCK, REQUIREMENTS_LOCK, default_lock, lock_kind
 
-KINDS = ("nodes", "python", "models")
+KINDS = ("nodes", "python", "models", "apt")
+# Without a kind flag: every kind but apt, whose snapshot moves every Ubuntu package of the
+# image at once; it moves when asked (--apt), as the weekly update-locks workflow does.
+DEFAULT_KINDS = ("nodes", "python", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="requirements.in + the nodes' recorded requirements -> requirements.lock",
     )
     parser.add_argument("--models", action="store_true", help="model files (models.lock.yaml)")
+    parser.add_argument(
+        "--apt",
+        action="store_true",
+        help="move the Ubuntu archive snapshot of apt.lock.yaml forward to now (only when given)",
+    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -75,6 +84,7 @@ def _lock_paths(given: Sequence[Path]) -> dict[str, Path]:
         "nodes": default_lock(NODES_LOCK),
         "python": default_lock(REQUIREMENTS_LOCK),
         "models": default_lock(MODELS_LOCK),
+        "apt": default_lock(APT_LOCK),
     }
     for path in given:
         kind = lock_kind(path) if path.exists() else lock_kind(path, "")
@@ -96,6 +106,8 @@ def _runner(
         return lambda: load("bake.models.resolve", "update_models")(
             paths["models"], names, check=args.check
         )
+    if kind == "apt":
+        return lambda: load("bake.locks.apt", "update_apt")(paths["apt"], check=args.check)
     return lambda: load("bake.python.compile", "update_python")(
         paths["python"], nodes_lock=paths["nodes"], check=args.check, torch_index=args.torch_index
     )
@@ -127,18 +139,23 @@ def _selection(args: argparse.Namespace, paths: dict[str, Path]) -> dict[str, li
     """kind -> the names it resolves ([] for all). NAMEs go to the locks that hold them, among
     the kinds flagged (all kinds when none is)."""
     explicit = [k for k in KINDS if getattr(args, k)]
-    flagged = explicit or list(KINDS)
+    flagged = explicit or list(DEFAULT_KINDS)
     if not args.names:
         return {kind: [] for kind in flagged}
-    selection = _kinds_of_names(args.names, paths, flagged)
-    if "python" in explicit:
-        selection["python"] = []
+    selection = _kinds_of_names(args.names, paths, [k for k in flagged if k != "apt"])
+    for kind in ("python", "apt"):
+        if kind in explicit:
+            selection[kind] = []
     return selection
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.names and [k for k in KINDS if getattr(args, k)] == ["python"]:
+    if (
+        args.names
+        and set(k for k in KINDS if getattr(args, k)) <= {"python", "apt"}
+        and any(getattr(args, k) for k in KINDS)
+    ):
         print("error: NAME filters apply to --nodes and --models only", file=sys.stderr)
         return 2
     paths = _lock_paths(args.lock)

@@ -20,6 +20,7 @@ import threading
 import time
 from types import FrameType
 
+from worker import provenance
 from worker.comfy_process import (
     ComfyProcess,
     ComfyStartError,
@@ -87,6 +88,7 @@ def main() -> int:
         config.model_verify,
         "on" if config.sage_attention else "off",
     )
+    log.info("provenance: %s", provenance.describe(provenance.load()))
     if not (config.comfyui_dir / "main.py").is_file():
         log.error(
             "no ComfyUI at %s (COMFYUI_DIR): %s/main.py does not exist",

@@ -25,6 +25,7 @@ from typing import Any
 
 import runpod
 
+from worker import provenance
 from worker.black_frames import BLACK_OUTPUT_MESSAGE, output_is_black
 from worker.comfy_client import (
     CancelToken,
@@ -270,6 +271,8 @@ def _run(
         "outputs_ms": round((done - ran) * 1000, 1),
         "total_ms": round((done - started) * 1000, 1),
     }
+    if (build := provenance.record()) is not None:
+        output["provenance"] = build  # which image served this job (worker/provenance.py)
     return output
 
 

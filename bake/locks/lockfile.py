@@ -294,8 +294,11 @@ def default_lock(name: str, lock: Path | None = None) -> Path:
 
 
 def lock_kind(path: Path, text: str | None = None) -> str:
-    """'nodes', 'models' or 'requirements', from the file's name, else from its content."""
+    """'nodes', 'models', 'apt' or 'requirements', from the file's name, else from its
+    content."""
     name = Path(path).name
+    if name.startswith("apt.") and name.endswith((".yaml", ".yml")):
+        return "apt"
     if name.endswith(NODES_LOCK) or name.startswith("nodes."):
         return "nodes"
     if name.endswith(MODELS_LOCK) or name.startswith("models."):
@@ -309,4 +312,6 @@ def lock_kind(path: Path, text: str | None = None) -> str:
             return "nodes"
         if re.match(r"models\s*:", stripped):
             return "models"
+        if re.match(r"snapshot\s*:", stripped):
+            return "apt"
     return "requirements"

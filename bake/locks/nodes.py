@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from bake.hashing import TREE_PREFIX
+from bake.locks.licenses import License
 from bake.locks.lockfile import (
     HEX40,
     LOCK_VERSION,
@@ -60,6 +61,8 @@ class GitPin:
     date: str
     tree: str | None = None
     requirements: tuple[str, ...] = ()
+    # the license file found at rev (ComfyUI and custom nodes; filled by update-locks --nodes)
+    license: License | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class NodeEntry:
             data["env"] = {k: self.env[k] for k in sorted(self.env)}
         if self.locked is not None:
             locked: dict[str, Any] = {"date": self.locked.date}
+            if self.locked.license is not None:
+                locked["license"] = self.locked.license.to_dict()
             if self.kind != "source_build" or self.locked.requirements:
                 locked["requirements"] = list(self.locked.requirements)
             locked["rev"] = self.locked.rev
@@ -252,7 +257,7 @@ def _parse_pin(check: Checker, data: Any, where: str, kind: Kind) -> GitPin | No
     if data is None:
         return None
     required = ["rev", "date"]
-    check.keys(data, where, required=required, optional=["tree", "requirements"])
+    check.keys(data, where, required=required, optional=["tree", "requirements", "license"])
     rev = check.pattern(data, "rev", where, HEX40, "a full commit (40 lowercase hex characters)")
     date = check.iso_date(data, "date", where)
     tree = check.pattern(
@@ -264,9 +269,23 @@ def _parse_pin(check: Checker, data: Any, where: str, kind: Kind) -> GitPin | No
         required=False,
     )
     requirements = check.string_list(data, "requirements", where)
+    license = _parse_license(check, data.get("license"), join(where, "license"))
     if rev is None or date is None:
         return None
-    return GitPin(rev=rev, date=date, tree=tree, requirements=requirements)
+    return GitPin(rev=rev, date=date, tree=tree, requirements=requirements, license=license)
+
+
+def _parse_license(check: Checker, data: Any, where: str) -> License | None:
+    """`locked.license`: what update-locks found in the tree ({} when it holds no file)."""
+    if data is None:
+        return None
+    data = check.mapping(data, where)
+    if data is None:
+        return None
+    fields = ("file", "spdx", "restriction", "text")
+    check.keys(data, where, required=[], optional=list(fields))
+    values = {name: check.string(data, name, where, required=False) for name in fields}
+    return License(**values)
 
 
 def parse_nodes_lock(data: Any, filename: str = "nodes.lock.yaml") -> NodesLock:

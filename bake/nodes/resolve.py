@@ -23,6 +23,7 @@ from filelock import FileLock
 
 from bake.errors import BakeError
 from bake.locks.diff import diff_locks, format_diff
+from bake.locks.licenses import License, read_license
 from bake.locks.lockfile import cache_root
 from bake.locks.nodes import (
     GitPin,
@@ -53,9 +54,16 @@ class Snapshot:
     date: str
     tree: str
     requirements: tuple[str, ...]
+    license: License | None = None
 
     def pin(self) -> GitPin:
-        return GitPin(rev=self.rev, date=self.date, tree=self.tree, requirements=self.requirements)
+        return GitPin(
+            rev=self.rev,
+            date=self.date,
+            tree=self.tree,
+            requirements=self.requirements,
+            license=self.license,
+        )
 
 
 def snapshot(
@@ -78,7 +86,10 @@ def snapshot(
         if entry.requirements_file:
             data = git.read_file_at(repo, rev, entry.requirements_file, entry=label)
             requirements = _requirements(data, entry, rev) if data is not None else ()
-    return Snapshot(rev, date, tree, requirements)
+        # Read from the checkout of rev; a source build is not installed in the image, so its
+        # license is not recorded (provenance names its rev and the wheel built from it).
+        license = read_license(repo) if entry.kind != "source_build" else None
+    return Snapshot(rev, date, tree, requirements, license)
 
 
 def _requirements(data: bytes, entry: NodeEntry, rev: str) -> tuple[str, ...]:
@@ -161,6 +172,13 @@ def check_entry(entry: NodeEntry, *, cache: Path | None = None) -> list[str]:
             f"{entry.locked.rev[:12]} is {found.tree}; the lock was edited or the "
             f"remote serves other content: run scripts/update-locks.py --nodes "
             f"{entry.name} and review the diff"
+        )
+    if entry.kind != "source_build" and entry.locked.license != found.license:
+        was = entry.locked.license.summary() if entry.locked.license else "not recorded"
+        problems.append(
+            f"{label}: locked.license is {was} but the tree at {entry.locked.rev[:12]} has "
+            f"{found.license.summary() if found.license else 'none'}; run "
+            f"scripts/update-locks.py --nodes {entry.name} and review the diff"
         )
     locked_reqs = entry.locked.requirements
     if entry.kind != "source_build" and locked_reqs != found.requirements:

@@ -27,6 +27,7 @@ from support.dockerfile import (
 )
 
 from bake.cli import HANDLERS, build_parser
+from bake.locks.apt import load_apt_lock
 from bake.locks.models import load_models_lock
 from worker.comfy_user import NODE_WRITABLE
 
@@ -154,13 +155,25 @@ def test_the_runtime_has_what_triton_compiles_with(dockerfile):
 # -- installs that cannot drift ---------------------------------------------------------------
 
 
-def apt_packages(dockerfile: Dockerfile, stage_name: str) -> set[str]:
-    found: set[str] = set()
-    for instruction in dockerfile.stage(stage_name).of("RUN"):
+APT_SCRIPT = "scripts/apt-install"
+
+
+def apt_installs(dockerfile: Dockerfile) -> list[tuple[Instruction, list[str]]]:
+    """Every `sh <mounted scripts/apt-install> <mounted apt.lock.yaml> PACKAGE...` of the
+    recipe: (the RUN, its packages)."""
+    found = []
+    for instruction in runs(dockerfile):
+        mounts = {m.get("source"): m.get("target") for m in instruction.mounts()}
         for words in shell_commands(instruction.value):
-            if words[:2] == ["apt-get", "install"]:
-                found |= {w for w in words[2:] if not w.startswith("-")}
+            if words[:2] == ["sh", mounts.get(APT_SCRIPT)]:
+                assert words[2] == mounts.get("apt.lock.yaml"), f"line {instruction.line}"
+                found.append((instruction, words[3:]))
     return found
+
+
+def apt_packages(dockerfile: Dockerfile, stage_name: str) -> set[str]:
+    stage = dockerfile.stage(stage_name)
+    return {p for i, packages in apt_installs(dockerfile) if i.stage is stage for p in packages}
 
 
 def pip_invocations(command: str) -> list[list[str]]:
@@ -262,15 +275,41 @@ def test_the_first_stage_stops_a_build_of_unresolved_locks_with_the_fixing_comma
         assert f"run `scripts/update-locks.py --models {entry.name}`" in result.stderr
 
 
-def test_apt_lists_are_removed_in_the_layer_that_fetched_them(dockerfile):
-    for instruction in runs(dockerfile):
-        if "apt-get install" not in instruction.value:
-            continue
-        text = instruction.value
-        assert "apt-get update" in text, f"line {instruction.line}: update and install together"
-        assert text.index("apt-get update") < text.index("apt-get install")
-        assert "rm -rf /var/lib/apt/lists/*" in text, f"line {instruction.line}"
-        assert text.rindex("rm -rf /var/lib/apt/lists/*") > text.index("apt-get install")
+def test_every_apt_install_goes_through_the_snapshot_script(dockerfile):
+    # apt-get anywhere else would install from the live archive; the script (tested in
+    # test_apt_install.py) pins Ubuntu to the snapshot, NVIDIA's packages to versions, and
+    # removes apt's lists, caches and logs in the same step.
+    stray = [
+        i.line
+        for i in runs(dockerfile)
+        for words in shell_commands(i.value)
+        if words and words[0] in ("apt-get", "apt", "aptitude", "dpkg")
+    ]
+    assert stray == [], f"apt run outside scripts/apt-install at lines {stray}"
+    installs = apt_installs(dockerfile)
+    stages = {i.stage.name for i, _ in installs}
+    assert stages == {"lockcheck", "python", "runtime"}, stages
+    for instruction, packages in installs:
+        assert packages, f"line {instruction.line}"
+    # bind-mounted: the script stays out of every layer
+    assert not any(
+        APT_SCRIPT in i.value for i in dockerfile.instructions if i.keyword in ("COPY", "ADD")
+    )
+
+
+def test_packages_from_nvidias_repository_are_pinned_to_an_exact_version(dockerfile):
+    # NVIDIA's CUDA repository has no snapshots: what the image takes from it is in the lock's
+    # `pinned`, which the script installs as name=version (and it refuses an unpinned one).
+    lock = load_apt_lock(ROOT / "apt.lock.yaml")
+    nvidia = {
+        p
+        for _, packages in apt_installs(dockerfile)
+        for p in packages
+        if p.startswith(("cuda-", "libcu", "libnv", "libnccl", "libcudnn", "libnpp"))
+    }
+    assert nvidia == {"cuda-driver-dev-12-8"}
+    assert nvidia <= set(lock.pinned)
+    assert re.fullmatch(r"12\.8\.\d+-\d+", lock.pinned["cuda-driver-dev-12-8"])
 
 
 def test_the_runtime_cannot_download_or_install(dockerfile):
@@ -372,11 +411,20 @@ def test_the_image_checks_what_it_holds_last(dockerfile):
         ["nodes", "smoke"],
         ["nodes", "verify"],
         ["models", "verify"],
+        ["provenance", "--out"],
     ], checks
     models = checks[2]
     assert models[models.index("--mode") + 1] == "full"
     assert models[models.index("--placement") + 1] == "image"
     assert all(argv[argv.index("--comfyui-dir") + 1] == "/comfyui" for argv in checks)
+    # the provenance record goes where the worker reads it, with the wheel actually installed
+    provenance = checks[3]
+    assert provenance[provenance.index("--out") + 1] == "/opt/bake/provenance.json"
+    wheels = provenance[provenance.index("--sage-wheels") + 1]
+    (run,) = [i for i in final.of("RUN") if "provenance" in i.value]
+    assert {"type": "bind", "from": "sage", "source": "/wheels", "target": wheels} in [
+        {k: m.get(k) for k in ("type", "from", "source", "target")} for m in run.mounts()
+    ]
     # nothing is added to the image after the checks
     later = [i for i in final.instructions if i.keyword in ("COPY", "ADD", "RUN")]
     assert later and later[-1].keyword == "RUN"
@@ -495,14 +543,19 @@ def test_the_context_holds_what_the_recipe_copies_and_nothing_local(dockerfile):
     ]
     sent = set(build_context(sorted({*tracked, *local}), ROOT / ".dockerignore"))
     assert not sent & set(local), sorted(sent & set(local))
-    assert not any(p.startswith(("tests/", ".github/", "scripts/")) for p in sent)
+    assert not any(p.startswith(("tests/", ".github/")) for p in sent)
+    # of scripts/, only what the image build runs (bind-mounted, never copied)
+    assert {p for p in sent if p.startswith("scripts/")} == {APT_SCRIPT}
     # The RunPod SDK runs ./test_input.json once and exits when it finds it in the working
     # directory: it must never reach the image.
     assert "test_input.json" not in sent
     for instruction in dockerfile.instructions:
-        if instruction.keyword != "COPY" or instruction.has_flag("from"):
-            continue
-        for source in instruction.value.split()[:-1]:
+        sources = [
+            m["source"] for m in instruction.mounts() if m.get("type") == "bind" and "from" not in m
+        ]
+        if instruction.keyword == "COPY" and not instruction.has_flag("from"):
+            sources += instruction.value.split()[:-1]
+        for source in sources:
             assert source in sent or any(p.startswith(source + "/") for p in sent), (
                 f"line {instruction.line}: {source} is not in the build context"
             )
@@ -548,7 +601,9 @@ def test_comfyui_runs_as_an_unprivileged_user_with_fixed_ids(dockerfile):
 def test_comfyuis_byte_code_is_compiled_at_build_time_with_checked_hashes(dockerfile):
     installed = stage_running(dockerfile, "nodes", "install")
     [(compiled, argv)] = [
-        (i, w) for i, w in commands(dockerfile, "python") if w[1:3] == ["-m", "compileall"]
+        (i, w)
+        for i, w in commands(dockerfile, "python")
+        if w[1:3] == ["-m", "compileall"] and w[-1] == "/comfyui"
     ]
     # After the nodes are installed, in the stage whose tree the runtime copies.
     assert compiled.stage is installed
@@ -558,6 +613,36 @@ def test_comfyuis_byte_code_is_compiled_at_build_time_with_checked_hashes(docker
     assert argv[-1] == "/comfyui"  # ComfyUI and custom_nodes/
     chmods = [w for i, w in commands(dockerfile, "chmod") if i is compiled]
     assert ["chmod", "-R", "go-w", "/comfyui"] in chmods  # only root may write the tree
+
+
+def test_all_byte_code_the_build_writes_is_checked_hash(dockerfile):
+    # A timestamp .pyc holds its source's mtime, i.e. the build's time: two builds of one
+    # commit would differ, and once the layer's timestamps are rewritten it no longer matches.
+    compiles = [w for _, w in commands(dockerfile, "python") if w[1:3] == ["-m", "compileall"]]
+    assert len(compiles) >= 2  # ComfyUI's tree, and our code in /opt/bake
+    for argv in compiles:
+        assert argv[argv.index("--invalidation-mode") + 1] == "checked-hash", argv
+    assert any({"/opt/bake/bake", "/opt/bake/worker"} <= set(argv) for argv in compiles)
+    # pip byte-compiles what it installs with Python's default mode, which is checked-hash
+    # when SOURCE_DATE_EPOCH is set in its environment (py_compile).
+    pips = [
+        words
+        for i in runs(dockerfile)
+        for words in shell_commands(i.value)
+        if "pip" in words and words[words.index("pip") + 1 : words.index("pip") + 2] == ["install"]
+    ]
+    assert len(pips) == 3, pips
+    for words in pips:
+        assert words[0].startswith("SOURCE_DATE_EPOCH=") or "--no-compile" in words, words
+    # so does the pip that `python -m venv` installs into the environment
+    venvs = [w for i in runs(dockerfile) for w in shell_commands(i.value) if "venv" in w[1:4]]
+    assert venvs and all(w[0].startswith("SOURCE_DATE_EPOCH=") for w in venvs), venvs
+    # and the build's own runs of our code write none (ARG: the build's environment only)
+    for stage_name in ("runtime", "image"):
+        args = {
+            k: v for a in dockerfile.stage(stage_name).of("ARG") for k, v in a.assignments().items()
+        }
+        assert args.get("PYTHONDONTWRITEBYTECODE") == "1", stage_name
 
 
 def test_only_comfyuis_writable_folders_are_handed_to_its_user(dockerfile):

@@ -19,9 +19,11 @@ and the COPY steps, which the recipe tests cover by reading the Dockerfile.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -48,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HF_TEST_TOKEN = "dry-bake-test-token"
 # BuildKit secret id -> the value this test provides for it (what `--secret id=...` would).
 SECRETS = {"hf_token": HF_TEST_TOKEN}
+# What `--build-arg NAME=...` would set (build.yml passes the commit this way).
+BUILD_ARGS = {"BAKE_COMMIT": "c0ffee" * 6 + "c0ff"}
 
 # A SageAttention stand-in with an in-tree build backend (nothing to download): its wheel
 # records the build environment, so the test sees what the Dockerfile's ENV passed on.
@@ -218,7 +222,9 @@ def step_env(
         for arg in stage.of("ARG"):
             if arg.line < instruction.line:
                 for name, value in arg.assignments().items():
-                    if value is not None:
+                    if name in BUILD_ARGS:
+                        env[name] = BUILD_ARGS[name]
+                    elif value is not None:
                         env[name] = image.translate(value)
     for mount in instruction.mounts():
         if mount.get("type") == "secret" and mount.get("id") in SECRETS:
@@ -238,6 +244,9 @@ def test_the_dockerfile_bake_steps_build_a_root_the_worker_boots_and_serves(tmp_
         monkeypatch.delenv(name, raising=False)
     nodes_lock(world, locks / "nodes.lock.yaml")
     requirements_lock(locks / "requirements.lock")
+    # as the runtime stage's COPY puts them beside the locks (the provenance record reads them)
+    shutil.copy(ROOT / "apt.lock.yaml", locks / "apt.lock.yaml")
+    shutil.copy(ROOT / "Dockerfile", locks / "Dockerfile")
 
     with HubServer() as hub, FileServer() as files:
         contents = models_lock(hub, files, locks / "models.lock.yaml")
@@ -285,6 +294,26 @@ def test_the_dockerfile_bake_steps_build_a_root_the_worker_boots_and_serves(tmp_
     # Nothing build-specific rides along in the model layers (stamps hold inodes and mtimes).
     assert not (comfyui / ".bake-stamps").exists()
 
+    # The provenance record names what this build was made of: the wheel actually built, the
+    # commit given as a build argument, every node's pin and the license found in its folder.
+    record_path = image.path("/opt/bake/provenance.json")
+    record_bytes = record_path.read_bytes()
+    record = json.loads(record_bytes)
+    assert record_bytes == (json.dumps(record, sort_keys=True, indent=2) + "\n").encode()
+    assert record["commit"] == BUILD_ARGS["BAKE_COMMIT"]
+    wheel = record["sageattention"]["wheel"]
+    assert wheel["file"] == wheels[0].name
+    assert wheel["sha256"] == "sha256:" + hashlib.sha256(wheels[0].read_bytes()).hexdigest()
+    for name, node in lock["custom_nodes"].items():
+        assert record["custom_nodes"][name]["rev"] == node["locked"]["rev"], name
+        assert "license" in record["custom_nodes"][name]
+    assert {m: e["sha256"] for m, e in record["models"].items() if e["placement"] == "image"} == {
+        m: e["locked"]["sha256"]
+        for m, e in yaml.safe_load((locks / "models.lock.yaml").read_text())["models"].items()
+        if e["placement"] == "image"
+    }
+    record_digest = "sha256:" + hashlib.sha256(record_bytes).hexdigest()
+
     # Boot the worker on that root, with the image's run-time ENV, and run the sample job.
     final_env = {
         name: image.translate(value)
@@ -306,6 +335,12 @@ def test_the_dockerfile_bake_steps_build_a_root_the_worker_boots_and_serves(tmp_
     assert answer.get("status") == "COMPLETED", f"{answer}\n{log}"
     videos = answer["output"].get("videos") or []
     assert videos and videos[0]["filename"].endswith(".mp4"), answer["output"]
+    # the client can tell exactly which build served the job
+    assert answer["output"]["provenance"] == {
+        "sha256": record_digest,
+        "commit": BUILD_ARGS["BAKE_COMMIT"],
+    }
+    assert f"provenance: {record_digest}" in log
     # MODEL_VERIFY=full hashed every baked model against the lock before the handler started.
     verified = re.search(r"models: (\d+) verified", log)
     assert verified and int(verified.group(1)) == len(contents), log

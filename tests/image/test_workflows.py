@@ -29,7 +29,10 @@ def steps(workflow: dict) -> list[dict]:
     return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
 
 
-@pytest.mark.parametrize("name", ["test.yml", "build.yml", "update-locks.yml"])
+ALL = ["test.yml", "build.yml", "update-locks.yml", "reproducible.yml"]
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_workflow_parses_and_has_jobs(name):
     workflow = load(name)
     assert workflow["jobs"], name
@@ -37,7 +40,7 @@ def test_workflow_parses_and_has_jobs(name):
         assert job.get("runs-on") and job.get("steps")
 
 
-@pytest.mark.parametrize("name", ["test.yml", "build.yml", "update-locks.yml"])
+@pytest.mark.parametrize("name", ALL)
 def test_third_party_actions_are_pinned_by_commit(name):
     lines = (WORKFLOWS / name).read_text().splitlines()
     uses = [(n, m) for n, line in enumerate(lines, 1) if (m := USES.match(line))]
@@ -77,9 +80,14 @@ def build_steps(workflow: dict) -> list[dict]:
     return [s for s in steps(workflow) if s.get("uses", "").startswith("docker/build-push-action@")]
 
 
+def pushes(step: dict) -> bool:
+    outputs = str(step["with"].get("outputs", ""))
+    return step["with"].get("push") is True or "push=true" in outputs.split(",")
+
+
 def build_step(workflow: dict) -> dict:
     """The step that builds the whole image and pushes it."""
-    found = [s for s in build_steps(workflow) if s["with"].get("push") is True]
+    found = [s for s in build_steps(workflow) if pushes(s)]
     assert len(found) == 1
     return found[0]
 
@@ -187,4 +195,61 @@ def test_the_build_checks_the_locks_first_and_reports_them_in_the_summary():
     assert workflow["jobs"]["image"]["needs"] == "locks"
     check = "\n".join(s.get("run", "") for s in workflow["jobs"]["locks"]["steps"])
     assert "python -m bake check --strict" in check
+    assert re.search(r"update-locks\.py [^\n]*--apt[^\n]*--check", check), "the snapshot too"
     assert "GITHUB_STEP_SUMMARY" in check
+
+
+# -- same commit, same layers -----------------------------------------------------------------
+
+
+def test_every_build_stamps_the_commits_time_and_the_image_clamps_file_times():
+    workflow = load("build.yml")
+    all_steps = steps(workflow)
+    [commit] = [s for s in all_steps if s.get("id") == "commit"]
+    assert "git log -1 --pretty=%ct" in commit["run"] and "GITHUB_OUTPUT" in commit["run"]
+    for step in build_steps(workflow):
+        assert step["env"]["SOURCE_DATE_EPOCH"] == "${{ steps.commit.outputs.epoch }}"
+        assert all_steps.index(commit) < all_steps.index(step)
+    build = build_step(workflow)
+    assert "rewrite-timestamp=true" in build["with"]["outputs"].split(",")
+    assert "push" not in build["with"], "push is in outputs (both at once is refused)"
+    # the image config's `created` label is the commit's time, not the run's
+    meta = next(s for s in all_steps if s.get("uses", "").startswith("docker/metadata"))
+    assert "org.opencontainers.image.created={{commit_date" in meta["with"]["labels"]
+
+
+def test_the_build_records_its_commit_in_the_provenance_record():
+    build = build_step(load("build.yml"))
+    args = dict(line.strip().split("=", 1) for line in build["with"]["build-args"].splitlines())
+    assert args["BAKE_COMMIT"] == "${{ github.sha }}"
+    final = parse(ROOT / "Dockerfile").final
+    assert any("BAKE_COMMIT" in a.assignments() for a in final.of("ARG"))
+
+
+def test_the_reproducibility_check_builds_the_runtime_twice_without_cache_and_compares():
+    workflow = load("reproducible.yml")
+    assert set(workflow["on"]) == {"workflow_dispatch"}, "on demand only: two full builds"
+    assert workflow["permissions"] == {"contents": "read"}
+    text = (WORKFLOWS / "reproducible.yml").read_text()
+    assert "secrets." not in text, "no credential: the runtime target fetches no model"
+    runs = "\n".join(s.get("run", "") for s in steps(workflow))
+    build = re.search(r"for n in 1 2; do(.*?)done", runs, re.S)
+    assert build, "two builds"
+    command = build.group(1)
+    for flag in ("--no-cache", "--target runtime", "--build-arg SOURCE_DATE_EPOCH"):
+        assert flag in command, flag
+    assert "rewrite-timestamp=true" in command and "type=oci" in command
+    assert 'SOURCE_DATE_EPOCH="$(git log -1 --pretty=%ct)"' in runs
+    assert "docker buildx prune --all --force" in command, "the second build reuses nothing"
+    compare = re.search(r"python3 scripts/compare-layers (.*?)/mnt/builds/build-1\.tar", runs, re.S)
+    assert compare and "--expect-differ sageattention" in compare.group(1)
+    assert (ROOT / "scripts" / "compare-layers").is_file()
+    assert "GITHUB_STEP_SUMMARY" in runs
+
+
+def test_update_locks_moves_the_apt_snapshot_with_the_other_pins():
+    workflow = load("update-locks.yml")
+    assert "apt" in workflow["on"]["workflow_dispatch"]["inputs"]["kinds"]["options"]
+    runs = "\n".join(s.get("run", "") for s in steps(workflow))
+    assert "flags=(--nodes --python --models --apt)" in runs
+    assert re.search(r"git add [^\n]*apt\.lock\.yaml", runs)
