@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,16 +169,22 @@ EMBEDDING = re.compile(r"embedding:(\S+)")  # anywhere: over-approximated
 EMBEDDINGS_FOLDER = "embeddings"
 
 
-def embedded_embeddings(prompt: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(node id, class, input, NAME) of every `embedding:NAME` in a string input."""
-    found = []
+def _inputs(prompt: dict[str, Any]) -> Iterator[tuple[str, Any, str, Any]]:
+    """(node id, class, input, value) of every input of the prompt."""
     for node_id, node in prompt.items():
         class_type = node.get("class_type")
         for name, value in node.get("inputs", {}).items():
-            if isinstance(value, str) and "embedding:" in value:
-                for match in EMBEDDING.finditer(value):
-                    found.append((node_id, class_type, name, match.group(1)))
-    return found
+            yield node_id, class_type, name, value
+
+
+def embedded_embeddings(prompt: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(node id, class, input, NAME) of every `embedding:NAME` in a string input."""
+    return [
+        (node_id, class_type, name, match.group(1))
+        for node_id, class_type, name, value in _inputs(prompt)
+        if isinstance(value, str) and "embedding:" in value
+        for match in EMBEDDING.finditer(value)
+    ]
 
 
 def _embedding_matches(listed: str, word: str) -> bool:
@@ -191,15 +197,13 @@ def _embedding_matches(listed: str, word: str) -> bool:
 def embedded_loras(prompt: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(node id, class, input, NAME) of every lora named in a string's text or a dict input."""
     found = []
-    for node_id, node in prompt.items():
-        class_type = node.get("class_type")
-        for name, value in node.get("inputs", {}).items():
-            if isinstance(value, str) and "<" in value:
-                for match in LORA_TAG.finditer(value):
-                    lora = match.group(1).strip(":").split(":")[0].strip()
-                    found.append((node_id, class_type, name, lora))
-            elif isinstance(value, dict) and isinstance(value.get("lora"), str):
-                found.append((node_id, class_type, name, value["lora"].strip()))
+    for node_id, class_type, name, value in _inputs(prompt):
+        if isinstance(value, str) and "<" in value:
+            for match in LORA_TAG.finditer(value):
+                lora = match.group(1).strip(":").split(":")[0].strip()
+                found.append((node_id, class_type, name, lora))
+        elif isinstance(value, dict) and isinstance(value.get("lora"), str):
+            found.append((node_id, class_type, name, value["lora"].strip()))
     return found
 
 
