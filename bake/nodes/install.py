@@ -24,7 +24,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from bake.errors import BakeError, GitError, LockError, Problem, UnlockedError, 
 from bake.locks.lockfile import MODELS_LOCK, NODES_LOCK, default_lock, write_text_atomic
 from bake.locks.nodes import NodeEntry, NodesLock, excluded_by, load_nodes_lock
 from bake.nodes import git, verify
+from bake.nodes.each import each_entry
 
 REPAIRS = Path(".bake") / "repaired"
 _STAGE_MARK = ".bake-stage-"
@@ -296,17 +296,12 @@ def install_nodes(
     )
     nodes = [e for e in entries if e.kind == "custom_node"]
 
-    def one(entry: NodeEntry) -> Installed | BakeError:
-        try:
-            return install_entry(entry, comfyui_dir, dests=dests, log=log)
-        except BakeError as exc:
-            return exc
-        except Exception as exc:  # an upstream we did not foresee: this entry fails alone
-            return BakeError(f"{entry.qualified}: unexpected {type(exc).__name__}: {exc}")
-
-    workers = max(1, min(jobs or MAX_JOBS, len(nodes) or 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="install") as pool:
-        results = list(pool.map(one, nodes))
+    results = each_entry(
+        nodes,
+        lambda entry: install_entry(entry, comfyui_dir, dests=dests, log=log),
+        jobs=jobs or MAX_JOBS,
+        name="install",
+    )
     failures = [line for r in results if isinstance(r, BakeError) for line in r.lines()]
     if failures:
         raise InstallError("\n".join(failures))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +34,7 @@ from bake.locks.nodes import (
     write_nodes_lock,
 )
 from bake.nodes import git
+from bake.nodes.each import each_entry
 
 T = TypeVar("T")
 MAX_JOBS = 16
@@ -217,19 +217,8 @@ def _select(lock: NodesLock, names: Sequence[str]) -> list[NodeEntry]:
 def _run_all(
     entries: list[NodeEntry], work: Callable[[NodeEntry], T], jobs: int | None
 ) -> dict[str, T | BakeError]:
-    """`work` on every entry in a thread pool; each result or the BakeError it raised."""
-
-    def one(entry: NodeEntry) -> T | BakeError:
-        try:
-            return work(entry)
-        except BakeError as exc:
-            return exc
-        except Exception as exc:  # an upstream we did not foresee: this entry fails alone
-            return BakeError(f"{entry.qualified}: unexpected {type(exc).__name__}: {exc}")
-
-    workers = max(1, min(jobs or MAX_JOBS, len(entries) or 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resolve") as pool:
-        results = list(pool.map(one, entries))
+    """`work` on every entry at once; each result or the BakeError it raised, by entry."""
+    results = each_entry(entries, work, jobs=jobs or MAX_JOBS, name="resolve")
     return {e.qualified: r for e, r in zip(entries, results, strict=True)}
 
 
