@@ -51,11 +51,7 @@ class AptLock:
 
 def parse_apt_lock(data: Any, filename: str = APT_LOCK) -> AptLock:
     check = Checker(filename)
-    data = check.mapping(data, "")
-    if data is None:
-        check.raise_if_any()
-    assert data is not None
-    check.version(data)
+    data = check.document(data)
     check.keys(data, "", required=["version", "snapshot"], optional=["pinned"])
     snapshot = check.pattern(data, "snapshot", "", SNAPSHOT, "a snapshot id YYYYMMDDTHHMMSSZ (UTC)")
     pinned: dict[str, str] = {}

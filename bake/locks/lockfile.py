@@ -168,6 +168,16 @@ class Checker:
             return ()
         return tuple(value)
 
+    def document(self, data: Any) -> Mapping[str, Any]:
+        """The parsed file as a mapping with a known `version`; a file that is not a mapping
+        at all raises at once (nothing else can be checked in it)."""
+        mapping = self.mapping(data, "")
+        if mapping is None:
+            self.raise_if_any()
+        assert mapping is not None
+        self.version(mapping)
+        return mapping
+
     def version(self, data: Mapping[str, Any]) -> None:
         value = data.get("version", _MISSING)
         if value is _MISSING:

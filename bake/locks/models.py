@@ -391,11 +391,7 @@ def _parse_pin(check: Checker, data: Any, where: str, source: Source | None) -> 
 def parse_models_lock(data: Any, filename: str = "models.lock.yaml") -> ModelsLock:
     """Build a ModelsLock from parsed YAML, or raise LockError listing every problem."""
     check = Checker(filename)
-    data = check.mapping(data, "")
-    if data is None:
-        check.raise_if_any()
-    assert data is not None
-    check.version(data)
+    data = check.document(data)
     check.keys(data, "", required=["version", "models"])
     raw = data.get("models")
     models: dict[str, ModelEntry] = {}

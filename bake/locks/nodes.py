@@ -291,11 +291,7 @@ def _parse_license(check: Checker, data: Any, where: str) -> License | None:
 def parse_nodes_lock(data: Any, filename: str = "nodes.lock.yaml") -> NodesLock:
     """Build a NodesLock from parsed YAML, or raise LockError listing every problem."""
     check = Checker(filename)
-    data = check.mapping(data, "")
-    if data is None:
-        check.raise_if_any()
-    assert data is not None
-    check.version(data)
+    data = check.document(data)
     check.keys(
         data,
         "",
