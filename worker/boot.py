@@ -21,13 +21,13 @@ import time
 from types import FrameType
 
 from worker import provenance
-from worker.comfy_process import (
+from worker.comfy.process import (
     ComfyProcess,
     ComfyStartError,
     finish_sage_check,
     start_sage_check,
 )
-from worker.comfy_user import ComfyUserError, check_code_read_only, prepare_folders, resolve
+from worker.comfy.user import ComfyUserError, check_code_read_only, prepare_folders, resolve
 from worker.config import Config, ConfigError
 from worker.model_paths import with_model_paths
 from worker.model_warm import warm
@@ -180,7 +180,7 @@ def _models_ok(check: ModelCheck) -> bool:
 
 def _serve(config: Config, comfy: ComfyProcess, models: ModelCheck) -> int:
     from worker import rp_handler
-    from worker.comfy_client import ComfyClient, ComfyError
+    from worker.comfy.client import ComfyClient, ComfyError
     from worker.outputs import BucketUploader
 
     client = ComfyClient(

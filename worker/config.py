@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.child_env import EnvPassError, check_pass_names
+from worker.comfy.environment import EnvPassError, check_pass_names
 
 WORKER_DIR = Path(__file__).resolve().parent
 
@@ -96,12 +96,12 @@ class Config:
     black_threshold: int = 10
     progress_interval: float = 1.0
     bucket: BucketConfig | None = None
-    # job-input policy (worker.model_policy, worker.code_nodes, worker.path_inputs)
+    # job-input policy (worker.policy.models, worker.policy.code, worker.policy.paths)
     model_policy: str = "locked"  # locked | open
     allow_code_nodes: bool = False
     max_input_image_bytes: int = 50 * 1024 * 1024
     log_prefix: str = "[comfyui] "
-    # ComfyUI's user and environment (worker/comfy_user.py, worker/child_env.py)
+    # ComfyUI's user and environment (worker/comfy/user.py, worker/comfy/environment.py)
     comfyui_user: str = ""
     comfyui_env_pass: tuple[str, ...] = ()
 

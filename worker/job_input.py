@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.code_nodes import refused_code_node
-from worker.path_inputs import PathInputError, check_file_names, is_prefix, writes_to_own_folder
+from worker.policy.code import refused_code_node
+from worker.policy.paths import PathInputError, check_file_names, is_prefix, writes_to_own_folder
 
 KNOWN_KEYS = ("workflow", "images", "overrides", "comfy_org_api_key")
 WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")

@@ -27,7 +27,7 @@ import runpod
 
 from worker import provenance
 from worker.black_frames import BLACK_OUTPUT_MESSAGE, output_is_black
-from worker.comfy_client import (
+from worker.comfy.client import (
     CancelToken,
     ComfyClient,
     ComfyError,
@@ -35,7 +35,7 @@ from worker.comfy_client import (
     ComfyStuck,
     JobTimeout,
 )
-from worker.comfy_process import ComfyProcess, ComfyStartError
+from worker.comfy.process import ComfyProcess, ComfyStartError
 from worker.config import Config
 from worker.image_fetch import fetch_image
 from worker.job_input import (
@@ -46,14 +46,6 @@ from worker.job_input import (
     scope_outputs,
 )
 from worker.model_paths import search_dirs
-from worker.model_policy import (
-    ModelPolicyError,
-    VerifiedModels,
-    combo_inputs,
-    enforce,
-    model_uses,
-    node_checkpoint_uses,
-)
 from worker.models_check import ModelCheck
 from worker.outputs import (
     RESULT_KEYS,
@@ -64,7 +56,15 @@ from worker.outputs import (
     collect_outputs,
     inline_entry,
 )
-from worker.path_inputs import FILE_NAMES, PathInputError, confine_paths
+from worker.policy.models import (
+    ModelPolicyError,
+    VerifiedModels,
+    combo_inputs,
+    enforce,
+    model_uses,
+    node_checkpoint_uses,
+)
+from worker.policy.paths import FILE_NAMES, PathInputError, confine_paths
 
 log = logging.getLogger("worker")
 
@@ -277,7 +277,7 @@ def _run(
 
 
 def _check_models(rt: Runtime, spec: JobSpec) -> None:
-    """The model policy: see worker.model_policy. ComfyUI's combo inputs are read once;
+    """The model policy: see worker.policy.models. ComfyUI's combo inputs are read once;
     its model folders' files on every job (a file may appear after the boot)."""
     config = rt.config
     if rt.combos is None:

@@ -29,7 +29,7 @@ from support.dockerfile import (
 from bake.cli import HANDLERS, build_parser
 from bake.locks.apt import load_apt_lock
 from bake.locks.models import load_models_lock
-from worker.comfy_user import NODE_WRITABLE
+from worker.comfy.user import NODE_WRITABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -570,7 +570,7 @@ RES4LYF_CONFIG = "/comfyui/custom_nodes/RES4LYF/res4lyf.config.json"
 
 
 def test_the_image_hands_over_the_node_files_the_worker_knows_of():
-    # worker/comfy_user.py hands the same files over at boot; the two lists must agree.
+    # worker/comfy/user.py hands the same files over at boot; the two lists must agree.
     assert {f"/comfyui/{rel}" for rel in NODE_WRITABLE} == {RES4LYF_CONFIG}
 
 

@@ -27,8 +27,8 @@ from support import real_comfyui
 from support.fake_comfyui import free_port, install
 
 from worker import rp_handler
-from worker.comfy_client import ComfyClient
-from worker.comfy_process import ComfyProcess
+from worker.comfy.client import ComfyClient
+from worker.comfy.process import ComfyProcess
 from worker.config import Config
 
 

@@ -1,4 +1,4 @@
-"""The rules of ComfyUI's environment (worker/child_env.py), one case per rule.
+"""The rules of ComfyUI's environment (worker/comfy/environment.py), one case per rule.
 
 The end-to-end attacks (the fake's and the real ComfyUI's own environment) are in
 test_sandbox.py and test_sandbox_real.py; this pins the table itself.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.child_env import EnvPassError, child_environment
+from worker.comfy.environment import EnvPassError, child_environment
 from worker.config import Config, ConfigError
 
 WORKER_ENV = {

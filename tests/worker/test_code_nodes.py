@@ -1,5 +1,5 @@
 """The code-node audit: every eval/exec/compile/__import__/unpickling call in ComfyUI and the
-locked custom nodes is listed in worker/code_nodes.py, refused or explained.
+locked custom nodes is listed in worker/policy/code.py, refused or explained.
 
 The sources are read from COMFYUI_SRC: a folder holding `ComfyUI/` and `custom_nodes/` side by
 side (CI points it at the real trees at the locked commits), or a ComfyUI folder with its
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.code_nodes import CALL_SITES, CODE_NODES, HARMLESS, refused_code_node
+from worker.policy.code import CALL_SITES, CODE_NODES, HARMLESS, refused_code_node
 
 from .test_path_inputs import object_info
 
@@ -107,7 +107,7 @@ def test_every_code_running_call_in_the_locked_sources_is_audited():
         if (f, scope) not in CALL_SITES
     ]
     assert not unlisted, (
-        "code-running calls that worker/code_nodes.py does not list (add each to CALL_SITES, "
+        "code-running calls that worker/policy/code.py does not list (add each to CALL_SITES, "
         "and its node classes to CODE_NODES unless it is harmless):\n" + "\n".join(unlisted)
     )
     stale = [f"{f} {scope}" for f, scope in CALL_SITES if (f, scope) not in sites]

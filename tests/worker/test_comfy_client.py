@@ -15,7 +15,7 @@ import requests
 from PIL import Image
 from support.fake_comfyui import FakeComfy
 
-from worker.comfy_client import (
+from worker.comfy.client import (
     ComfyClient,
     ComfyError,
     ComfyStuck,

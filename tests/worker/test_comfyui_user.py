@@ -23,7 +23,7 @@ import requests
 from PIL import Image
 from support.fake_comfyui.runner import WorkerProcess
 
-from worker.comfy_user import make_folder, resolve
+from worker.comfy.user import make_folder, resolve
 
 pytestmark = pytest.mark.slow
 USER = "nobody"

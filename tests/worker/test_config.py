@@ -8,7 +8,7 @@ import pytest
 from support.modelfiles import entry
 
 from bake.locks.models import HfSource, S3Source
-from worker.comfy_process import comfy_command
+from worker.comfy.process import comfy_command
 from worker.config import Config, ConfigError
 from worker.models_check import fetch_blocker
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from worker.model_paths import search_dirs
-from worker.model_policy import (
+from worker.policy.models import (
     NODE_CHECKPOINTS,
     ModelPolicyError,
     VerifiedModels,

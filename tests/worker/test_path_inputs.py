@@ -15,7 +15,7 @@ import pytest
 from support.fake_comfyui import object_info as _object_info
 
 from worker.job_input import scope_outputs
-from worker.path_inputs import (
+from worker.policy.paths import (
     FILE_NAMES,
     NAME,
     NOT_PATHS,
@@ -54,7 +54,7 @@ def test_every_path_like_string_input_is_classified():
         and not is_prefix(class_type, name)
     ]
     assert unclassified == [], (
-        "path-like inputs of the locked nodes that worker/path_inputs.py does not classify "
+        "path-like inputs of the locked nodes that worker/policy/paths.py does not classify "
         "(PATH_INPUTS, or NOT_PATHS with why)"
     )
 

@@ -1,7 +1,7 @@
 """The locked nodes import from a tree that ComfyUI can write only where the image lets it.
 
 In the image ComfyUI's user can write `input/`, `output/`, `temp/`, `user/` and the node files
-worker/comfy_user.py lists (NODE_WRITABLE), nothing else (docs/image.md). Nodes that write into
+worker/comfy/user.py lists (NODE_WRITABLE), nothing else (docs/image.md). Nodes that write into
 their own folders at start would fail to import there: RES4LYF does at every start. This runs
 the real ComfyUI with every locked node twice, as the image does: a first start on a writable
 tree (the build-time first start), then a start with the tree mounted read-only except those
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support.real_comfyui import locked_nodes, make_comfyui, source_and_interpreter
 
-from worker.comfy_user import NODE_WRITABLE, WRITABLE
+from worker.comfy.user import NODE_WRITABLE, WRITABLE
 
 pytestmark = [pytest.mark.real_comfyui, pytest.mark.slow]
 

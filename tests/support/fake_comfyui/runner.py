@@ -57,7 +57,8 @@ class WorkerProcess:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        # The worker hands ComfyUI only an allow-list of its environment (worker/child_env.py):
+        # The worker hands ComfyUI only an allow-list of its environment
+        # (worker/comfy/environment.py):
         # the fake's test hooks are passed on by name, as an operator passes a node's variable.
         hooks = sorted(k for k in self.env if k.startswith("FAKE_COMFYUI_"))
         if hooks:

@@ -14,8 +14,8 @@ import time
 from collections import deque
 from typing import Any
 
-from worker.child_env import child_environment
-from worker.comfy_user import ComfyUser
+from worker.comfy.environment import child_environment
+from worker.comfy.user import ComfyUser
 from worker.config import Config
 from worker.log_text import log_lines
 
@@ -56,7 +56,7 @@ def sage_check_command(python: str) -> list[str]:
 
 def child_kwargs(config: Config, user: ComfyUser | None) -> dict[str, Any]:
     """How every child in ComfyUI's interpreter is started: the scrubbed environment, and
-    the switched user when there is one (see worker/child_env.py, worker/comfy_user.py)."""
+    the switched user when there is one (see worker/comfy/environment.py, worker/comfy/user.py)."""
     env = child_environment(
         os.environ,
         extra=config.comfyui_env_pass,
