@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bake.errors import LockError, Problem
 from bake.locks.apt import APT_LOCK, loads_apt_lock
+from bake.locks.classes import CLASSES_FILE, load_class_table, review_drift
 from bake.locks.lockfile import (
     MODELS_LOCK,
     NODES_LOCK,
@@ -189,6 +190,17 @@ def check_repo(root: Path, *, strict: bool = False) -> CheckResult:
         one = check_file(root / APT_LOCK, strict=strict)
         total.errors += one.errors
         total.checked += one.checked
+    if not total.errors and (root / CLASSES_FILE).exists():
+        try:
+            table = load_class_table(root / CLASSES_FILE)
+        except LockError as exc:
+            total.errors += [str(p) for p in exc.problems]
+        else:
+            nodes = loads_nodes_lock((root / NODES_LOCK).read_text(encoding="utf-8"))
+            total.errors += [
+                f"{display(root / CLASSES_FILE)}: {line}" for line in review_drift(table, nodes)
+            ]
+            total.checked.append(display(root / CLASSES_FILE))
     if not total.errors:
         total.errors += cross_check(
             loads_nodes_lock((root / NODES_LOCK).read_text(encoding="utf-8")),

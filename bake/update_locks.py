@@ -17,7 +17,9 @@ from pathlib import Path
 from bake.check import display
 from bake.errors import BakeError
 from bake.locks.apt import APT_LOCK
+from bake.locks.classes import CLASSES_FILE, load_class_table, review_drift
 from bake.locks.lockfile import MODELS_LOCK, NODES_LOCK, REQUIREMENTS_LOCK, default_lock, lock_kind
+from bake.locks.nodes import loads_nodes_lock
 
 KINDS = ("nodes", "python", "models", "apt")
 # Without a kind flag: every kind but apt, whose snapshot moves every Ubuntu package of the
@@ -188,4 +190,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             status |= 1
+    if "nodes" in selection:
+        status |= _class_review(paths["nodes"])
     return status
+
+
+def _class_review(nodes_path: Path) -> int:
+    """After the nodes lock: which packs' classes need review (node-classes.yaml beside the
+    lock records the rev each pack was reviewed at). A pack that needs review does not fail
+    the resolve: the lock diff says it, and `bake check` fails until the review is done."""
+    table_path = nodes_path.parent / CLASSES_FILE
+    if not table_path.exists() or not nodes_path.exists():
+        return 0
+    try:
+        table = load_class_table(table_path)
+        nodes = loads_nodes_lock(nodes_path.read_text(encoding="utf-8"))
+    except BakeError as exc:
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    drift = review_drift(table, nodes)
+    print(f"== node classes ({display(table_path)})")
+    for line in drift:
+        print(f"  {line}")
+    if not drift:
+        print("  every pack's classes were reviewed at its locked rev")
+    return 0
