@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from worker.policy.code import CALL_SITES, CODE_NODES, HARMLESS, refused_code_node
+from bake.locks.classes import CLASSES_FILE, load_class_table
+from worker.policy.code import CALL_SITES, CODE_NODES, HARMLESS
 
 from .test_path_inputs import object_info
+
+REPO = Path(__file__).resolve().parents[2]
 
 NAMES = {"eval", "exec", "compile", "__import__"}
 ATTRIBUTES = {
@@ -131,11 +134,11 @@ def test_every_refused_class_exists_in_the_locked_node_set():
     assert [c for c in CODE_NODES if c not in info] == []
 
 
-def test_a_prompt_naming_a_code_node_gets_the_why():
-    prompt = {"5": {"class_type": "easy simpleMath", "inputs": {"value": "a+b"}}}
-    error = refused_code_node(prompt)
-    assert error is not None and error.startswith(
-        "node 5 (easy simpleMath) runs code from its inputs and is refused on this endpoint: "
-        "Easy-Use: eval()s its formula"
-    )
-    assert refused_code_node({"1": {"class_type": "LoadImage", "inputs": {}}}) is None
+def test_the_class_table_refuses_every_code_node_as_code():
+    table = load_class_table(REPO / CLASSES_FILE)
+    wrong = {
+        c: str(table.verdict(c))
+        for c in CODE_NODES
+        if table.verdict(c) is None or table.verdict(c).reason != "code"
+    }
+    assert wrong == {}

@@ -1,17 +1,16 @@
 """Nodes that run caller-supplied code, and the audit of the locked node set behind the list.
 
-A job that names one of CODE_NODES is refused before anything is queued, unless the endpoint
-sets ALLOW_CODE_NODES=1 (for endpoints that trust their callers). CALL_SITES records every
-call of eval, exec, compile, __import__, pickle/marshal loads and torch.load found in the
-sources of ComfyUI and the locked custom nodes (and of ast.parse, the front of an interpreter
-of caller text such as rgthree's Power Puter), with the verdict for each: a refused class, or
-why it is harmless. tests/worker/test_code_nodes.py scans the real sources and fails when a
-call site appears that this table does not list, so a node update that adds one is noticed.
+CODE_NODES are the classes node-classes.yaml refuses as `code` (tests/worker/test_code_nodes.py
+holds the two in step); ALLOW_CODE_NODES=1 allows them on endpoints that trust their callers.
+CALL_SITES records every call of eval, exec, compile, __import__, pickle/marshal loads and
+torch.load found in the sources of ComfyUI and the locked custom nodes (and of ast.parse, the
+front of an interpreter of caller text such as rgthree's Power Puter), with the verdict for
+each: a refused class, or why it is harmless. tests/worker/test_code_nodes.py scans the real
+sources and fails when a call site appears that this table does not list, so a node update
+that adds one is noticed.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 # class_type -> why a job may not use it by default
 CODE_NODES: dict[str, str] = {
@@ -30,6 +29,18 @@ CODE_NODES: dict[str, str] = {
     "(a job can upload that file as an image)",
     # Through the worker it stops today before it interprets anything, on the extra_pnginfo
     # the worker does not send (`"workflow" in None`): an accident, not a guard.
+    # The worker's input checker refuses literals at non-widget inputs, which closes this too;
+    # the class stays refused so a widened endpoint (NODE_CLASSES=all) knows what it allows.
+    **{
+        name: "RES4LYF (legacy): a literal dict at its `options` input carries t_fn_formula / "
+        "sigma_fn_formula, which the sampler eval()s with builtins in scope"
+        for name in (
+            "ClownSampler",
+            "ClownSamplerAdvanced",
+            "ClownsharKSampler",
+            "Legacy_ClownsharKSampler",
+        )
+    },
     "Power Puter (rgthree)": "rgthree: interprets its `code` input as Python, with getattr on "
     "any attribute (''.__class__.__mro__[1].__subclasses__() reaches os.popen)",
 }
@@ -49,7 +60,8 @@ CALL_SITES: dict[tuple[str, str], str] = {
     (
         "custom_nodes/RES4LYF/legacy/noise_sigmas_timesteps_scaling.py",
         "get_res4lyf_half_step3",
-    ): "ClownsharKSamplerOptions, SamplerOptions_TimestepScaling",
+    ): "ClownsharKSamplerOptions, SamplerOptions_TimestepScaling, ClownSampler, "
+    "ClownSamplerAdvanced, ClownsharKSampler, Legacy_ClownsharKSampler",
     ("custom_nodes/RES4LYF/conditioning.py", "Base64ToConditioning.main"): "Base64ToConditioning",
     ("custom_nodes/RES4LYF/legacy/conditioning.py", "Base64ToConditioning.main"): f"{HARMLESS}: "
     "legacy copy, not registered (Base64ToConditioning maps to RES4LYF/conditioning.py)",
@@ -139,17 +151,3 @@ CALL_SITES[(_VFI + "eisai/eisai_arch.py", "load")] = f"{HARMLESS}: a pickle help
 CALL_SITES[(_VFI + "eisai/eisai_arch.py", "Table.render")] = (
     f"{HARMLESS}: eval of an f-string built from the table's own format specs"
 )
-
-
-def refused_code_node(prompt: dict[str, Any]) -> str | None:
-    """The error for the first node of `prompt` that runs caller-supplied code, or None."""
-    for node_id, node in prompt.items():
-        class_type = node.get("class_type")
-        why = CODE_NODES.get(class_type) if isinstance(class_type, str) else None
-        if why is not None:
-            return (
-                f"node {node_id} ({class_type}) runs code from its inputs and is refused on "
-                f"this endpoint: {why}. Set ALLOW_CODE_NODES=1 only on an endpoint whose "
-                "callers may run any code on the worker"
-            )
-    return None

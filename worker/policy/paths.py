@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ PATH_INPUTS: dict[tuple[str, str], str] = {
     ("CameraPoseVisualizer", "pose_file_path"): READ,
     ("CreateAudioMask", "audio_path"): READ,
     ("DiTBlockLoraLoader", "opt_lora_path"): READ,
+    ("DiffusionModelLoaderKJ", "extra_state_dict"): READ,
     ("EndRecordCUDAMemoryHistory", "output_path"): WRITE,
     ("LoadImagesFromFolderKJ", "folder"): READ,
     ("LoadTrainingDataset", "folder_name"): READ,
@@ -154,8 +156,12 @@ def plain_name_problem(value: str) -> str | None:
     return None
 
 
-def check_file_names(prompt: dict[str, Any]) -> None:
-    """Combo inputs naming a file in ComfyUI's input/output folder hold plain names."""
+def check_file_names(
+    prompt: dict[str, Any], known: Mapping[str, Collection[str]] | None = None
+) -> None:
+    """Combo inputs naming a file in ComfyUI's input/output folder hold plain names; with
+    `known` (folder -> the names a job may load from it: its own uploads and the files the
+    folder held at boot), only those: a file another job left behind is never loaded."""
     for node_id, node in prompt.items():
         inputs = node.get("inputs", {})
         for name, value in inputs.items():
@@ -176,6 +182,12 @@ def check_file_names(prompt: dict[str, Any]) -> None:
                 problem = "no leading '.' and no '[output]'/'[input]'/'[temp]' folder suffix"
             if problem is not None:
                 raise PathInputError(f"{where}: {value!r} is not a plain file name: {problem}")
+            folder = FILE_NAMES[(node.get("class_type"), name)]
+            if known is not None and value not in known.get(folder, ()):
+                raise PathInputError(
+                    f"{where}: {value!r} is neither one of this job's images (input.images) nor "
+                    f"a file the image ships in ComfyUI's {folder} folder"
+                )
 
 
 def confine_paths(prompt: dict[str, Any], input_dir: Path, output_dir: Path) -> dict[str, Any]:
