@@ -16,11 +16,16 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from types import FrameType
+from urllib.parse import quote
 
 from worker import provenance
+from worker.comfy.containment import ContainmentUnavailable
+from worker.comfy.launch import plan
 from worker.comfy.process import (
     ComfyProcess,
     ComfyStartError,
@@ -32,6 +37,7 @@ from worker.config import Config, ConfigError
 from worker.model_paths import with_model_paths
 from worker.model_warm import warm
 from worker.models_check import ModelCheck, check_models
+from worker.policy.classes import ClassPolicy, ClassTableError
 
 log = logging.getLogger("worker")
 
@@ -104,6 +110,24 @@ def main() -> int:
     except (ComfyUserError, OSError) as exc:
         log.error("ComfyUI's user: %s", exc)
         return 2 if isinstance(exc, ComfyUserError) else 1
+    private = Path(tempfile.mkdtemp(prefix="comfy-bake-run-"))
+    private.chmod(0o755)  # ComfyUI's user reaches its folders inside (worker.comfy.launch)
+    try:
+        setup = plan(config, user, private)
+    except ContainmentUnavailable as exc:
+        log.error("containment: %s", exc)
+        return 2
+    log.info("containment: %s", setup.contained)
+    try:
+        classes = ClassPolicy.load(
+            config.node_classes_file,
+            everything=config.node_classes == "all",
+            by_name=config.allow_node_classes,
+            code=config.allow_code_nodes,
+        )
+    except ClassTableError as exc:
+        log.error("node classes: %s", exc)
+        return 2
 
     checked: list[ModelCheck] = []
 
@@ -120,8 +144,8 @@ def main() -> int:
 
     verifier = threading.Thread(target=verify, name="verify-models", daemon=True)
     verifier.start()
-    sage_check = start_sage_check(config, user)
-    comfy = ComfyProcess(config, sage=config.sage_attention, user=user)
+    sage_check = start_sage_check(config, user, setup)
+    comfy = ComfyProcess(config, sage=config.sage_attention, user=user, setup=setup)
     preload = threading.Thread(target=_preload, name="preload", daemon=True)
     try:  # from here on, whatever ends the boot (SIGTERM included) stops both children
         if config.mode == "pod":
@@ -137,6 +161,7 @@ def main() -> int:
             return 1
         try:
             comfy_seconds = comfy.wait_ready()
+            comfy.check_guarded()
         except ComfyStartError as exc:
             log.error("%s", exc)
             return 1
@@ -153,7 +178,7 @@ def main() -> int:
         if config.mode == "pod":
             return _supervise(comfy)
         preload.join()
-        return _serve(config, comfy, check)
+        return _serve(config, comfy, check, classes, setup.contained)
     finally:
         if sage_check is not None and sage_check.poll() is None:
             sage_check.kill()
@@ -178,13 +203,27 @@ def _models_ok(check: ModelCheck) -> bool:
     return True
 
 
-def _serve(config: Config, comfy: ComfyProcess, models: ModelCheck) -> int:
+def _serve(
+    config: Config,
+    comfy: ComfyProcess,
+    models: ModelCheck,
+    classes: ClassPolicy,
+    contained: str,
+) -> int:
     from worker import rp_handler
     from worker.comfy.client import ComfyClient, ComfyError
+    from worker.job_files import BootFiles
     from worker.outputs import BucketUploader
+    from worker.policy.extras import vhs_extra_inputs
+    from worker.policy.inputs import InputChecker
+    from worker.policy.models import combo_inputs
+    from worker.policy.paths import FILE_NAMES
 
     client = ComfyClient(
-        config.comfyui_url, alive=comfy.alive, reconnect_timeout=config.ws_reconnect_timeout
+        config.comfyui_url,
+        alive=comfy.alive,
+        reconnect_timeout=config.ws_reconnect_timeout,
+        headers=comfy.auth_headers,
     )
     try:
         client.ensure_connected()
@@ -197,7 +236,22 @@ def _serve(config: Config, comfy: ComfyProcess, models: ModelCheck) -> int:
         )
         return 1
     uploader = BucketUploader(config.bucket) if config.bucket else None
-    rp_handler.install(rp_handler.Runtime(config, comfy, client, uploader, models))
+    # Read once, before the first job: what every class declares, for the input checks
+    object_info = client.get_json("/object_info")
+    log.info("node classes: %s", classes.summary(object_info))
+    checker = InputChecker(
+        object_info,
+        refresh=lambda c: client.get_json(f"/object_info/{quote(c, safe='')}").get(c),
+        extra_inputs=vhs_extra_inputs(object_info),
+        file_names=frozenset(FILE_NAMES),
+    )
+    runtime = rp_handler.Runtime(config, comfy, client, uploader, models)
+    runtime.classes = classes
+    runtime.checker = checker
+    runtime.boot_files = BootFiles.take(config.comfyui_dir)
+    runtime.contained = contained
+    runtime.combos = combo_inputs(object_info)
+    rp_handler.install(runtime)
     rp_handler.serve()
     return 0
 

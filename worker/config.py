@@ -99,6 +99,14 @@ class Config:
     # job-input policy (worker.policy.models, worker.policy.code, worker.policy.paths)
     model_policy: str = "locked"  # locked | open
     allow_code_nodes: bool = False
+    # node classes (worker.policy.classes): the reviewed table, or every installed class
+    node_classes: str = "reviewed"  # reviewed | all
+    allow_node_classes: tuple[str, ...] = ()  # further classes allowed by name
+    node_classes_file: Path | None = None  # None: node-classes.yaml where the locks are
+    # ComfyUI's containment (worker.comfy.containment) and its API key (worker.comfy.api_guard)
+    containment: str = "auto"  # required | auto | off
+    containment_read: tuple[Path, ...] = ()  # further folders ComfyUI may read (CONTAINMENT_READ)
+    comfyui_api_key: str | None = None  # None: a new random key at every boot
     max_input_image_bytes: int = 50 * 1024 * 1024
     log_prefix: str = "[comfyui] "
     # ComfyUI's user and environment (worker/comfy/user.py, worker/comfy/environment.py)
@@ -156,12 +164,33 @@ class Config:
             bucket=_bucket_from_env(env),
             model_policy=_choice(env, "MODEL_POLICY", "locked", ("locked", "open")),
             allow_code_nodes=_flag(env, "ALLOW_CODE_NODES", False),
+            node_classes=_choice(env, "NODE_CLASSES", "reviewed", ("reviewed", "all")),
+            allow_node_classes=tuple(
+                name.strip()
+                for name in env.get("ALLOW_NODE_CLASSES", "").split(",")
+                if name.strip()
+            ),
+            node_classes_file=Path(f) if (f := env.get("NODE_CLASSES_FILE", "").strip()) else None,
+            containment=_choice(env, "CONTAINMENT", "auto", ("required", "auto", "off")),
+            containment_read=tuple(
+                Path(p) for p in env.get("CONTAINMENT_READ", "").split(":") if p.strip()
+            ),
+            comfyui_api_key=_api_key(env),
             max_input_image_bytes=int(
                 _number(env, "MAX_INPUT_IMAGE_BYTES", 50 * 1024 * 1024, minimum=1)
             ),
             comfyui_user=env.get("COMFYUI_USER", "").strip(),
             comfyui_env_pass=_env_pass(env),
         )
+
+
+def _api_key(env: Mapping[str, str]) -> str | None:
+    key = env.get("COMFYUI_API_KEY", "").strip()
+    if not key:
+        return None
+    if len(key) < 16 or len(key) > 256 or not key.isascii() or not key.isprintable():
+        raise ConfigError("COMFYUI_API_KEY: expected 16 to 256 printable ASCII characters")
+    return key
 
 
 def _env_pass(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.policy.code import refused_code_node
 from worker.policy.paths import PathInputError, check_file_names, is_prefix, writes_to_own_folder
 
 KNOWN_KEYS = ("workflow", "images", "overrides", "comfy_org_api_key")
@@ -63,7 +62,6 @@ def parse_job_input(
     *,
     workflows_dir: Path,
     allow_raw: bool,
-    allow_code_nodes: bool = False,
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
 ) -> JobSpec:
     if not isinstance(raw, dict):
@@ -106,8 +104,6 @@ def parse_job_input(
         check_file_names(prompt)
     except PathInputError as exc:
         raise JobInputError(str(exc)) from None
-    if not allow_code_nodes and (refused := refused_code_node(prompt)):
-        raise JobInputError(refused)
     images = parse_images(raw.get("images", []), max_image_bytes)
     extra: dict[str, Any] = {}
     if raw.get("comfy_org_api_key") is not None:

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import queue
-import shutil
 import threading
 import time
 import uuid
@@ -38,9 +37,11 @@ from worker.comfy.client import (
 from worker.comfy.process import ComfyProcess, ComfyStartError
 from worker.config import Config
 from worker.image_fetch import fetch_image
+from worker.job_files import BootFiles, remove
 from worker.job_input import (
     JobInputError,
     JobSpec,
+    check_output_prefixes,
     parse_job_input,
     rename_references,
     scope_outputs,
@@ -56,6 +57,8 @@ from worker.outputs import (
     collect_outputs,
     inline_entry,
 )
+from worker.policy.classes import ClassPolicy, ClassPolicyError
+from worker.policy.inputs import InputChecker, InputError
 from worker.policy.models import (
     ModelPolicyError,
     VerifiedModels,
@@ -64,7 +67,7 @@ from worker.policy.models import (
     model_uses,
     node_checkpoint_uses,
 )
-from worker.policy.paths import FILE_NAMES, PathInputError, confine_paths
+from worker.policy.paths import FILE_NAMES, PathInputError, check_file_names, confine_paths
 
 log = logging.getLogger("worker")
 
@@ -76,6 +79,10 @@ class Runtime:
     client: ComfyClient
     uploader: BucketUploader | None = None
     models: ModelCheck | None = None  # what the boot verified, for the model policy
+    classes: ClassPolicy | None = None  # None: every class (unit tests that build a Runtime)
+    checker: InputChecker | None = None  # the inputs against /object_info, made at boot
+    boot_files: BootFiles | None = None  # input/, output/, temp/ as the boot found them
+    contained: str = ""  # what contains ComfyUI, as the boot log said it
     # ComfyUI's combo inputs and model folders, read from it at the first job that needs them
     combos: dict[str, frozenset[str]] | None = None
     folders: list[str] | None = None
@@ -158,7 +165,6 @@ def run_job(job: dict[str, Any], cancel: CancelToken | None = None) -> dict[str,
             job.get("input"),
             workflows_dir=rt.config.workflows_dir,
             allow_raw=rt.config.allow_raw_workflows,
-            allow_code_nodes=rt.config.allow_code_nodes,
             max_image_bytes=rt.config.max_input_image_bytes,
         )
     except JobInputError as exc:
@@ -172,9 +178,11 @@ def run_job(job: dict[str, Any], cancel: CancelToken | None = None) -> dict[str,
     if failure is not None:
         return failure
     scope = f"job-{uuid.uuid4().hex[:12]}"
+    if rt.boot_files is not None:
+        rt.boot_files.begin(scope)
     try:
         return _run(rt, job, spec, scope, started, cancel)
-    except JobInputError as exc:
+    except (JobInputError, ClassPolicyError, InputError) as exc:
         return {"error": f"invalid input: {exc}"}
     except ComfyGone:
         code = rt.comfy.returncode
@@ -197,7 +205,7 @@ def run_job(job: dict[str, Any], cancel: CancelToken | None = None) -> dict[str,
         log.exception("job failed unexpectedly")
         return {"error": f"internal error in the worker: {type(exc).__name__}: {exc}"}
     finally:
-        _cleanup(rt.config, scope)
+        _cleanup(rt, scope)
 
 
 def _run(
@@ -209,8 +217,21 @@ def _run(
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     config, client = rt.config, rt.client
-    # Every check on the prompt runs before anything is uploaded or queued.
+    # Every check on the prompt runs before anything is uploaded or queued: the classes, then
+    # each input against its class's declaration, giving the values the nodes will get; every
+    # later rule reads those.
+    titles = spec.titles
+    if rt.classes is not None:
+        rt.classes.check(spec.prompt, titles)
+    if rt.checker is not None:
+        spec.prompt = rt.checker.normalise(spec.prompt, titles)
+    known = None
+    if rt.boot_files is not None:
+        uploads = {image.name for image in spec.images}
+        known = {f: rt.boot_files.names(f) | uploads for f in ("input", "output")}
     try:
+        check_output_prefixes(spec.prompt)
+        check_file_names(spec.prompt, known)
         confine_paths(
             spec.prompt, config.comfyui_dir / "input" / scope, config.comfyui_dir / "output" / scope
         )
@@ -271,6 +292,8 @@ def _run(
         "outputs_ms": round((done - ran) * 1000, 1),
         "total_ms": round((done - started) * 1000, 1),
     }
+    if rt.contained:
+        output["containment"] = rt.contained
     if (build := provenance.record()) is not None:
         output["provenance"] = build  # which image served this job (worker/provenance.py)
     return output
@@ -329,20 +352,25 @@ def _restart(rt: Runtime, why: str) -> dict[str, Any] | None:
 _cleanups: queue.Queue[Path] = queue.Queue()
 
 
-def _cleanup(config: Config, scope: str) -> None:
-    """Remove this job's input, output and temp folders once its result is built.
+def _cleanup(rt: Runtime, scope: str) -> None:
+    """Once the job's result is built: remove its input, output and temp folders, and, when no
+    other job runs, whatever else it left in them (worker.job_files).
 
-    All are the job's own (a preview, such as VideoHelperSuite's with save_output off, is
-    written under the job's prefix into temp/), so their removal (a walk and rmdirs) runs on a
-    background thread instead of delaying the response.
+    The removal (a walk and rmdirs) runs on a background thread instead of delaying the
+    response; until then nothing of it can be loaded (a job loads only its own uploads and the
+    files the boot found).
     """
-    for kind in ("input", "output", "temp"):
-        _cleanups.put(config.comfyui_dir / kind / scope)
+    if rt.boot_files is not None:
+        paths = rt.boot_files.end(scope)
+    else:
+        paths = [rt.config.comfyui_dir / kind / scope for kind in ("input", "output", "temp")]
+    for path in paths:
+        _cleanups.put(path)
 
 
 def _remove_folders() -> None:
     while True:
-        shutil.rmtree(_cleanups.get(), ignore_errors=True)
+        remove(_cleanups.get())
         _cleanups.task_done()
 
 

@@ -143,8 +143,11 @@ class ComfyClient:
         reconnect_timeout: float = 30.0,
         history_poll: float = 5.0,
         request_timeout: float = 60.0,
+        headers: dict[str, str] | None = None,
     ):
         self.base_url = base_url.rstrip("/")
+        # The API key ComfyUI demands in serverless mode (worker/comfy/api_guard.py)
+        self.headers = dict(headers or {})
         self.ws_url = "ws" + self.base_url[4:] + "/ws"
         self.client_id = uuid.uuid4().hex
         self.alive = alive
@@ -154,6 +157,7 @@ class ComfyClient:
         self.session = requests.Session()
         # Loopback only: no proxy or netrc lookups (they walk the environment on every call).
         self.session.trust_env = False
+        self.session.headers.update(self.headers)
         self.ws: websocket.WebSocket | None = None
         # Prompts whose /history entry is still to be deleted (see forget)
         self._to_forget: queue.Queue[str] = queue.Queue()
@@ -293,7 +297,8 @@ class ComfyClient:
                 if conn is None:
                     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
                 body = json.dumps({"delete": [prompt_id]})
-                conn.request("POST", "/history", body, {"Content-Type": "application/json"})
+                headers = {"Content-Type": "application/json", **self.headers}
+                conn.request("POST", "/history", body, headers)
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status != 200:
@@ -321,6 +326,7 @@ class ComfyClient:
         job's thread stops the prompt again, and restarts ComfyUI if it will not stop."""
         with requests.Session() as session:
             session.trust_env = False
+            session.headers.update(self.headers)
             try:
                 for path, body in (
                     ("/queue", {"delete": [prompt_id]}),
@@ -345,6 +351,7 @@ class ComfyClient:
                     timeout=max(0.1, min(10.0, deadline - time.monotonic())),
                     enable_multithread=False,
                     skip_utf8_validation=True,
+                    header=[f"{k}: {v}" for k, v in self.headers.items()],
                 )
                 self.client_id = client_id
                 return ws

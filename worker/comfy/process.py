@@ -14,7 +14,9 @@ import time
 from collections import deque
 from typing import Any
 
+from worker.comfy.api_guard import KEY_FD_ENV
 from worker.comfy.environment import child_environment
+from worker.comfy.launch import API_GUARD, Setup
 from worker.comfy.user import ComfyUser
 from worker.config import Config
 from worker.log_text import log_lines
@@ -28,10 +30,13 @@ class ComfyStartError(RuntimeError):
     """ComfyUI did not come up; the message says why and carries its last log lines."""
 
 
-def comfy_command(config: Config, *, sage: bool) -> list[str]:
-    """The exact ComfyUI command line the worker runs."""
-    cmd = [
-        config.comfyui_python,
+def comfy_command(config: Config, *, sage: bool, guarded: bool = False) -> list[str]:
+    """The exact ComfyUI command line the worker runs (before containment wraps it).
+    `guarded`: main.py runs behind the API key check (worker/comfy/api_guard.py)."""
+    cmd = [config.comfyui_python]
+    if guarded:
+        cmd.append(str(API_GUARD))
+    cmd += [
         str(config.comfyui_dir / "main.py"),
         "--listen",
         config.listen,
@@ -54,29 +59,36 @@ def sage_check_command(python: str) -> list[str]:
     return [python, "-c", "import sageattention"]
 
 
-def child_kwargs(config: Config, user: ComfyUser | None) -> dict[str, Any]:
-    """How every child in ComfyUI's interpreter is started: the scrubbed environment, and
-    the switched user when there is one (see worker/comfy/environment.py, worker/comfy/user.py)."""
-    env = child_environment(
-        os.environ,
-        extra=config.comfyui_env_pass,
-        home=user.home if user else None,
-        user=user.name if user else None,
-    )
+def child_kwargs(
+    config: Config, user: ComfyUser | None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """How every child in ComfyUI's interpreter is started: the scrubbed environment (`env`,
+    else built here), and the switched user when there is one (see worker/comfy/environment.py,
+    worker/comfy/user.py)."""
+    if env is None:
+        env = child_environment(
+            os.environ,
+            extra=config.comfyui_env_pass,
+            home=user.home if user else None,
+            user=user.name if user else None,
+        )
     return {"env": env, **(user.popen_kwargs() if user else {})}
 
 
-def start_sage_check(config: Config, user: ComfyUser | None = None) -> subprocess.Popen[str] | None:
-    """Start `import sageattention` in ComfyUI's interpreter, as ComfyUI will run; None when
-    sage is off."""
+def start_sage_check(
+    config: Config, user: ComfyUser | None = None, setup: Setup | None = None
+) -> subprocess.Popen[str] | None:
+    """Start `import sageattention` in ComfyUI's interpreter, as ComfyUI will run (same user,
+    environment and containment); None when sage is off."""
     if not config.sage_attention:
         return None
+    command = sage_check_command(config.comfyui_python)
     return subprocess.Popen(
-        sage_check_command(config.comfyui_python),
+        setup.wrap(command) if setup else command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        **child_kwargs(config, user),
+        **child_kwargs(config, user, setup.env if setup else None),
     )
 
 
@@ -120,10 +132,13 @@ class ComfyProcess:
         sage: bool,
         log_lines: int = 60,
         user: ComfyUser | None = None,
+        setup: Setup | None = None,
     ):
         self.config = config
         self.sage = sage
         self.user = user  # None: ComfyUI runs as the worker's own user
+        # None: ComfyUI's environment built here, no containment, no API key (unit tests)
+        self.setup = setup
         self.proc: subprocess.Popen[bytes] | None = None
         self.last_lines: deque[str] = deque(maxlen=log_lines)
         self._pump: threading.Thread | None = None
@@ -131,23 +146,42 @@ class ComfyProcess:
 
     @property
     def command(self) -> list[str]:
-        return comfy_command(self.config, sage=self.sage)
+        guarded = self.setup is not None and self.setup.api_key is not None
+        command = comfy_command(self.config, sage=self.sage, guarded=guarded)
+        return self.setup.wrap(command) if self.setup else command
 
     def start(self) -> None:
         self.last_lines.clear()
         as_user = f" as {self.user.name} (uid {self.user.uid})" if self.user else ""
-        log.info("starting ComfyUI%s: %s", as_user, " ".join(self.command))
+        guarded = self.setup is not None and self.setup.api_key is not None
+        shown = " ".join(comfy_command(self.config, sage=self.sage, guarded=guarded))
+        contained = f", contained ({self.setup.contained})" if self.setup else ""
+        log.info("starting ComfyUI%s%s: %s", as_user, contained, shown)
         main = threading.current_thread() is threading.main_thread()
         on_main_thread = _die_with_parent if main else None
-        self.proc = subprocess.Popen(
-            self.command,
-            cwd=self.config.comfyui_dir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=on_main_thread,
-            **child_kwargs(self.config, self.user),
-        )
+        kwargs = child_kwargs(self.config, self.user, self.setup.env if self.setup else None)
+        key_fd = None
+        if self.setup is not None and self.setup.api_key is not None:
+            # The key travels on a pipe that api_guard.py reads and closes: never in ComfyUI's
+            # environment or command line, where its children and /proc could read it.
+            key_fd, write_end = os.pipe()
+            os.write(write_end, self.setup.api_key.encode())
+            os.close(write_end)
+            kwargs["env"] = {**kwargs["env"], KEY_FD_ENV: str(key_fd)}
+        try:
+            self.proc = subprocess.Popen(
+                self.command,
+                cwd=self.config.comfyui_dir,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=on_main_thread,
+                pass_fds=(key_fd,) if key_fd is not None else (),
+                **kwargs,
+            )
+        finally:
+            if key_fd is not None:
+                os.close(key_fd)
         self._pump = threading.Thread(
             target=self._pass_log, args=(self.proc,), name="comfyui-log", daemon=True
         )
@@ -184,6 +218,7 @@ class ComfyProcess:
         url = self.config.comfyui_url + "/system_stats"
         session = requests.Session()
         session.trust_env = False
+        session.headers.update(self.auth_headers)
         while True:
             if not self.alive():
                 code = self.returncode
@@ -210,6 +245,31 @@ class ComfyProcess:
                     f"{self.tail()}"
                 )
             time.sleep(0.05)
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """What every request to ComfyUI carries (empty when ComfyUI is not guarded)."""
+        key = self.setup.api_key if self.setup else None
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def check_guarded(self) -> None:
+        """Raise ComfyStartError unless ComfyUI refuses a request without the key: proof that
+        the guard is in force, not an assumption."""
+        if not self.auth_headers:
+            return
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False
+        try:
+            status = session.get(self.config.comfyui_url + "/system_stats", timeout=5).status_code
+        except requests.RequestException as exc:
+            raise ComfyStartError(f"ComfyUI's API guard could not be checked: {exc}") from None
+        if status != 403:
+            raise ComfyStartError(
+                f"ComfyUI answered a request without the worker's API key with {status}, not "
+                "403: its API would answer anything that reaches its port; not serving jobs"
+            )
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after COMFYUI_STOP_TIMEOUT; returns the exit code."""
