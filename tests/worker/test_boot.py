@@ -20,7 +20,7 @@ SERVING = "Starting API server"
 
 
 def system_argv(worker: WorkerProcess) -> list[str]:
-    return requests.get(worker.comfy_url + "/system_stats", timeout=5).json()["system"]["argv"]
+    return worker.comfy_get("/system_stats", timeout=5).json()["system"]["argv"]
 
 
 def wait_for(predicate, timeout: float = 20, what: str = "condition"):
@@ -40,7 +40,12 @@ def test_serverless_boot_uses_the_exact_flags_on_loopback_and_sigterm_stops_comf
     (stub / "sageattention" / "__init__.py").write_text("")
     with WorkerProcess(
         tmp_path,
-        env={"SAGE_ATTENTION": "on", "PYTHONPATH": str(stub), "COMFYUI_EXTRA_ARGS": "--cpu"},
+        env={
+            "SAGE_ATTENTION": "on",
+            "PYTHONPATH": str(stub),
+            "CONTAINMENT_READ": str(stub),
+            "COMFYUI_EXTRA_ARGS": "--cpu",
+        },
     ) as worker:
         worker.wait_ready()
         argv = system_argv(worker)
@@ -142,6 +147,8 @@ def test_sigterm_while_pod_mode_verifies_the_models_also_stops_the_sage_check(tm
         "WORKER_MODE": "pod",
         "SAGE_ATTENTION": "on",
         "PYTHONPATH": str(stub.parent),
+        # the stub writes its PID beside the test, which containment would not let it do
+        "CONTAINMENT": "off",
         "MODEL_VERIFY": "full",
         "MODELS_LOCK": str(lock),
     }
@@ -174,7 +181,7 @@ def _open_for_writing(fifo: Path) -> int | None:
 
 def _answers(worker: WorkerProcess) -> bool:
     try:
-        return requests.get(worker.comfy_url + "/system_stats", timeout=1).ok
+        return worker.comfy_get("/system_stats", timeout=1).ok
     except requests.ConnectionError:
         return False
 

@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import requests
 from PIL import Image
 from support.fake_comfyui.runner import WorkerProcess
 
@@ -83,7 +82,7 @@ def status_ids(pid: int) -> dict[str, str]:
 
 def write(worker: WorkerProcess, path: Path) -> dict:
     body = {"path": str(path), "text": "import os  # loaded at the next ComfyUI start\n"}
-    return requests.post(worker.comfy_url + "/fake/write", json=body, timeout=5).json()
+    return worker.comfy_post("/fake/write", json=body, timeout=5).json()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (the image's case)")
@@ -91,7 +90,17 @@ def test_comfyui_runs_unprivileged_cannot_write_code_and_jobs_still_work(world_r
     user = pwd.getpwnam(USER)
     tmp = world_readable_tmp
     python = interpreter_for(user, tmp)
-    worker = WorkerProcess(tmp, env={"COMFYUI_USER": USER, "COMFYUI_PYTHON": str(python)})
+    # The wrapper's interpreter and site-packages lie outside what containment derives from a
+    # venv's layout: named for it, as an operator names extra read-only folders
+    readable = [str(python.parent), sysconfig.get_paths()["purelib"], sys.base_prefix, sys.prefix]
+    worker = WorkerProcess(
+        tmp,
+        env={
+            "COMFYUI_USER": USER,
+            "COMFYUI_PYTHON": str(python),
+            "CONTAINMENT_READ": ":".join(readable),
+        },
+    )
     comfyui = worker.comfyui_dir
     (comfyui / "custom_nodes" / "some_node").mkdir(parents=True)
     node_config = comfyui / "custom_nodes" / "RES4LYF" / "res4lyf.config.json"
@@ -135,7 +144,7 @@ def test_comfyui_runs_unprivileged_cannot_write_code_and_jobs_still_work(world_r
         assert done["status"] == "COMPLETED", done
         assert done["output"]["images"][0]["filename"].startswith("inv")
 
-        child_env = requests.get(worker.comfy_url + "/fake/env", timeout=5).json()
+        child_env = worker.comfy_get("/fake/env", timeout=5).json()
         assert (child_env["USER"], child_env["HOME"]) == (USER, user.pw_dir)
 
     settings = comfyui / "user" / "default" / "comfy.settings.json"

@@ -53,6 +53,10 @@ def locked(tmp_path_factory):
         env={
             "MODEL_VERIFY": "full",
             "MODELS_LOCK": str(lock),
+            # Every installed class, as an endpoint that widens the class table runs: the
+            # model, path and file-name rules below still hold there (test_default_deny.py
+            # attacks the default, reviewed classes)
+            "NODE_CLASSES": "all",
             "MAX_INPUT_IMAGE_BYTES": "2000",
             "JOB_TIMEOUT": "10",
         },
@@ -108,9 +112,8 @@ def checkpoint(name: str) -> tuple[str, dict]:
 
 
 def prompts_queued(worker: WorkerProcess) -> int:
-    import requests
 
-    return requests.get(worker.comfy_url + "/fake/stats", timeout=5).json().get("POST /prompt", 0)
+    return worker.comfy_get("/fake/stats", timeout=5).json().get("POST /prompt", 0)
 
 
 # -- 1. model policy ------------------------------------------------------------------------
@@ -162,7 +165,8 @@ def test_a_verified_model_changed_in_place_after_the_boot_is_refused(locked):
 def test_a_planted_model_fed_through_a_link_is_refused(locked):
     # ComfyUI checks a combo's value against its options only when it is a literal; a link from
     # a node with an any-type ("*") output passes its type check, and the loader opens whatever
-    # name arrives
+    # name arrives. The any-type switch cannot even take the name as a literal (it declares a
+    # `*` input), and a link into a combo is refused whatever feeds it.
     before = prompts_queued(locked)
     reroute = {
         "class_type": "LazySwitchKJ",
@@ -171,9 +175,15 @@ def test_a_planted_model_fed_through_a_link_is_refused(locked):
     loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ["10", 0]}}
     error = run_error(locked, invert_job(("10", reroute), ("9", loader)))
     assert error == (
-        "invalid input: node 9 (CheckpointLoaderSimple), input 'ckpt_name' names a model file "
-        "and is fed by node 10: which file it loads cannot be checked before the job runs; set "
-        "it as a literal value"
+        "invalid input: node 10 (LazySwitchKJ), input 'on_false' takes a connection from "
+        "another node (type '*'), not a value"
+    )
+    name = {"class_type": "PrimitiveString", "inputs": {"value": "planted.safetensors"}}
+    error = run_error(locked, invert_job(("10", name), ("9", loader)))
+    assert error == (
+        "invalid input: node 9 (CheckpointLoaderSimple), input 'ckpt_name' is a choice from a "
+        "list and is fed by node 10: a computed choice cannot be checked before the job runs; "
+        "set it as a literal value"
     )
     assert prompts_queued(locked) == before
 
@@ -187,7 +197,7 @@ def test_a_planted_model_fed_through_a_link_is_refused(locked):
                 "class_type": "Power Lora Loader (rgthree)",
                 "inputs": {"LORA_1": {"on": True, "lora": "planted_lora", "strength": 1.0}},
             },
-            "input 'LORA_1'",
+            "input 'LORA_1': the class does not declare it",
         ),
         # Easy-Use's loaders (and rgthree's Power Prompt) load the loras a prompt's text names
         (
@@ -202,8 +212,10 @@ def test_a_planted_model_fed_through_a_link_is_refused(locked):
 def test_a_planted_lora_named_in_text_or_a_dict_is_refused(locked, node, where):
     before = prompts_queued(locked)
     error = run_error(locked, invert_job(("7", node)))
-    assert error.startswith(f"invalid input: node 7 ({node['class_type']}), {where}: ")
-    assert "the model file 'planted_lora.safetensors' in loras is not one the models lock" in error
+    assert error.startswith(f"invalid input: node 7 ({node['class_type']}), {where}")
+    # the loosely declared loader is refused for its undeclared key before its lora is looked at
+    if "does not declare" not in where:
+        assert "the model file 'planted_lora.safetensors' in loras is not one the models" in error
     assert prompts_queued(locked) == before
 
 
@@ -259,60 +271,13 @@ def test_a_frame_interpolation_checkpoint_the_lock_does_not_hold_is_refused(lock
 
 
 def test_a_frame_interpolation_checkpoint_fed_through_a_link_is_refused(locked):
-    switch = {
-        "class_type": "LazySwitchKJ",
-        "inputs": {"switch": True, "on_false": "x", "on_true": "rife49.pth"},
-    }
+    name = {"class_type": "PrimitiveString", "inputs": {"value": "rife49.pth"}}
     rife = {"class_type": "RIFE VFI", "inputs": {"ckpt_name": ["10", 0], "frames": ["2", 0]}}
-    error = run_error(locked, invert_job(("10", switch), ("5", rife)))
+    error = run_error(locked, invert_job(("10", name), ("5", rife)))
     assert error.startswith(
-        "invalid input: node 5 (RIFE VFI), input 'ckpt_name' names a model file and is fed by "
-        "node 10"
+        "invalid input: node 5 (RIFE VFI), input 'ckpt_name' is a choice from a list and is fed "
+        "by node 10"
     )
-
-
-# -- 0. code-evaluating nodes ---------------------------------------------------------------
-def test_sigmas_math_is_refused_naming_node_class_and_why(locked):
-    before = prompts_queued(locked)
-    sigmas = {
-        "class_type": "Sigmas Math1",
-        "inputs": {
-            "start": 0,
-            "stop": 0,
-            "trim": 0,
-            "x": 1.0,
-            "y": 1.0,
-            "z": 1.0,
-            "f1": "torch.os.popen('id').read()",
-            "rescale": False,
-            "max1": 14.614642,
-            "min1": 0.0291675,
-        },
-    }
-    error = run_error(locked, invert_job(("7", sigmas)))
-    assert error.startswith(
-        "invalid input: node 7 (Sigmas Math1) runs code from its inputs and is refused on this "
-        "endpoint: RES4LYF: eval()s its formula f1"
-    )
-    assert "ALLOW_CODE_NODES=1" in error
-    assert prompts_queued(locked) == before
-
-
-def test_power_puter_is_refused_naming_node_class_and_why(locked):
-    # rgthree's Power Puter interprets Python with getattr on any attribute: no eval() in its
-    # source, but ''.__class__.__mro__[1].__subclasses__() reaches os.popen all the same
-    before = prompts_queued(locked)
-    code = (
-        "[c for c in ''.__class__.__mro__[1].__subclasses__() if c.__name__ == '_wrap_close']"
-        "[0].__init__.__globals__['popen']('id').read()"
-    )
-    puter = {"class_type": "Power Puter (rgthree)", "inputs": {"code": code}}
-    error = run_error(locked, invert_job(("7", puter)))
-    assert error.startswith(
-        "invalid input: node 7 (Power Puter (rgthree)) runs code from its inputs and is refused "
-        "on this endpoint: rgthree: interprets its `code` input as Python"
-    )
-    assert prompts_queued(locked) == before
 
 
 # -- 2. path inputs -------------------------------------------------------------------------
@@ -437,12 +402,10 @@ def test_deep_nesting_is_an_input_error_not_a_crash(locked):
 def test_a_carriage_return_cannot_forge_a_worker_log_line(locked):
     forged = "[worker] 2026-12-02 03:00:00,000 ERROR forged by the job"
     job = invert_job(("7", {"class_type": f"Nope\r{forged}", "inputs": {}}))
-    run_error(locked, job)  # ComfyUI refuses the class and logs its name
-    deadline = time.monotonic() + 5
-    while "Nope" not in locked.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    error = run_error(locked, job)  # the worker refuses the class before ComfyUI sees it
+    assert "ComfyUI has no node class 'Nope\\r[worker]" in error
+    time.sleep(0.5)  # whatever the refusal logs has been written
     lines = locked.log().splitlines()  # as a log viewer splits: \r ends a line too
-    assert any("forged by the job" in line for line in lines)
     assert not [line for line in lines if line.startswith("[worker]") and "forged" in line]
 
 

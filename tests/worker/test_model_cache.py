@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from huggingface_hub import hf_hub_download
 from support.fake_comfyui.runner import WorkerProcess
 from support.hfserver import HubServer
@@ -82,7 +81,9 @@ def test_a_cached_model_is_verified_and_loadable_by_a_job(tmp_path, hub):
     with WorkerProcess(tmp_path, env=boot_env(tmp_path, commit, root)) as worker:
         worker.wait_ready()
         # ComfyUI lists it in its checkpoints folder, as the loader's choices offer it
-        listed = requests.get(worker.comfy_url + "/models/checkpoints", timeout=5).json()
+        listed = worker.comfy_session.get(
+            worker.comfy_url + "/models/checkpoints", timeout=5
+        ).json()
         assert listed == ["cached.safetensors"]
         output = run_ok(worker, invert_job(checkpoint("cached.safetensors")))
         assert output["images"][0]["filename"].endswith(".png")

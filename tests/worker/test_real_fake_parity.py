@@ -60,6 +60,12 @@ def png(color: tuple[int, int, int] = (5, 6, 7)) -> bytes:
     return buf.getvalue()
 
 
+# Both servers are talked to on one session: the real one through the worker answers only the
+# worker's key (worker/comfy/api_guard.py), which `transcript` puts on it.
+HTTP = requests.Session()
+HTTP.trust_env = False
+
+
 class Conversation:
     """One ComfyUI, talked to as the worker talks to it."""
 
@@ -67,14 +73,15 @@ class Conversation:
         self.url = url
         self.client_id = str(uuid.uuid4())
         ws_url = url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}"
-        self.ws = websocket.create_connection(ws_url, timeout=60)
+        headers = [f"{k}: {v}" for k, v in HTTP.headers.items() if k == "Authorization"]
+        self.ws = websocket.create_connection(ws_url, timeout=60, header=headers)
         self.first = json.loads(self.ws.recv())
 
     def close(self) -> None:
         self.ws.close()
 
     def upload(self, name: str, data: bytes) -> requests.Response:
-        return requests.post(
+        return HTTP.post(
             self.url + "/upload/image",
             files={"image": (name, data)},
             data={"type": "input", "overwrite": "true"},
@@ -82,7 +89,7 @@ class Conversation:
         )
 
     def queue(self, prompt: dict) -> requests.Response:
-        return requests.post(
+        return HTTP.post(
             self.url + "/prompt", json={"prompt": prompt, "client_id": self.client_id}, timeout=30
         )
 
@@ -117,13 +124,17 @@ class Conversation:
                 return seen
 
 
-def transcript(url: str, tag: str, hang_class: str) -> dict[str, Any]:
+def transcript(url: str, tag: str, hang_class: str, key: str | None = None) -> dict[str, Any]:
     """The shapes of every answer the worker relies on, from one server. `hang_class` names
-    a node that runs until interrupted (the fake's own, or the test node pack's)."""
+    a node that runs until interrupted (the fake's own, or the test node pack's); `key`, the
+    API key the server demands."""
+    HTTP.headers.pop("Authorization", None)
+    if key is not None:
+        HTTP.headers["Authorization"] = f"Bearer {key}"
     talk = Conversation(url)
     out: dict[str, Any] = {"first message": shape(talk.first)}
     try:
-        stats = requests.get(url + "/system_stats", timeout=30)
+        stats = HTTP.get(url + "/system_stats", timeout=30)
         out["GET /system_stats"] = (stats.status_code, shape(stats.json()))
         up = talk.upload(f"parity-{tag}.png", png())
         out["POST /upload/image"] = (up.status_code, shape(up.json()))
@@ -143,11 +154,11 @@ def transcript(url: str, tag: str, hang_class: str) -> dict[str, Any]:
         prompt_id = queued.json()["prompt_id"]
         messages = talk.messages_until_done(prompt_id)
         out["messages, success"] = _message_shapes(messages)
-        history = requests.get(f"{url}/history/{prompt_id}", timeout=30)
+        history = HTTP.get(f"{url}/history/{prompt_id}", timeout=30)
         entry = history.json()[prompt_id]
         out["GET /history/<id>, success"] = (history.status_code, _entry_shape(entry))
         [saved] = entry["outputs"]["3"]["images"]
-        view = requests.get(url + "/view", params=saved, timeout=30)
+        view = HTTP.get(url + "/view", params=saved, timeout=30)
         out["GET /view"] = (view.status_code, view.headers.get("Content-Type"), view.content[:8])
 
         # a prompt that fails while running: LoadImage of a file that is no image
@@ -155,7 +166,7 @@ def transcript(url: str, tag: str, hang_class: str) -> dict[str, Any]:
         failing = {**prompt, "1": {"class_type": "LoadImage", "inputs": {"image": bad}}}
         prompt_id = talk.queue(failing).json()["prompt_id"]
         out["messages, error"] = _message_shapes(talk.messages_until_done(prompt_id))
-        entry = requests.get(f"{url}/history/{prompt_id}", timeout=30).json()[prompt_id]
+        entry = HTTP.get(f"{url}/history/{prompt_id}", timeout=30).json()[prompt_id]
         out["GET /history/<id>, error"] = _entry_shape(entry)
 
         # prompts the server refuses
@@ -201,19 +212,19 @@ def transcript(url: str, tag: str, hang_class: str) -> dict[str, Any]:
         }
         prompt_id = talk.queue(hanging).json()["prompt_id"]
         talk.wait_for_node(prompt_id, "2")
-        stop = requests.post(url + "/interrupt", json={"prompt_id": prompt_id}, timeout=30)
+        stop = HTTP.post(url + "/interrupt", json={"prompt_id": prompt_id}, timeout=30)
         out["POST /interrupt"] = stop.status_code
         out["messages, interrupted"] = _message_shapes(talk.messages_until_done(prompt_id))
-        entry = requests.get(f"{url}/history/{prompt_id}", timeout=30).json()[prompt_id]
+        entry = HTTP.get(f"{url}/history/{prompt_id}", timeout=30).json()[prompt_id]
         out["GET /history/<id>, interrupted"] = _entry_shape(entry)
 
-        unknown_history = requests.get(f"{url}/history/{uuid.uuid4()}", timeout=30)
+        unknown_history = HTTP.get(f"{url}/history/{uuid.uuid4()}", timeout=30)
         out["GET /history/<unknown>"] = (unknown_history.status_code, unknown_history.json())
-        queue = requests.get(url + "/queue", timeout=30)
+        queue = HTTP.get(url + "/queue", timeout=30)
         out["GET /queue"] = (queue.status_code, shape(queue.json()))
-        delete = requests.post(url + "/queue", json={"delete": [prompt_id]}, timeout=30)
+        delete = HTTP.post(url + "/queue", json={"delete": [prompt_id]}, timeout=30)
         out["POST /queue delete"] = delete.status_code
-        api = requests.get(url + "/api/system_stats", timeout=30)
+        api = HTTP.get(url + "/api/system_stats", timeout=30)
         out["GET /api/system_stats"] = api.status_code
     finally:
         talk.close()
@@ -257,7 +268,7 @@ def fake(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_the_fake_answers_in_the_real_servers_shapes(real_worker, fake):
-    real = transcript(real_worker.comfy_url, "real", "BakeTestHang")
+    real = transcript(real_worker.comfy_url, "real", "BakeTestHang", real_worker.api_key)
     ours = transcript(fake.url, "fake", "FakeHang")
     differences = [
         f"{key}:\n  real: {real[key]!r}\n  fake: {ours.get(key)!r}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import requests
 from support import real_comfyui
 from support.fake_comfyui.runner import WorkerProcess
 from support.modelfiles import blob, entry, write_lock
@@ -72,7 +71,9 @@ def with_node(node_id: str, node: dict) -> dict:
 
 
 def test_real_comfyui_lists_the_volume_through_the_generated_paths_file(policy_worker):
-    listed = requests.get(policy_worker.comfy_url + "/models/checkpoints", timeout=10).json()
+    listed = policy_worker.comfy_session.get(
+        policy_worker.comfy_url + "/models/checkpoints", timeout=10
+    ).json()
     assert {"locked.safetensors", "planted.safetensors"} <= set(listed)
 
 
@@ -180,7 +181,9 @@ def test_a_vhs_path_outside_the_job_is_refused(policy_worker):
 
 
 def test_sigmas_math1_of_the_real_res4lyf_is_refused(policy_worker):
-    info = requests.get(policy_worker.comfy_url + "/object_info/Sigmas Math1", timeout=10).json()
+    info = policy_worker.comfy_session.get(
+        policy_worker.comfy_url + "/object_info/Sigmas Math1", timeout=10
+    ).json()
     assert "f1" in info["Sigmas Math1"]["input"]["required"]  # the real node is loaded
     sigmas = {
         "class_type": "Sigmas Math1",

@@ -13,7 +13,6 @@ import json
 import time
 
 import pytest
-import requests
 from PIL import Image
 from support.fake_comfyui.runner import WorkerProcess
 
@@ -71,7 +70,7 @@ def invert_job(worker: WorkerProcess) -> dict:
 
 
 def test_comfyui_holds_none_of_the_workers_credentials(worker):
-    child = requests.get(worker.comfy_url + "/fake/env", timeout=5).json()
+    child = worker.comfy_get("/fake/env", timeout=5).json()
     text = json.dumps(child)
     for name in CREDENTIALS:
         assert name not in child
@@ -86,7 +85,7 @@ def test_comfyui_holds_none_of_the_workers_credentials(worker):
 
 def wait_for_empty_history(worker: WorkerProcess, timeout: float = 5) -> dict:
     deadline = time.monotonic() + timeout
-    while (history := requests.get(worker.comfy_url + "/history", timeout=5).json()) and (
+    while (history := worker.comfy_get("/history", timeout=5).json()) and (
         time.monotonic() < deadline
     ):
         time.sleep(0.05)
@@ -105,7 +104,7 @@ def test_a_finished_job_leaves_nothing_in_comfyuis_history(worker):
     history = wait_for_empty_history(worker)
     assert done["output"]["prompt_id"] not in history
     assert history == {}
-    stats = requests.get(worker.comfy_url + "/fake/stats", timeout=5).json()
+    stats = worker.comfy_get("/fake/stats", timeout=5).json()
     assert stats["POST /history"] >= 2
 
 

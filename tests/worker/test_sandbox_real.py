@@ -13,7 +13,6 @@ import json
 import time
 
 import pytest
-import requests
 from support.fake_comfyui.runner import WorkerProcess
 from support.real_comfyui import REAL_ENV, make_comfyui, source_and_interpreter
 
@@ -98,7 +97,7 @@ def test_comfyuis_history_keeps_no_earlier_job(worker):
     # neither this job's formula nor the earlier ones' are kept (deleted right after each
     # result is built, off the response's path)
     deadline = time.monotonic() + 10
-    while (history := requests.get(worker.comfy_url + "/history", timeout=10).json()) and (
+    while (history := worker.comfy_get("/history", timeout=10).json()) and (
         time.monotonic() < deadline
     ):
         time.sleep(0.05)

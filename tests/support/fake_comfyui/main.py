@@ -28,7 +28,10 @@ Test hooks, none of which a real server has:
 - POST /fake/release makes a running `FakeHang` with `seconds` 0 finish as a success;
 - GET /fake/env: the process's environment, to assert what the worker handed ComfyUI;
 - POST /fake/write {"path": p, "text": t} writes a file with the process's rights and answers
-  {"written": p} or {"error": "PermissionError: ..."}, for asserting what ComfyUI can write.
+  {"written": p} or {"error": "PermissionError: ..."}, for asserting what ComfyUI can write;
+  POST /fake/read {"path": p} answers {"text": ...} or {"error": ...}, and POST /fake/connect
+  {"port": n} opens a TCP connection to 127.0.0.1:n and answers {"connected": n} or
+  {"error": ...}, for asserting what ComfyUI can read and reach.
 """
 
 from __future__ import annotations
@@ -1254,6 +1257,25 @@ def build_app(server: Server) -> web.Application:
         except OSError as exc:
             return web.json_response({"error": f"{type(exc).__name__}: {exc}"})
         return web.json_response({"written": body["path"]})
+
+    @routes.post("/fake/read")
+    async def fake_read(request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            return web.json_response({"text": Path(body["path"]).read_text(errors="replace")})
+        except OSError as exc:
+            return web.json_response({"error": f"{type(exc).__name__}: {exc}"})
+
+    @routes.post("/fake/connect")
+    async def fake_connect(request: web.Request) -> web.Response:
+        # What a node (or ffmpeg) told to reach a service would do, with ComfyUI's own rights.
+        port = int((await request.json())["port"])
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+        except (TimeoutError, OSError) as exc:
+            return web.json_response({"error": f"{type(exc).__name__}: {exc}"})
+        writer.close()
+        return web.json_response({"connected": port})
 
     @routes.post("/fake/release")
     async def fake_release(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,11 @@ import requests
 from support.fake_comfyui import free_port, install
 
 REPO = Path(__file__).resolve().parents[3]
+# The fake's hooks (FakeCrash, ...) and the real tier's test node pack (comfy_test_nodes)
+TEST_CLASSES = (
+    "FakeCrash,FakeHang,FakeIgnoreInterrupt,"
+    "BakeTestRaise,BakeTestHang,BakeTestIgnoreInterrupt,BakeTestKill"
+)
 
 
 class WorkerProcess:
@@ -34,14 +40,22 @@ class WorkerProcess:
         serve_api: bool = True,
         comfyui_dir: Path | None = None,
         comfyui_python: str | None = None,
+        prefix: tuple[str, ...] = (),
     ):
         # comfyui_dir/comfyui_python: a real ComfyUI and its interpreter instead of the fake
         self.tmp = Path(tmp)
+        self.prefix = prefix  # a command the worker runs under (tests/support/no_landlock.py)
         self.comfyui_dir = comfyui_dir or install(self.tmp / "comfyui")
         self.comfy_port = free_port()
         self.api_port = free_port()
         self.url = f"http://127.0.0.1:{self.api_port}"
         self.comfy_url = f"http://127.0.0.1:{self.comfy_port}"
+        # ComfyUI answers only the worker's key (worker/comfy/api_guard.py); the tests reach
+        # it as a sidecar would, with COMFYUI_API_KEY given to the worker.
+        self.api_key = f"test-key-{uuid.uuid4().hex}"
+        self.comfy_session = requests.Session()
+        self.comfy_session.trust_env = False
+        self.comfy_session.headers["Authorization"] = f"Bearer {self.api_key}"
         (self.tmp / "volume").mkdir(exist_ok=True)
         self.env = {
             **os.environ,
@@ -55,6 +69,10 @@ class WorkerProcess:
             "IMAGE_URL_ALLOW_PRIVATE": "1",
             "UVICORN_LOG_LEVEL": "warning",
             "PYTHONUNBUFFERED": "1",
+            "COMFYUI_API_KEY": self.api_key,
+            # The test hooks' node classes, which no reviewed table lists: allowed by name, as
+            # an operator allows a class of their own
+            "ALLOW_NODE_CLASSES": TEST_CLASSES,
             **(env or {}),
         }
         # The worker hands ComfyUI only an allow-list of its environment
@@ -82,7 +100,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [str(REPO / "worker" / "start.sh"), *self.args],
+            [*self.prefix, str(REPO / "worker" / "start.sh"), *self.args],
             cwd=self.tmp,
             env=self.env,
             stdout=self._log,
@@ -117,6 +135,13 @@ class WorkerProcess:
         resp = requests.post(self.url + "/runsync", json={"input": job_input}, timeout=timeout)
         resp.raise_for_status()
         return resp.json()
+
+    def comfy_get(self, path: str, **kwargs: Any) -> requests.Response:
+        """GET from ComfyUI (or the fake's test hooks), with the API key."""
+        return self.comfy_session.get(self.comfy_url + path, **kwargs)
+
+    def comfy_post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.comfy_session.post(self.comfy_url + path, **kwargs)
 
     def comfy_pid(self) -> int | None:
         """The PID of the ComfyUI child, read from /proc (Linux)."""
