@@ -222,7 +222,7 @@ def _run(
     # later rule reads those.
     titles = spec.titles
     if rt.classes is not None:
-        rt.classes.check(spec.prompt, titles)
+        rt.classes.check(spec.prompt, titles, rt.checker.declared if rt.checker else None)
     if rt.checker is not None:
         spec.prompt = rt.checker.normalise(spec.prompt, titles)
     known = None

@@ -50,7 +50,9 @@ def test_every_locked_node_imports_from_the_images_read_only_tree(tmp_path):
         pytest.skip("a read-only mount of the tree needs root and unshare (util-linux)")
     src, python = source_and_interpreter()
     nodes = locked_nodes()
-    comfyui = make_comfyui(tmp_path / "comfyui", src, nodes=nodes, test_nodes=False)
+    comfyui = make_comfyui(
+        tmp_path / "comfyui", src, nodes=nodes, test_nodes=False, first_start=False
+    )
     first = quick_test(python, comfyui, read_only=False)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for rel in NODE_WRITABLE:  # what the build-time first start leaves for the image to hand over

@@ -81,7 +81,7 @@ def test_in_ci_an_interpreter_that_cannot_be_built_fails_the_tier(unprepared, mo
 def test_the_copy_is_writable_holds_only_the_asked_nodes_and_leaves_the_source_alone(
     source, tmp_path
 ):
-    dest = real_comfyui.make_comfyui(tmp_path / "copy", source, ["NodeA"])
+    dest = real_comfyui.make_comfyui(tmp_path / "copy", source, ["NodeA"], first_start=False)
     assert (dest / "main.py").read_text() == "# ComfyUI\n"
     assert not (dest / "tests").exists()  # ComfyUI's own tests are not copied
     nodes = sorted(p.name for p in (dest / "custom_nodes").iterdir())
@@ -96,7 +96,7 @@ def test_the_copy_is_writable_holds_only_the_asked_nodes_and_leaves_the_source_a
 def test_a_node_the_source_lacks_is_named(source, tmp_path, monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="lacks custom_nodes/NodeB"):
-        real_comfyui.make_comfyui(tmp_path / "copy", source, ["NodeA", "NodeB"])
+        real_comfyui.make_comfyui(tmp_path / "copy", source, ["NodeA", "NodeB"], first_start=False)
 
 
 def test_the_venv_is_built_without_torch_lines_and_with_the_no_cupy_file(source):

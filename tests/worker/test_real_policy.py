@@ -10,8 +10,10 @@ with a models lock verified in full: one checkpoint verified on the volume, one 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
+import requests
 from support import real_comfyui
 from support.fake_comfyui.runner import WorkerProcess
 from support.modelfiles import blob, entry, write_lock
@@ -24,6 +26,7 @@ pytestmark = [pytest.mark.real_comfyui, pytest.mark.slow]
 
 NODES = ["ComfyUI-KJNodes", "ComfyUI-Easy-Use", "ComfyUI-VideoHelperSuite", "RES4LYF"]
 LOCKED = blob(4096, seed=7)
+WIDENED = ("CheckpointLoaderKJ", "easy saveText", "SaveStringKJ", "VHS_LoadVideoPath")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,9 @@ def policy_worker(tmp_path_factory: pytest.TempPathFactory):
             "MODEL_VERIFY": "full",
             "MODELS_LOCK": str(lock),
             "JOB_TIMEOUT": str(real_comfyui.REAL_JOB_TIMEOUT),
+            # The reviewed table refuses these; allowed here by name, as an operator widens
+            # the table, so the path and model rules behind it are tested on the real nodes
+            "ALLOW_NODE_CLASSES": ",".join(WIDENED),
         },
     )
     worker.start()
@@ -105,10 +111,7 @@ def test_a_planted_checkpoint_fed_through_a_link_is_refused(policy_worker):
     # (it failed only because the planted bytes are no safetensors: "ComfyUI failed while
     # running node 5 (CheckpointLoaderSimple): SafetensorError: ... header too large")
     prompt = {
-        "10": {
-            "class_type": "LazySwitchKJ",
-            "inputs": {"switch": True, "on_false": "x", "on_true": "planted.safetensors"},
-        },
+        "10": {"class_type": "PrimitiveString", "inputs": {"value": "planted.safetensors"}},
         "5": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ["10", 0]}},
         "6": {
             "class_type": "EmptyLatentImage",
@@ -119,9 +122,9 @@ def test_a_planted_checkpoint_fed_through_a_link_is_refused(policy_worker):
     }
     error = run_error(policy_worker, job(prompt))
     assert error == (
-        "invalid input: node 5 (CheckpointLoaderSimple), input 'ckpt_name' names a model file "
-        "and is fed by node 10: which file it loads cannot be checked before the job runs; set "
-        "it as a literal value"
+        "invalid input: node 5 (CheckpointLoaderSimple), input 'ckpt_name' is a choice from a "
+        "list and is fed by node 10: a computed choice cannot be checked before the job runs; "
+        "set it as a literal value"
     )
 
 
@@ -190,4 +193,91 @@ def test_sigmas_math1_of_the_real_res4lyf_is_refused(policy_worker):
         "inputs": {"f1": "torch.os.popen('id').read()", "x": 1.0, "y": 1.0, "z": 1.0},
     }
     error = run_error(policy_worker, with_node("5", sigmas))
-    assert error.startswith("invalid input: node 5 (Sigmas Math1) runs code from its inputs")
+    assert error.startswith(
+        "invalid input: node 5 (Sigmas Math1): runs text from the job as code (eval, exec, "
+        "unpickling, an interpreter of its own) (eval()s its formula f1 with torch in scope"
+    )
+
+
+# -- default-deny on the real nodes: the last round's attacks, each a job ---------------------
+def test_a_wrapped_value_is_checked_as_the_real_comfyui_unwraps_it(policy_worker):
+    # ComfyUI unwraps {"__value__": X} before the node runs: this prefix once wrote outside
+    # the job's folder, and this file name once made LoadImage read outside input/
+    prompt = json.loads(json.dumps(INVERT))
+    prompt["9"]["inputs"]["filename_prefix"] = {"__value__": "../../custom_nodes/planted"}
+    error = run_error(policy_worker, job(prompt))
+    assert "filename_prefix '../../custom_nodes/planted' must stay inside the output folder" in (
+        error
+    )
+    prompt = json.loads(json.dumps(INVERT))
+    prompt["1"]["inputs"]["image"] = {"__value__": "../../../etc/hostname"}
+    assert "is not a plain file name" in run_error(policy_worker, job(prompt))
+    loader = {"class_type": "CheckpointLoaderSimple", "inputs": {}}
+    loader["inputs"]["ckpt_name"] = {"__value__": "planted.safetensors"}
+    error = run_error(policy_worker, with_node("5", loader))
+    assert "the model file 'planted.safetensors' in checkpoints is not one the models" in error
+
+
+def test_the_real_vhs_filter_injection_is_refused(policy_worker):
+    combine = {
+        "class_type": "VHS_VideoCombine",
+        "inputs": {
+            "images": ["2", 0],
+            "frame_rate": 8,
+            "loop_count": 0,
+            "filename_prefix": "vid",
+            "format": "video/ffmpeg-gif",
+            "pingpong": False,
+            "save_output": True,
+            "dither": "bayer,drawtext=textfile=/etc/hostname",
+        },
+    }
+    error = run_error(policy_worker, with_node("5", combine))
+    assert "node 5 (VHS_VideoCombine), input 'dither': 'bayer,drawtext=" in error
+    assert "is not one of its options" in error
+    combine["inputs"]["dither"] = "bayer"
+    output = run_ok(policy_worker, with_node("5", combine))
+    assert [v["filename"] for v in output["videos"]] == ["vid_00001.gif"]
+
+
+@pytest.mark.parametrize(
+    ("node", "reason"),
+    [
+        # reads the file its image input names
+        ({"class_type": "WebcamCapture", "inputs": {"image": "x.png"}}, "opens a file"),
+        ({"class_type": "LoadLatent", "inputs": {"latent": "x.latent"}}, "opens a file"),
+        # expands {a|b} before it looks for <lora:...>: <{planted|x}:1.0> hid a lora name
+        (
+            {
+                "class_type": "easy a1111Loader",
+                "inputs": {"positive": "a cat <{lora|x}:planted_lora:1.0>", "negative": ""},
+            },
+            "refused on this endpoint",
+        ),
+    ],
+)
+def test_a_refused_real_class_is_refused_before_it_runs(policy_worker, node, reason):
+    error = run_error(policy_worker, with_node("5", node))
+    assert error.startswith(f"invalid input: node 5 ({node['class_type']}): "), error
+    assert reason in error
+
+
+def test_a_file_an_earlier_job_left_in_input_is_not_loaded(policy_worker):
+    planted = policy_worker.comfyui_dir / "input" / "start_image.png"
+    planted.write_bytes(b"left by an earlier job")
+    prompt = json.loads(json.dumps(INVERT))
+    prompt["1"]["inputs"]["image"] = "start_image.png"
+    error = run_error(policy_worker, job(prompt))
+    assert "'start_image.png' is neither one of this job's images" in error
+    run_ok(policy_worker, job(INVERT))  # the next job: when it ends, input/ is as at boot
+    deadline = time.monotonic() + 10
+    while planted.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not planted.exists()
+
+
+def test_the_real_comfyui_is_contained_and_says_so(policy_worker):
+    output = run_ok(policy_worker, job(INVERT))
+    assert output["containment"].startswith("landlock abi ")
+    assert "containment: landlock abi" in policy_worker.log()
+    assert requests.get(policy_worker.comfy_url + "/system_stats", timeout=10).status_code == 403

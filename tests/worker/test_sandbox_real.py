@@ -1,4 +1,5 @@
-"""The secret-leak attack through a code-evaluating node, against the real ComfyUI.
+"""Code a job runs inside the real ComfyUI: what it can reach (its environment, the worker's,
+the network, ComfyUI's own port and code), on an endpoint that allows code nodes.
 
 RES4LYF's `Sigmas Math1` evaluates its `f1` formula with `torch` in scope; `torch.os` is the
 `os` module. A caller's formula that reads `torch.os.environ`, or runs `env` through
@@ -9,7 +10,9 @@ RunPod's local /runsync like any caller's.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 
 import pytest
@@ -37,6 +40,8 @@ def worker(tmp_path_factory):
         # The job-input policy refuses code-evaluating nodes unless told to trust callers;
         # this is the endpoint that trusts them, and must still leak nothing.
         "ALLOW_CODE_NODES": "1",
+        # shows the formula's result in the error; a UI helper the reviewed table refuses
+        "ALLOW_NODE_CLASSES": "PreviewAny",
         "JOB_TIMEOUT": "120",
     }
     with WorkerProcess(tmp, env=env, comfyui_dir=comfyui_dir, comfyui_python=python) as worker:
@@ -102,3 +107,48 @@ def test_comfyuis_history_keeps_no_earlier_job(worker):
     ):
         time.sleep(0.05)
     assert history == {}
+
+
+# -- containment: what the shell a formula starts cannot do ---------------------------------
+def shell(worker, command: str) -> str:
+    """Run `command` through a formula's popen inside ComfyUI; its output (stderr too)."""
+    wrapped = f"{{ {command}; }} 2>&1"
+    answer = worker.runsync(formula_job(f"torch.os.popen({wrapped!r}).read()"), 180)
+    assert_no_credential(answer)
+    return answer["error"]
+
+
+def test_a_shell_in_comfyui_cannot_read_the_workers_environment(worker):
+    out = shell(worker, f"cat /proc/{worker.proc.pid}/environ")
+    assert "Permission denied" in out, out
+
+
+def test_a_shell_in_comfyui_cannot_write_code_or_models(worker):
+    targets = [
+        worker.comfyui_dir / "custom_nodes" / "planted.py",
+        worker.comfyui_dir / "main.py",
+        worker.comfyui_dir / "models" / "checkpoints" / "planted.safetensors",
+    ]
+    out = shell(worker, "; ".join(f"echo x >> {t}" for t in targets))
+    assert out.count("Permission denied") == len(targets), out
+    assert not targets[0].exists() and not targets[2].exists()
+    assert "echo x" not in targets[1].read_text()[-10:]
+
+
+def test_a_shell_in_comfyui_opens_no_tcp_connection(worker):
+    accepted: list = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(2)
+        port = listener.getsockname()[1]
+        # bash's /dev/tcp, then a POST to ComfyUI's own port (a prompt the worker never saw)
+        out = shell(
+            worker,
+            f"bash -c 'echo x > /dev/tcp/127.0.0.1/{port}'; "
+            f"bash -c 'echo x > /dev/tcp/127.0.0.1/{worker.comfy_port}'",
+        )
+        with contextlib.suppress(OSError):
+            accepted.append(listener.accept())
+    assert accepted == []
+    assert out.count("bash: connect: Permission denied") == 2, out

@@ -11,7 +11,7 @@ ALLOW_CODE_NODES=1 (also the classes refused because they run job text as code).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,13 +80,23 @@ class ClassPolicy:
             "it where the callers may do what it does"
         )
 
-    def check(self, prompt: dict[str, Any], titles: dict[str, str]) -> None:
-        """Raise ClassPolicyError for the first node whose class may not run."""
+    def check(
+        self,
+        prompt: dict[str, Any],
+        titles: dict[str, str],
+        installed: Container[str] | None = None,
+    ) -> None:
+        """Raise ClassPolicyError for the first node whose class may not run (or, given the
+        `installed` classes, that ComfyUI does not have)."""
         for node_id, node in prompt.items():
             class_type = node.get("class_type")
-            if (why := self.refusal(class_type)) is not None:
+            why = self.refusal(class_type)
+            if installed is not None and class_type not in installed:
+                why = f"ComfyUI has no node class {class_type!r}"
+            if why is not None:
                 title = f' "{titles[node_id]}"' if node_id in titles else ""
-                raise ClassPolicyError(f"node {node_id}{title} ({class_type}): {why}")
+                shown = class_type if str(class_type).isprintable() else repr(class_type)
+                raise ClassPolicyError(f"node {node_id}{title} ({shown}): {why}")
 
     def summary(self, installed: Iterable[str]) -> str:
         """One line for the boot log: how many of the installed classes may run."""

@@ -16,10 +16,12 @@ interpreter fails instead, so CI cannot go green by running none of it.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -132,10 +134,46 @@ def missing_nodes(src: Path, names: Iterable[str]) -> list[str]:
     return [name for name in names if not (nodes / name).is_dir()]
 
 
-def make_comfyui(dest: Path, src: Path, nodes: Iterable[str], *, test_nodes: bool = True) -> Path:
-    """A writable copy of ComfyUI at `dest` with `nodes` (and the test node pack) installed."""
-    comfy, node_src = _layout(src)
+def make_comfyui(
+    dest: Path,
+    src: Path,
+    nodes: Iterable[str],
+    *,
+    test_nodes: bool = True,
+    first_start: bool = True,
+) -> Path:
+    """A writable copy of ComfyUI at `dest` with `nodes` (and the test node pack) installed.
+
+    `first_start`: as the image is, after ComfyUI's build-time first start (`bake nodes
+    smoke`), which leaves the files nodes write into their own folders at first start
+    (Custom-Scripts' pysssss.json, Easy-Use's styles, ...): under containment a node cannot
+    write there, as in the image. Done once per node set and session, then copied."""
     names = list(nodes)
+    if first_start:
+        key = (str(src), tuple(sorted(names)), test_nodes)
+        if key not in _STARTED:
+            folder = Path(tempfile.mkdtemp(prefix="real-comfyui-started-"))
+            atexit.register(shutil.rmtree, folder, True)
+            tree = make_comfyui(
+                folder / "comfyui", src, names, test_nodes=test_nodes, first_start=False
+            )
+            _, python = source_and_interpreter()
+            env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+            done = subprocess.run(
+                [python, "main.py", "--cpu", "--quick-test-for-ci"],
+                cwd=tree,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise AssertionError(f"ComfyUI's first start failed:\n{done.stdout[-3000:]}")
+            _STARTED[key] = tree
+        _copy(_STARTED[key], Path(dest))
+        return Path(dest)
+    comfy, node_src = _layout(src)
     absent = missing_nodes(src, names)
     if absent:
         unavailable(f"{SOURCE_ENV}={src} lacks custom_nodes/{', '.join(absent)}")
@@ -152,6 +190,9 @@ def make_comfyui(dest: Path, src: Path, nodes: Iterable[str], *, test_nodes: boo
     if test_nodes:
         _copy(TEST_NODES, custom / TEST_NODES_NAME)
     return dest
+
+
+_STARTED: dict[tuple, Path] = {}  # node set -> a tree after its first start
 
 
 def _copy(src: Path, dest: Path) -> None:
