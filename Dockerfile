@@ -20,7 +20,7 @@ RUN --mount=type=bind,source=scripts/apt-install,target=/tmp/apt/apt-install \
     --mount=type=bind,source=apt.lock.yaml,target=/tmp/apt/apt.lock.yaml \
     sh /tmp/apt/apt-install /tmp/apt/apt.lock.yaml \
         python3 python-is-python3 python3-yaml python3-packaging
-COPY nodes.lock.yaml models.lock.yaml requirements.lock apt.lock.yaml /opt/bake/
+COPY nodes.lock.yaml models.lock.yaml requirements.lock apt.lock.yaml node-classes.yaml /opt/bake/
 COPY bake /opt/bake/bake
 WORKDIR /opt/bake
 # The marker is empty, so its checksum is the same after every check: a lock or code change
@@ -227,8 +227,8 @@ COPY --link --from=comfyui /comfyui /comfyui
 # already holds every one of them.
 # The Dockerfile and apt.lock.yaml go along for `python -m bake provenance` (base image digests,
 # the apt snapshot).
-COPY requirements.lock nodes.lock.yaml models.lock.yaml apt.lock.yaml Dockerfile pyproject.toml \
-    README.md /opt/bake/
+COPY requirements.lock nodes.lock.yaml models.lock.yaml apt.lock.yaml node-classes.yaml \
+    Dockerfile pyproject.toml README.md /opt/bake/
 COPY bake /opt/bake/bake
 COPY worker /opt/bake/worker
 # Also the working directory at run time: `python -m worker` puts it first on sys.path, and
@@ -295,7 +295,8 @@ ARG PYTHONDONTWRITEBYTECODE=1
 # the step below even when nothing else changed: the record must name it.
 ARG BAKE_COMMIT=
 # The image checks what it holds, last, with everything in place: ComfyUI starts once (every
-# node must import; the configs nodes write at first start stay in the image), then ComfyUI's
+# node must import, every class it registers must be in node-classes.yaml, and the list stays
+# in the image; the configs nodes write at first start stay in the image), then ComfyUI's
 # tree and every node folder must hold exactly their commits (plus model-lock files, the
 # build's byte-code and ignored data), then every baked model is hashed against the lock.
 # Without models (WITH_MODELS=0) the image-placement models under models/ are absent by design.
@@ -303,6 +304,7 @@ ARG BAKE_COMMIT=
 # that was installed included (docs/image.md, "Provenance"); the worker reports its sha256.
 RUN --mount=type=bind,from=sage,source=/wheels,target=/wheels \
     python -m bake nodes smoke --comfyui-dir /comfyui \
+        --record /opt/bake/node-classes.installed.json \
     && python -m bake nodes verify --comfyui-dir /comfyui \
     && if [ "$WITH_MODELS" = 1 ]; then \
         python -m bake models verify --comfyui-dir /comfyui --mode full --placement image; \

@@ -135,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long the start may take (default: 900)",
     )
+    nsmoke.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write the node classes ComfyUI registered (name -> module) to FILE as JSON",
+    )
     nsmoke.set_defaults(handler="nodes smoke")
 
     models = sub.add_parser("models", help="model files: fetch and verify by hash")

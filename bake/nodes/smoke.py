@@ -9,6 +9,11 @@ ComfyUI's own (`comfy_extras`, API nodes) may fail. Run in the image after `node
 also leaves the files nodes write at first start (their configs) in the image, where `nodes
 verify` then checks them.
 
+It also records the node classes ComfyUI registered (bake/nodes/classes_probe.py runs main.py
+and writes them on exit): every one must be in node-classes.yaml beside the nodes lock (a class
+nobody reviewed fails the build, naming its pack), and `--record FILE` keeps the list in the
+image.
+
 The start runs with PYTHONDONTWRITEBYTECODE=1: byte-code in the image comes from the build's
 own compile step, never as a side effect of this start.
 """
@@ -16,17 +21,22 @@ own compile step, never as a side effect of this start.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from bake.errors import BakeError
-from bake.locks.lockfile import NODES_LOCK, default_lock
+from bake.locks.classes import CLASSES_FILE, COMFYUI_PACK, ClassTable, load_class_table
+from bake.locks.lockfile import NODES_LOCK, default_lock, write_text_atomic
 from bake.locks.nodes import NodesLock, load_nodes_lock
 
 COMMAND = ("main.py", "--cpu", "--quick-test-for-ci")
+# Runs main.py and records the node classes it registered (see its docstring)
+PROBE = Path(__file__).resolve().parent / "classes_probe.py"
 # ComfyUI's summary, one line per custom node: "   0.3 seconds (IMPORT FAILED): /path/Name"
 _SUMMARY = re.compile(
     r"^\s*\d+(?:\.\d+)?\s+seconds(?P<failed> \(IMPORT FAILED\))?:\s+(?P<path>.+?)\s*$"
@@ -73,15 +83,58 @@ def judge(output: str, returncode: int, lock: NodesLock) -> list[str]:
     return problems
 
 
+def unreviewed(installed: dict[str, str], table: ClassTable, lock: NodesLock) -> list[str]:
+    """One line per installed class the table does not list (by pack): these need review."""
+    locked = set(lock.custom_nodes)
+    missing: dict[str, list[str]] = {}
+    for name, module in installed.items():
+        folder = module.split(".")[1] if module.startswith("custom_nodes.") else ""
+        pack = folder if folder in locked else COMFYUI_PACK
+        if table.verdict(name) is None:
+            missing.setdefault(pack, []).append(name)
+    return [
+        f"{pack}: needs review: {len(names)} installed class(es) not in {CLASSES_FILE}, refused "
+        f"by the worker until reviewed: {', '.join(sorted(names))}"
+        for pack, names in sorted(missing.items())
+    ]
+
+
 def smoke(
-    lock: NodesLock, comfyui_dir: Path, *, timeout: float = DEFAULT_TIMEOUT, echo=print
-) -> None:
+    lock: NodesLock,
+    comfyui_dir: Path,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    echo=print,
+    record: Path | None = None,
+    table: ClassTable | None = None,
+) -> dict[str, str]:
     """Start ComfyUI at `comfyui_dir` once (loading every node, then exiting) and raise naming
-    every locked node, or ComfyUI's own node, that did not import."""
+    every locked node, or ComfyUI's own node, that did not import, and (given the class
+    `table`) every installed class it does not list. Returns the installed classes (name ->
+    module), also written to `record` when given."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    with tempfile.TemporaryDirectory(prefix="bake-smoke-") as tmp:
+        listing = Path(tmp) / "classes.json"
+        output = _start(comfyui_dir, listing, env, timeout, echo)
+        installed = json.loads(listing.read_text()) if listing.is_file() else {}
+    problems = judge(output.stdout, output.returncode, lock)
+    if not problems and not installed:
+        problems.append("comfyui: its first start registered no node class")
+    if not problems and table is not None:
+        problems += unreviewed(installed, table, lock)
+    if problems:
+        raise SmokeError("\n".join(problems))
+    if record is not None:
+        write_text_atomic(record, json.dumps(installed, indent=1) + "\n")
+    return installed
+
+
+def _start(
+    comfyui_dir: Path, listing: Path, env: dict[str, str], timeout: float, echo
+) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(
-            [sys.executable, *COMMAND],
+            [sys.executable, str(PROBE), str(listing), *COMMAND],
             cwd=comfyui_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -101,16 +154,26 @@ def smoke(
     except FileNotFoundError as exc:
         raise SmokeError(f"comfyui: cannot start it in {comfyui_dir}: {exc}") from None
     echo(proc.stdout)
-    problems = judge(proc.stdout, proc.returncode, lock)
-    if problems:
-        raise SmokeError("\n".join(problems))
+    return proc
 
 
 def cli(args: argparse.Namespace) -> int:
-    lock = load_nodes_lock(default_lock(NODES_LOCK, args.lock))
-    smoke(lock, Path(args.comfyui_dir), timeout=args.timeout, echo=lambda s: print(s, flush=True))
+    lock_path = default_lock(NODES_LOCK, args.lock)
+    lock = load_nodes_lock(lock_path)
+    table_path = lock_path.parent / CLASSES_FILE
+    table = load_class_table(table_path) if table_path.is_file() else None
+    installed = smoke(
+        lock,
+        Path(args.comfyui_dir),
+        timeout=args.timeout,
+        echo=lambda s: print(s, flush=True),
+        record=Path(args.record) if args.record else None,
+        table=table,
+    )
+    reviewed = f", every one reviewed in {CLASSES_FILE}" if table is not None else ""
     print(
-        f"nodes smoke: ComfyUI and {len(lock.custom_nodes)} custom nodes imported at first start",
+        f"nodes smoke: ComfyUI and {len(lock.custom_nodes)} custom nodes imported at first start;"
+        f" {len(installed)} node classes{reviewed}",
         flush=True,
     )
     return 0

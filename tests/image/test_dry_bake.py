@@ -48,6 +48,7 @@ from bake.nodes.resolve import update_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 HF_TEST_TOKEN = "dry-bake-test-token"
+FAKE_HOOKS = ("FakeCrash", "FakeHang", "FakeIgnoreInterrupt")
 # BuildKit secret id -> the value this test provides for it (what `--secret id=...` would).
 SECRETS = {"hf_token": HF_TEST_TOKEN}
 # What `--build-arg NAME=...` would set (build.yml passes the commit this way).
@@ -247,6 +248,15 @@ def test_the_dockerfile_bake_steps_build_a_root_the_worker_boots_and_serves(tmp_
     # as the runtime stage's COPY puts them beside the locks (the provenance record reads them)
     shutil.copy(ROOT / "apt.lock.yaml", locks / "apt.lock.yaml")
     shutil.copy(ROOT / "Dockerfile", locks / "Dockerfile")
+    # the class table as reviewed at this world's commits, with the fake ComfyUI's test hooks
+    # (which it registers too) under ComfyUI
+    table = yaml.safe_load((ROOT / "node-classes.yaml").read_text())
+    world_lock = yaml.safe_load((locks / "nodes.lock.yaml").read_text())
+    table["packs"]["ComfyUI"]["rev"] = world_lock["comfyui"]["locked"]["rev"]
+    for name, node in world_lock["custom_nodes"].items():
+        table["packs"][name]["rev"] = node["locked"]["rev"]
+    table["packs"]["ComfyUI"]["classes"].update(dict.fromkeys(FAKE_HOOKS, "unreviewed"))
+    (locks / "node-classes.yaml").write_text(yaml.safe_dump(table))
 
     with HubServer() as hub, FileServer() as files:
         contents = models_lock(hub, files, locks / "models.lock.yaml")

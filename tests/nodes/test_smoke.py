@@ -4,6 +4,7 @@ import summary. Run against the fake ComfyUI, which loads custom nodes as ComfyU
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from bake.nodes.smoke import judge
 
 ROOT = Path(__file__).resolve().parents[2]
 PIN = GitPin("a" * 40, "2026-01-01T00:00:00+00:00")
+FAKE_HOOKS = ("FakeCrash", "FakeHang", "FakeIgnoreInterrupt")
 
 
 def _comfy(tmp_path: Path, nodes: dict[str, str]) -> tuple[Path, Path]:
@@ -78,3 +80,49 @@ def test_comfyuis_own_import_failures_and_exit_code_count(tmp_path):
     ]
     assert judge(output.replace("IMPORT FAILED: nodes_audio.py", ""), 0, nodes) == []
     assert judge("", 1, nodes)[0].startswith("comfyui: `python main.py --cpu --quick-test-for-ci` ")
+
+
+def test_a_class_nobody_reviewed_fails_the_smoke_and_the_list_is_recorded(tmp_path):
+    # A node update that registers a class the review table does not list
+    comfy = fake_comfyui.install(tmp_path / "ComfyUI")
+    (comfy / "custom_nodes" / "Good").mkdir(parents=True)
+    (comfy / "custom_nodes" / "Good" / "__init__.py").write_text(
+        "class Added:\n    pass\n\nNODE_CLASS_MAPPINGS = {'AddedByAnUpdate': Added}\n"
+    )
+    entries = {
+        "Good": NodeEntry("Good", "custom_node", GitSource("https://x.invalid/Good", "main"), PIN)
+    }
+    comfy_entry = NodeEntry("comfyui", "comfyui", GitSource("https://x.invalid/C", "main"), PIN)
+    lock = tmp_path / "nodes.lock.yaml"
+    write_nodes_lock(NodesLock(comfy_entry, entries, {}), lock)
+    # the repository's table, and the fake's test hooks (FakeHang, ...), which the fake serves
+    table = tmp_path / "node-classes.yaml"
+    hooks = "".join(f"      {c}: 'unreviewed: a test hook'\n" for c in FAKE_HOOKS)
+    table.write_text(
+        (ROOT / "node-classes.yaml").read_text()
+        + f"  FakeHooks:\n    rev: '{'b' * 40}'\n    classes:\n{hooks}"
+    )
+    cmd = [sys.executable, "-m", "bake", "nodes", "smoke", "--comfyui-dir", str(comfy)]
+    record = tmp_path / "installed.json"
+    run = [*cmd, "--lock", str(lock), "--record", str(record)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(run, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.splitlines() == [
+        "error: Good: needs review: 1 installed class(es) not in node-classes.yaml, refused by "
+        "the worker until reviewed: AddedByAnUpdate"
+    ]
+    assert not record.exists()
+    # reviewed (here: refused, for want of a need), the smoke passes and records every class
+    table.write_text(
+        table.read_text()
+        + "  Good:\n    rev: '"
+        + "a" * 40
+        + "'\n    classes:\n      AddedByAnUpdate: 'unreviewed: not needed'\n"
+    )
+    done = subprocess.run(run, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    installed = json.loads(record.read_text())
+    assert installed["AddedByAnUpdate"] == "custom_nodes.Good"
+    assert installed["KSampler"] == "nodes" and len(installed) > 1400
+    assert "node classes, every one reviewed in node-classes.yaml" in done.stdout

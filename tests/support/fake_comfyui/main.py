@@ -1311,9 +1311,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def quick_test() -> int:
     """`--quick-test-for-ci`, as ComfyUI does it: import every custom node (a folder with an
-    __init__.py, or a top-level .py file), log the import summary, exit without serving."""
+    __init__.py, or a top-level .py file), log the import summary, exit without serving. As in
+    ComfyUI, `nodes.NODE_CLASS_MAPPINGS` then holds every class (the recorded /object_info's,
+    and each node's own), each with the RELATIVE_PYTHON_MODULE ComfyUI gives it."""
     import importlib.util
+    import types
 
+    registry = types.ModuleType("nodes")
+    registry.NODE_CLASS_MAPPINGS = {}
+    recorded = load_object_info() if (HERE / "object_info.json.gz").is_file() else {}
+    for name, info in recorded.items():
+        registry.NODE_CLASS_MAPPINGS[name] = type(
+            "Fake", (), {"RELATIVE_PYTHON_MODULE": info.get("python_module", "nodes")}
+        )
+    sys.modules["nodes"] = registry
     times = []
     nodes = HERE / "custom_nodes"
     for path in sorted(nodes.iterdir()) if nodes.is_dir() else []:
@@ -1325,6 +1336,9 @@ def quick_test() -> int:
             spec = importlib.util.spec_from_file_location(f"custom_nodes.{path.stem}", init)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
+            for name, cls in getattr(module, "NODE_CLASS_MAPPINGS", {}).items():
+                cls.RELATIVE_PYTHON_MODULE = f"custom_nodes.{path.stem}"
+                registry.NODE_CLASS_MAPPINGS[name] = cls
             ok = True
         except Exception:
             log(traceback.format_exc())
