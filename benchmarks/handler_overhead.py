@@ -60,12 +60,16 @@ GRAPH = {
 class BareClient:
     """The least a client must do for this job, with one websocket kept open."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, key: str):
         self.url = url
         self.session = requests.Session()
+        # ComfyUI answers only the worker's key (worker/comfy/api_guard.py): the bare client
+        # carries it too, so both sides pay the same check
+        self.session.headers["Authorization"] = f"Bearer {key}"
         self.client_id = uuid.uuid4().hex
         self.ws = websocket.create_connection(
-            url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
+            url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}",
+            header=[f"Authorization: Bearer {key}"],
         )
 
     def run(self, png_b64: str) -> bytes:
@@ -127,7 +131,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, WorkerProcess(Path(tmp)) as worker:
         worker.wait_ready()
         session = requests.Session()
-        bare = BareClient(worker.comfy_url)
+        bare = BareClient(worker.comfy_url, worker.api_key)
         floor_url = f"http://127.0.0.1:{floor_port}/runsync"
         for _ in range(200):
             try:
