@@ -58,6 +58,11 @@ def output_is_black(data: bytes, filename: str, threshold: int) -> bool | None:
     """Whether every frame of an output file is black; None when it cannot be decoded."""
     try:
         return all_black(_pillow_frames(data), threshold)
+    except Image.DecompressionBombError:
+        # a valid but very large image (a 16384 x 11000 save): larger than Pillow decodes
+        # unasked, so not checked, never an error of the job
+        log.warning("black-frame guard: %s is too large to decode, not checked", filename)
+        return None
     except (UnidentifiedImageError, OSError, ValueError):
         pass
     try:

@@ -58,12 +58,14 @@ from worker.outputs import (
     inline_entry,
 )
 from worker.policy.classes import ClassPolicy, ClassPolicyError
-from worker.policy.inputs import InputChecker, InputError
+from worker.policy.inputs import InputChecker, InputError, is_link
 from worker.policy.models import (
+    EMBEDDINGS_FOLDER,
     ModelPolicyError,
     VerifiedModels,
     combo_inputs,
     enforce,
+    linked_text_uses,
     model_uses,
     node_checkpoint_uses,
 )
@@ -321,10 +323,30 @@ def _check_models(rt: Runtime, spec: JobSpec) -> None:
         skip=FILE_NAMES,
     )
     uses += node_checkpoint_uses(spec.prompt, config.comfyui_dir, verified)
+    if rt.checker is not None and (text_inputs := _linked_text(rt, spec.prompt)):
+        listed = rt.client.get_json(f"/models/{EMBEDDINGS_FOLDER}")
+        dirs = rt.model_dirs.get(EMBEDDINGS_FOLDER, [])
+        unverified = [f for f in listed if verified.check(EMBEDDINGS_FOLDER, f, dirs)]
+        uses += linked_text_uses(spec.prompt, text_inputs, unverified)
     try:
         enforce(uses, config.model_policy, spec.titles)
     except ModelPolicyError as exc:
         raise JobInputError(str(exc)) from None
+
+
+def _linked_text(rt: Runtime, prompt: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """Class -> its STRING inputs, for the prompt's classes that take a CLIP (text encoders)
+    and get one of those texts through a link; empty when none does."""
+    assert rt.checker is not None
+    found: dict[str, frozenset[str]] = {}
+    for node in prompt.values():
+        declared = rt.checker.declared.get(node["class_type"], {})
+        if not any(entry[0] == "CLIP" for entry in declared.values()):
+            continue
+        texts = frozenset(n for n, entry in declared.items() if entry[0] == "STRING")
+        if any(n in texts and is_link(v) for n, v in node.get("inputs", {}).items()):
+            found[node["class_type"]] = texts
+    return found
 
 
 def _guard_black(contents: list[tuple[OutputFile, bytes]], threshold: int) -> None:

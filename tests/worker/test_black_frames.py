@@ -49,3 +49,24 @@ def test_the_message_names_the_cause_and_the_switch():
     message = BLACK_OUTPUT_MESSAGE.format(name="v.mp4")
     assert "SageAttention" in message and "Wan 2.2 FP8" in message
     assert "SAGE_ATTENTION=off" in message
+
+
+def huge_black_png(width: int = 20000, height: int = 10000) -> bytes:
+    """A real, valid PNG over Pillow's decompression-bomb limit (200 Mpx), small on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)  # filter byte, then one grey byte per pixel
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_a_valid_image_too_large_to_decode_is_not_checked_and_not_an_error():
+    assert output_is_black(huge_black_png(), "big.png", 10) is None

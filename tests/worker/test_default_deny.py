@@ -13,17 +13,22 @@ own port without the key.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import socket
 import threading
 import time
 
 import pytest
-from support.fake_comfyui.runner import WorkerProcess
+from support.fake_comfyui.runner import REPO, WorkerProcess
+
+from worker.policy.inputs import InputChecker
+from worker.policy.paths import FILE_NAMES
 
 from .test_jobs import INVERT, b64, png, run_error, run_ok
 
 IMAGE = [{"name": "in.png", "image": b64(png())}]
+OBJECT_INFO = REPO / "tests" / "support" / "fake_comfyui" / "object_info.json.gz"
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +271,38 @@ def test_comfyui_opens_no_tcp_connection_not_even_to_its_own_port(worker):
             assert answer.get("error", "").startswith("PermissionError"), (target, answer)
         thread.join()
     assert accepted == []
+
+
+def test_a_chain_too_long_for_comfyui_is_refused_before_it_wedges_it(worker):
+    # 1,500 nodes in a chain that feeds no output: ComfyUI never validates them, but its cache
+    # walks them recursively, and the RecursionError ended its prompt thread for good
+    prompt = json.loads(json.dumps(INVERT))
+    previous = "1"
+    for i in range(100, 1600):
+        prompt[str(i)] = {"class_type": "ImageInvert", "inputs": {"image": [previous, 0]}}
+        previous = str(i)
+    error = run_error(worker, {"workflow": prompt, "images": IMAGE})
+    assert error == "invalid input: the workflow has 1503 nodes, more than 1000"
+    for i in range(300, 1600):
+        del prompt[str(i)]
+    error = run_error(worker, {"workflow": prompt, "images": IMAGE})
+    assert "ends a chain of links 201 nodes deep, deeper than 200" in error
+    prompt = json.loads(json.dumps(INVERT))
+    prompt["4"] = {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}}
+    prompt["2"]["inputs"] = {"image": ["4", 0]}  # two nodes, each fed by the other
+    assert "a cycle" in run_error(worker, {"workflow": prompt, "images": IMAGE})
+    run_ok(worker, {"workflow": INVERT, "images": IMAGE})
+
+
+def test_a_node_carries_only_its_class_inputs_and_title_to_comfyui():
+    # ComfyUI reads `is_changed` from the prompt in place of the class's IS_CHANGED
+    info = json.loads(gzip.decompress(OBJECT_INFO.read_bytes()))
+    prompt = json.loads(json.dumps(INVERT))
+    prompt["1"]["is_changed"] = ["pinned"]
+    prompt["1"]["_meta"] = {"title": "Source"}
+    sent = InputChecker(info, file_names=frozenset(FILE_NAMES)).normalise(prompt, {})
+    assert sent["1"] == {
+        "class_type": "LoadImage",
+        "inputs": {"image": "in.png"},
+        "_meta": {"title": "Source"},
+    }

@@ -38,6 +38,15 @@ def policy_worker(tmp_path_factory: pytest.TempPathFactory):
     checkpoints.mkdir(parents=True)
     (checkpoints / "locked.safetensors").write_bytes(LOCKED)
     (checkpoints / "planted.safetensors").write_bytes(b"not in the lock")
+    # weights a job could reach by a name no combo lists: an embedding spelled in computed
+    # text, and the two files VAELoader loads for "taesd"
+    for rel in (
+        "embeddings/planted_embedding.safetensors",
+        "vae_approx/taesd_encoder.safetensors",
+        "vae_approx/taesd_decoder.safetensors",
+    ):
+        (tmp / "volume" / "models" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "volume" / "models" / rel).write_bytes(b"not in the lock")
     lock = write_lock(
         tmp / "models.lock.yaml",
         entry(
@@ -281,3 +290,36 @@ def test_the_real_comfyui_is_contained_and_says_so(policy_worker):
     assert output["containment"].startswith("landlock abi ")
     assert "containment: landlock abi" in policy_worker.log()
     assert requests.get(policy_worker.comfy_url + "/system_stats", timeout=10).status_code == 403
+
+
+def test_taesd_stands_for_two_unverified_files_and_is_refused(policy_worker):
+    loader = {"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}}
+    error = run_error(policy_worker, with_node("5", loader))
+    assert (
+        "node 5 (VAELoader), input 'vae_name': the model file 'taesd_decoder.safetensors' in "
+        "vae_approx is not one the models lock holds"
+    ) in error, error
+
+
+def test_an_embedding_spelled_in_computed_text_is_refused(policy_worker):
+    # "a cat embed" + "ding:planted_embedding": no literal names the embedding
+    prompt = json.loads(json.dumps(INVERT))
+    prompt["4"] = {
+        "class_type": "CheckpointLoaderSimple",
+        "inputs": {"ckpt_name": "locked.safetensors"},
+    }
+    prompt["6"] = {
+        "class_type": "StringConcatenate",
+        "inputs": {
+            "string_a": "a cat embed",
+            "string_b": "ding:planted_embedding",
+            "delimiter": "",
+        },
+    }
+    prompt["7"] = {"class_type": "CLIPTextEncode", "inputs": {"text": ["6", 0], "clip": ["4", 1]}}
+    error = run_error(policy_worker, job(prompt))
+    assert error.startswith(
+        "invalid input: node 7 (CLIPTextEncode), input 'text' is fed by node 6: a text encoder "
+        "loads each `embedding:NAME` of its text"
+    ), error
+    assert "planted_embedding.safetensors" in error

@@ -32,6 +32,14 @@ from typing import Any
 
 Declaration = list  # an /object_info input entry: [TYPE, {options}] or [[choices], {options}]
 PRIMITIVE = ("INT", "FLOAT", "STRING", "BOOLEAN")
+# ComfyUI walks a prompt's links recursively when it builds cache keys, for every node, even
+# one that feeds no output: a chain of 1,500 nodes ended its prompt thread in RecursionError,
+# and every later job waited for JOB_TIMEOUT. Real workflows are far below both bounds.
+MAX_NODES = 1000
+MAX_DEPTH = 200
+# What a node of a prompt may carry besides its inputs: anything else (ComfyUI reads
+# `is_changed` from the prompt in place of the class's IS_CHANGED) is dropped.
+NODE_KEYS = ("class_type", "inputs", "_meta")
 
 
 class InputError(ValueError):
@@ -51,6 +59,40 @@ def declared_inputs(info: Mapping[str, Any]) -> dict[str, Declaration]:
             if isinstance(entry, list) and entry:
                 found[name] = entry
     return found
+
+
+def check_shape(prompt: Mapping[str, Any]) -> None:
+    """Refuse a prompt with more than MAX_NODES nodes, a cycle, or a chain of links deeper than
+    MAX_DEPTH; walked without recursion."""
+    if len(prompt) > MAX_NODES:
+        raise InputError(f"the workflow has {len(prompt)} nodes, more than {MAX_NODES}")
+    sources = {
+        node_id: [str(v[0]) for v in node.get("inputs", {}).values() if is_link(v)]
+        for node_id, node in prompt.items()
+    }
+    depth: dict[str, int] = {}
+    for start in sources:
+        stack = [(start, iter(sources[start]))]
+        on_path = {start}
+        while stack:
+            node_id, pending = stack[-1]
+            source = next(pending, None)
+            if source is None:
+                stack.pop()
+                on_path.discard(node_id)
+                depth[node_id] = 1 + max((depth.get(s, 0) for s in sources[node_id]), default=0)
+                if depth[node_id] > MAX_DEPTH:
+                    raise InputError(
+                        f"node {node_id} ends a chain of links {depth[node_id]} nodes deep, "
+                        f"deeper than {MAX_DEPTH}"
+                    )
+                continue
+            if source in on_path:
+                raise InputError(f"node {node_id} is fed by node {source}, which it feeds: a cycle")
+            if source in depth or source not in sources:
+                continue  # known, or not a node (refused with the input that names it)
+            stack.append((source, iter(sources[source])))
+            on_path.add(source)
 
 
 def combo_options(entry: Declaration) -> list[Any] | None:
@@ -95,6 +137,7 @@ class InputChecker:
     def normalise(self, prompt: dict[str, Any], titles: Mapping[str, str]) -> dict[str, Any]:
         """The prompt as its nodes will get it; raises InputError at the first input that does
         not fit its declaration."""
+        check_shape(prompt)
         out: dict[str, Any] = {}
         for node_id, node in prompt.items():
             class_type = node["class_type"]
@@ -120,7 +163,7 @@ class InputChecker:
                         "a value, not a link (a computed value cannot be checked)"
                     )
                 fixed[name] = self._value(prompt, class_type, name, entry, raw, where)
-            out[node_id] = {**node, "inputs": fixed}
+            out[node_id] = {k: node[k] for k in NODE_KEYS if k in node} | {"inputs": fixed}
         return out
 
     def _value(

@@ -167,6 +167,10 @@ LORA_FOLDER = "loras"
 # .bin) from the embeddings folder, whatever node the text comes from.
 EMBEDDING = re.compile(r"embedding:(\S+)")  # anywhere: over-approximated
 EMBEDDINGS_FOLDER = "embeddings"
+# VAELoader offers these names when vae_approx holds `<name>_encoder.*` and `<name>_decoder.*`,
+# and loads both files (ComfyUI's nodes.py, VAELoader.load_taesd)
+TAESD = frozenset({"taesd", "taesdxl", "taesd3", "taef1"})
+TAESD_FOLDER = "vae_approx"
 
 
 def _inputs(prompt: dict[str, Any]) -> Iterator[tuple[str, Any, str, Any]]:
@@ -245,6 +249,15 @@ def model_uses(
                 uses.append(
                     ModelUse(node_id, class_type, name, folder, value, why is None, why or "")
                 )
+        if value in TAESD:  # a name that stands for two files of vae_approx
+            for listed in sorted(listings.get(TAESD_FOLDER, ())):
+                if listed.startswith((f"{value}_encoder.", f"{value}_decoder.")):
+                    why = verified.check(TAESD_FOLDER, listed, dirs.get(TAESD_FOLDER, []))
+                    uses.append(
+                        ModelUse(
+                            node_id, class_type, name, TAESD_FOLDER, listed, why is None, why or ""
+                        )
+                    )
     for node_id, class_type, name, named, folder in loras:
         match = _lora_matches if folder == LORA_FOLDER else _embedding_matches
         matches = sorted(f for f in listings.get(folder, set()) if match(f, named))
@@ -264,6 +277,31 @@ def model_uses(
     return uses
 
 
+def linked_text_uses(
+    prompt: dict[str, Any],
+    text_inputs: Mapping[str, frozenset[str]],
+    unverified: list[str],
+) -> list[ModelUse]:
+    """Text inputs of text encoders (`text_inputs`: class -> its STRING inputs, for classes
+    that take a CLIP) fed by a link. ComfyUI's tokenizer loads every `embedding:NAME` of the
+    text from the embeddings folders, and a computed text is not known before the job runs: such
+    a link is refused while those folders hold files the boot did not verify (`unverified`)."""
+    if not unverified:
+        return []
+    why = (
+        "a text encoder loads each `embedding:NAME` of its text, this text is computed while "
+        "the job runs, and the embeddings folders hold files the boot did not verify ("
+        + ", ".join(unverified[:5])
+        + (" ..." if len(unverified) > 5 else "")
+        + ")"
+    )
+    return [
+        ModelUse(node_id, class_type, name, EMBEDDINGS_FOLDER, "", False, why, str(value[0]))
+        for node_id, class_type, name, value in _inputs(prompt)
+        if name in text_inputs.get(class_type, ()) and _is_link(value)
+    ]
+
+
 def enforce(uses: list[ModelUse], mode: str, titles: dict[str, str]) -> None:
     """Refuse the first use the lock does not cover (locked), or log each (open)."""
     for use in uses:
@@ -281,6 +319,8 @@ def enforce(uses: list[ModelUse], mode: str, titles: dict[str, str]) -> None:
                     ),
                 )
                 continue
+            if use.why:
+                raise ModelPolicyError(f"{where} is fed by node {use.linked_from}: {use.why}")
             raise ModelPolicyError(
                 f"{where} names a model file and is fed by node {use.linked_from}: which file "
                 "it loads cannot be checked before the job runs; set it as a literal value"
