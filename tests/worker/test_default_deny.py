@@ -16,12 +16,14 @@ import contextlib
 import gzip
 import json
 import socket
+import sys
 import threading
 import time
 
 import pytest
 from support.fake_comfyui.runner import REPO, WorkerProcess
 
+from worker.job_files import BootFiles
 from worker.policy.inputs import InputChecker
 from worker.policy.paths import FILE_NAMES
 
@@ -306,3 +308,51 @@ def test_a_node_carries_only_its_class_inputs_and_title_to_comfyui():
         "inputs": {"image": "in.png"},
         "_meta": {"title": "Source"},
     }
+
+
+NO_LANDLOCK = (sys.executable, str(REPO / "tests" / "support" / "no_landlock.py"), "--")
+
+
+def test_without_landlock_auto_boots_and_every_job_says_it_is_not_contained(tmp_path):
+    # the container runtime's seccomp profile answers the Landlock calls with ENOSYS
+    with WorkerProcess(tmp_path, prefix=NO_LANDLOCK) as w:
+        w.wait_ready()
+        output = run_ok(w, {"workflow": INVERT, "images": IMAGE})
+    assert output["containment"].startswith("none (landlock unavailable: ")
+    assert "ENOSYS" in output["containment"]
+    assert output["containment"].endswith(", same user as the worker")
+
+
+def test_without_landlock_required_refuses_to_boot(tmp_path):
+    with WorkerProcess(tmp_path, env={"CONTAINMENT": "required"}, prefix=NO_LANDLOCK) as w:
+        assert w.wait_exit() == 2
+    log = w.log()
+    assert "ERROR containment: " in log and "ENOSYS" in log
+    assert "starting ComfyUI" not in log
+
+
+def test_two_jobs_at_once_keep_their_folders_and_the_last_one_out_restores_the_boot_state(
+    tmp_path,
+):
+    comfy = tmp_path / "comfyui"
+    for folder in ("input", "output", "temp"):
+        (comfy / folder).mkdir(parents=True)
+    (comfy / "input" / "example.png").write_bytes(b"shipped")
+    boot = BootFiles.take(comfy)
+    boot.begin("job-a")
+    boot.begin("job-b")
+    for job in ("job-a", "job-b"):
+        (comfy / "output" / job).mkdir()
+        (comfy / "output" / job / "out.png").write_bytes(b"x")
+    (comfy / "input" / "left-by-a-node.png").write_bytes(b"x")
+    # a ends while b runs: only a's own folders go, b's and the stray stay for now
+    assert boot.end("job-a") == [comfy / f / "job-a" for f in ("input", "output", "temp")]
+    # b ends last: everything the boot did not see goes, the shipped file stays
+    assert sorted(boot.end("job-b")) == sorted(
+        [
+            comfy / "input" / "left-by-a-node.png",
+            comfy / "output" / "job-a",
+            comfy / "output" / "job-b",
+        ]
+    )
+    assert boot.names("input") == frozenset({"example.png"})
