@@ -59,11 +59,13 @@ class OutputFile:
         )
 
 
-def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile]:
+def collect_outputs(outputs: dict[str, Any], scope: str | None = None) -> list[OutputFile]:
     """Every saved file in a history entry's `outputs`, in node order.
 
-    Files of type `temp` (previews; ComfyUI wipes temp/ itself) are not results.
-    """
+    Files of type `temp` (previews; ComfyUI wipes temp/ itself) are not results. With `scope`
+    (the job's folder), only files of type `output` inside `output/<scope>/` are: what the job's
+    own saving nodes wrote. A node that reports a file of ComfyUI's input folder (a loader's
+    preview) or of another folder would otherwise hand back a file the job did not make."""
     files: list[OutputFile] = []
     seen: set[tuple[str, str, str]] = set()
     for node_id in sorted(outputs, key=_node_order):
@@ -77,6 +79,8 @@ def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile]:
                 ident = (entry["filename"], str(entry.get("subfolder", "")), type_)
                 if type_ == "temp" or ident in seen:
                     continue
+                if scope is not None and not _inside(scope, type_, ident[1]):
+                    continue
                 seen.add(ident)
                 files.append(
                     OutputFile(
@@ -88,6 +92,11 @@ def collect_outputs(outputs: dict[str, Any]) -> list[OutputFile]:
                     )
                 )
     return files
+
+
+def _inside(scope: str, type_: str, subfolder: str) -> bool:
+    parts = subfolder.replace("\\", "/").split("/")
+    return type_ == "output" and parts[0] == scope and ".." not in parts
 
 
 def _node_order(node_id: str) -> tuple[int, str]:

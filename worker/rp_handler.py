@@ -266,7 +266,7 @@ def _run(
         cancel=cancel,
     )
     ran = time.perf_counter()
-    files = collect_outputs(result.outputs)
+    files = collect_outputs(result.outputs, scope)
     if not files:
         raise OutputError(
             "the workflow finished but saved no output files: it needs a saving "

@@ -69,3 +69,18 @@ def test_results_over_the_payload_limit_ask_for_a_bucket():
     check_inline_size([300, 300], 800)
     with pytest.raises(OutputError, match="BUCKET_ENDPOINT_URL"):
         check_inline_size([300, 300], 799)
+
+
+def test_only_files_the_jobs_own_saving_nodes_wrote_are_results():
+    # a loader/preview pair reported a file of ComfyUI's input root, which the job did not make
+    outputs = {
+        "1": {"images": [{"filename": "example.png", "subfolder": "", "type": "input"}]},
+        "2": {"images": [{"filename": "x.png", "subfolder": "job-other", "type": "output"}]},
+        "3": {"images": [{"filename": "y.png", "subfolder": "job-a/../x", "type": "output"}]},
+        "4": {"images": [{"filename": "inv.png", "subfolder": "job-a/t", "type": "output"}]},
+        "5": {"gifs": [{"filename": "v.mp4", "subfolder": "job-a", "type": "output"}]},
+    }
+    assert [(f.node_id, f.filename) for f in collect_outputs(outputs, "job-a")] == [
+        ("4", "inv.png"),
+        ("5", "v.mp4"),
+    ]
