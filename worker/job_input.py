@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.log_text import excerpt
 from worker.policy.paths import PathInputError, check_file_names, is_prefix, writes_to_own_folder
 
 KNOWN_KEYS = ("workflow", "images", "overrides", "comfy_org_api_key")
@@ -136,9 +137,20 @@ def available_workflows(workflows_dir: Path) -> list[str]:
 
 
 def load_named_workflow(name: str, workflows_dir: Path) -> dict[str, Any]:
+    if name.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(name)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            raise JobInputError(
+                f"input.workflow is a JSON string ({len(name):,} characters) holding a workflow:"
+                " send the workflow as an object, not a JSON string"
+            )
     if not WORKFLOW_NAME.fullmatch(name) or ".." in name:
         raise JobInputError(
-            f"input.workflow {name!r} is not a valid workflow name (letters, digits, '_', '-', '.')"
+            f"input.workflow {excerpt(name)} is not a valid workflow name (letters, digits, "
+            "'_', '-', '.')"
         )
     base = name.removesuffix(".json")
     for candidate in (f"{base}_api.json", f"{base}.json"):
@@ -148,16 +160,16 @@ def load_named_workflow(name: str, workflows_dir: Path) -> dict[str, Any]:
                 prompt = json.loads(path.read_text(encoding="utf-8"))
             except ValueError as exc:  # a broken file in the image, not the caller's mistake
                 raise JobInputError(
-                    f"the workflow {name!r} ({candidate}) cannot be read: {exc}"
+                    f"the workflow {excerpt(name)} ({candidate}) cannot be read: {exc}"
                 ) from None
             if not isinstance(prompt, dict):
                 raise JobInputError(
-                    f"the workflow {name!r} ({candidate}) is not an API-format "
+                    f"the workflow {excerpt(name)} ({candidate}) is not an API-format "
                     f"graph (an object), found {type(prompt).__name__}"
                 )
             return prompt
     raise JobInputError(
-        f"unknown workflow {name!r}; available: "
+        f"unknown workflow {excerpt(name)}; available: "
         f"{', '.join(available_workflows(workflows_dir)) or '-'}"
     )
 
@@ -173,13 +185,13 @@ def check_graph(prompt: dict[str, Any]) -> None:
     for nid, node in prompt.items():
         if not isinstance(node, dict):
             raise JobInputError(
-                f"input.workflow[{nid!r}] must be an object with class_type "
+                f"input.workflow[{excerpt(nid)}] must be an object with class_type "
                 f"and inputs, found {type(node).__name__}"
             )
         if not isinstance(node.get("class_type"), str):
-            raise JobInputError(f"input.workflow[{nid!r}] has no class_type")
+            raise JobInputError(f"input.workflow[{excerpt(nid)}] has no class_type")
         if not isinstance(node.get("inputs", {}), dict):
-            raise JobInputError(f"input.workflow[{nid!r}].inputs must be an object")
+            raise JobInputError(f"input.workflow[{excerpt(nid)}].inputs must be an object")
 
 
 def apply_overrides(prompt: dict[str, Any], overrides: Any) -> dict[str, Any]:
@@ -198,7 +210,7 @@ def apply_overrides(prompt: dict[str, Any], overrides: Any) -> dict[str, Any]:
         target, dot, input_name = str(key).rpartition(".")
         if not dot or not target or not input_name:
             raise JobInputError(
-                f'input.overrides key {key!r} must look like "<node id or title>.<input>"'
+                f'input.overrides key {excerpt(key)} must look like "<node id or title>.<input>"'
             )
         if target in prompt:
             node_id = target
@@ -206,32 +218,34 @@ def apply_overrides(prompt: dict[str, Any], overrides: Any) -> dict[str, Any]:
             matches = by_title.get(target, [])
             if not matches:
                 shown = ", ".join(sorted(set(titles.values()))) or "-"
+                if len(shown) > 200:
+                    shown = f"{shown[:200]}... ({len(titles)} titles)"
                 raise JobInputError(
-                    f"input.overrides {key!r}: no node has the id or title "
-                    f"{target!r} (titles: {shown})"
+                    f"input.overrides {excerpt(key)}: no node has the id or title "
+                    f"{excerpt(target)} (titles: {shown})"
                 )
             if len(matches) > 1:
                 raise JobInputError(
-                    f"input.overrides {key!r}: the title {target!r} names "
+                    f"input.overrides {excerpt(key)}: the title {excerpt(target)} names "
                     f"nodes {', '.join(matches)}; use a node id"
                 )
             node_id = matches[0]
         inputs = prompt[node_id].setdefault("inputs", {})
         if input_name not in inputs:
             raise JobInputError(
-                f"input.overrides {key!r}: node {node_id} "
-                f"({prompt[node_id]['class_type']}) has no input {input_name!r}"
+                f"input.overrides {excerpt(key)}: node {node_id} "
+                f"({prompt[node_id]['class_type']}) has no input {excerpt(input_name)}"
                 f" (inputs: {', '.join(sorted(inputs)) or '-'})"
             )
         if _is_link(inputs[input_name]):
             raise JobInputError(
-                f"input.overrides {key!r}: input {input_name!r} of node "
+                f"input.overrides {excerpt(key)}: input {excerpt(input_name)} of node "
                 f"{node_id} is connected to node {inputs[input_name][0]}; "
                 "only widget values can be overridden"
             )
         if not isinstance(value, str | int | float | bool) or value is None:
             raise JobInputError(
-                f"input.overrides {key!r}: the value must be a string, number "
+                f"input.overrides {excerpt(key)}: the value must be a string, number "
                 f"or boolean, found {type(value).__name__}"
             )
         inputs[input_name] = value
@@ -257,7 +271,7 @@ def safe_name(name: Any, where: str) -> str:
         or any(ord(c) < 32 for c in name)
     ):
         raise JobInputError(
-            f"{where} {name!r} is not a safe file name: no path separators, "
+            f"{where} {excerpt(name)} is not a safe file name: no path separators, "
             f"no '..', no leading '.', at most {MAX_NAME} characters"
         )
     return name
@@ -276,7 +290,7 @@ def parse_images(raw: Any, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> list[Inp
             raise JobInputError(f"{where} must be an object with exactly `name` and `image`")
         name = safe_name(item.get("name"), f"{where}.name")
         if name in seen:
-            raise JobInputError(f"{where}.name {name!r} is used twice")
+            raise JobInputError(f"{where}.name {excerpt(name)} is used twice")
         seen.add(name)
         value = item.get("image")
         if not isinstance(value, str) or not value:
@@ -356,7 +370,7 @@ def check_output_prefixes(prompt: dict[str, Any]) -> None:
                 or any(ord(c) < 32 for c in prefix)
             ):
                 raise JobInputError(
-                    f"input.workflow[{node_id!r}] {name} {prefix!r} must "
+                    f"input.workflow[{excerpt(node_id)}] {name} {excerpt(prefix)} must "
                     "stay inside the output folder: no leading '/' and no '..' (and no "
                     "control characters)"
                 )

@@ -25,3 +25,16 @@ def log_lines(text: str) -> list[str]:
     (each part gets the `[comfyui] ` prefix), empty parts dropped, escapes for the rest."""
     parts = text.rstrip("\n").replace("\r\n", "\n").replace("\n", "\r").split("\r")
     return [printable(part) for part in parts if part.strip()] or [""]
+
+
+EXCERPT = 60
+
+
+def excerpt(value: object, limit: int = EXCERPT) -> str:
+    """`value` as an error quotes it: its repr, cut to `limit` characters with its length
+    said, so an error never echoes a whole input back (a workflow sent as a 5 MB string)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str | bytes | list | dict) else len(text)
+    return f"{text[:limit]}... ({size:,} long)"

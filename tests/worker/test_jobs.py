@@ -425,3 +425,22 @@ def test_comfyui_that_stops_answering_http_is_restarted_and_the_next_job_works(w
     assert error.endswith("the prompt could not be stopped, so ComfyUI was restarted")
     assert worker.comfy_pid() not in (None, pid)
     test_image_job_returns_the_inverted_image(worker)
+
+
+def test_an_error_quotes_an_excerpt_of_the_input_never_all_of_it(worker):
+    # a common client mistake: the workflow serialised twice, near RunPod's request limit
+    padded = json.loads(json.dumps(INVERT))
+    padded["1"]["_meta"] = {"title": "x" * 5_000_000}
+    text = json.dumps(padded)
+    answer = worker.runsync({"workflow": text}, timeout=120)
+    assert answer["error"] == (
+        f"invalid input: input.workflow is a JSON string ({len(text):,} characters) holding a "
+        "workflow: send the workflow as an object, not a JSON string"
+    )
+    # a 1 MB file name and override key come back as an excerpt with their length
+    answer = worker.runsync(
+        {"workflow": INVERT, "images": [{"name": "a/" + "b" * 1_000_000, "image": b64(png())}]}
+    )
+    assert len(answer["error"]) < 400 and "(1,000,002 long)" in answer["error"]
+    answer = worker.runsync({"workflow": INVERT, "overrides": {"k" * 1_000_000: 1}})
+    assert len(answer["error"]) < 400 and "(1,000,000 long)" in answer["error"]
