@@ -47,11 +47,34 @@ def check_destination(url: str, allow_private: bool) -> None:
         raise JobInputError(f"image URL {url!r}: cannot resolve {parsed.hostname}: {exc}") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+        if not is_public(address):
             raise JobInputError(
                 f"image URL {url!r}: {parsed.hostname} resolves to the "
                 f"non-public address {address}, which is refused"
             )
+
+
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: IPv4-compatible (::/96),
+# SIIT (::ffff:0:0:0/96), NAT64 well-known and local-use (64:ff9b::/96, 64:ff9b:1::/48).
+# IPv4-mapped, 6to4 and Teredo have ipaddress properties of their own.
+_EMBEDDING_V4 = tuple(
+    ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48")
+)
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `address` is public, an IPv6 address that embeds an IPv4 one judged by that
+    too (`ipaddress` calls ::7f00:1 or 64:ff9b::7f00:1 global, whose IPv4 is loopback)."""
+    if not address.is_global:
+        return False
+    if address.version == 4:
+        return True
+    embedded = [address.ipv4_mapped, address.sixtofour]
+    if address.teredo is not None:
+        embedded += list(address.teredo)
+    if any(address in net for net in _EMBEDDING_V4):
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return all(v4.is_global for v4 in embedded if v4 is not None)
 
 
 def _session(allow_private: bool, sockets: list[socket.socket]) -> requests.Session:
@@ -70,7 +93,7 @@ def _session(allow_private: bool, sockets: list[socket.socket]) -> requests.Sess
             sockets.append(sock.dup())
             if not allow_private:
                 peer = ipaddress.ip_address(sock.getpeername()[0])
-                if not peer.is_global:
+                if not is_public(peer):
                     sock.close()
                     raise _RefusedPeer(f"connected to the non-public address {peer}")
             return sock

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from support.httpserver import FileServer, _Handler
 
-from worker.image_fetch import check_destination, fetch_image
+from worker.image_fetch import check_destination, fetch_image, is_public
 from worker.job_input import JobInputError
 
 
@@ -212,3 +212,25 @@ def test_a_bad_port_is_an_input_error():
         JobInputError, match=re.escape("image URL 'http://example.com:99999/x.png'")
     ):
         check_destination("http://example.com:99999/x.png", allow_private=False)
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped
+        ("::7f00:1", False),  # IPv4-compatible
+        ("::ffff:0:7f00:1", False),  # SIIT
+        ("64:ff9b::7f00:1", False),  # NAT64
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of the metadata address 169.254.169.254
+        ("64:ff9b:1::a00:1", False),  # NAT64 local-use
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::1", False),  # 6to4 of 10.0.0.1
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+    ],
+)
+def test_an_ipv6_address_that_embeds_an_ipv4_one_is_judged_by_it(address, public):
+    assert is_public(ipaddress.ip_address(address)) is public
