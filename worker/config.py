@@ -15,6 +15,7 @@ from pathlib import Path
 from worker.comfy.environment import EnvPassError, check_pass_names
 
 WORKER_DIR = Path(__file__).resolve().parent
+MAX_URL_EXPIRES = 7 * 24 * 3600  # what S3's (and R2's) SigV4 presigned URLs allow
 
 
 class ConfigError(ValueError):
@@ -218,12 +219,27 @@ def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
             "BUCKET_ENDPOINT_URL is set but BUCKET_NAME is not, and the endpoint "
             "does not start with the bucket name: set BUCKET_NAME"
         )
+    prefix = env.get("BUCKET_PREFIX", "outputs").strip().strip("/")
+    parts = prefix.split("/") if prefix else []
+    if any(p in ("", ".", "..") or ".." in p or not p.isprintable() for p in parts):
+        # S3 takes such a key, but the presigned URL of `a/../b` or `a..b` cannot be fetched
+        # from every client: refused before any job runs, not after one
+        raise ConfigError(
+            f"BUCKET_PREFIX={prefix!r}: expected folder names separated by '/', without empty, "
+            "'.' or '..' parts, '..' inside a name or control characters"
+        )
+    expires = int(_number(env, "BUCKET_URL_EXPIRES", 86400, minimum=1))
+    if expires > MAX_URL_EXPIRES:
+        raise ConfigError(
+            f"BUCKET_URL_EXPIRES={expires}: S3 and R2 sign URLs for at most {MAX_URL_EXPIRES} "
+            "seconds (7 days)"
+        )
     return BucketConfig(
         endpoint_url=endpoint,
         bucket=name,
         access_key_id=env.get("BUCKET_ACCESS_KEY_ID") or None,
         secret_access_key=env.get("BUCKET_SECRET_ACCESS_KEY") or None,
         region=env.get("BUCKET_REGION", "").strip() or "us-east-1",
-        prefix=env.get("BUCKET_PREFIX", "outputs").strip().strip("/"),
-        url_expires=int(_number(env, "BUCKET_URL_EXPIRES", 86400, minimum=1)),
+        prefix=prefix,
+        url_expires=expires,
     )

@@ -63,6 +63,9 @@ def test_pod_mode_listens_on_all_interfaces():
     assert Config.from_env({"WORKER_MODE": "pod"}).listen == "0.0.0.0"
 
 
+BUCKET = {"BUCKET_ENDPOINT_URL": "http://127.0.0.1:9000", "BUCKET_NAME": "outputs"}
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
@@ -74,6 +77,12 @@ def test_pod_mode_listens_on_all_interfaces():
         ({"MODEL_POLICY": "loose"}, "MODEL_POLICY='loose': expected one of locked, open"),
         ({"ALLOW_CODE_NODES": "sure"}, "ALLOW_CODE_NODES='sure': expected one of on, off"),
         ({"MAX_INPUT_IMAGE_BYTES": "0"}, "MAX_INPUT_IMAGE_BYTES='0': must be at least 1"),
+        ({**BUCKET, "BUCKET_URL_EXPIRES": "604801"}, "sign URLs for at most 604800 seconds"),
+        ({**BUCKET, "BUCKET_PREFIX": "a..b"}, "BUCKET_PREFIX='a..b': expected folder names"),
+        ({**BUCKET, "BUCKET_PREFIX": "out/../x"}, "without empty, '.' or '..' parts"),
+        ({"NODE_CLASSES": "some"}, "NODE_CLASSES='some': expected one of reviewed, all"),
+        ({"CONTAINMENT": "maybe"}, "CONTAINMENT='maybe': expected one of required, auto, off"),
+        ({"COMFYUI_API_KEY": "short"}, "COMFYUI_API_KEY: expected 16 to 256 printable"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env, expected):
