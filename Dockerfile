@@ -1,4 +1,10 @@
-# syntax=docker/dockerfile:1
+# syntax=docker/dockerfile:1.22.0@sha256:4a43a54dd1fedceb30ba47e76cfcf2b47304f4161c0caeac2db1c61804ea3c91
+# The line above pins the Dockerfile frontend, the program that reads this file, by digest (a
+# tag can move; `bake check` refuses a frontend or an image without one, docs/image.md). 1.10 or
+# newer is needed for `--mount=type=secret,env=`. The digest is the one public pins of
+# docker/dockerfile:1.22.0 agree on (not checked against Docker Hub when it was written): BuildKit
+# fetches by digest and fails if the registry has no such manifest. To move it, take the digest
+# `docker buildx imagetools inspect docker/dockerfile:1.x.y` prints.
 # ComfyUI worker for RTX 5090 (sm_120, CUDA 12.8) on RunPod serverless, built from the locks only.
 # Every step that does real work is a `python -m bake` command, the same commands the tests run.
 # Build: see docs/image.md. WITH_MODELS=0 leaves the image-placement models out (volume deploys).
@@ -20,7 +26,9 @@ RUN --mount=type=bind,source=scripts/apt-install,target=/tmp/apt/apt-install \
     --mount=type=bind,source=apt.lock.yaml,target=/tmp/apt/apt.lock.yaml \
     sh /tmp/apt/apt-install /tmp/apt/apt.lock.yaml \
         python3 python-is-python3 python3-yaml python3-packaging
-COPY nodes.lock.yaml models.lock.yaml requirements.lock apt.lock.yaml node-classes.yaml /opt/bake/
+# The Dockerfile too: the check refuses a frontend or base image that is not pinned by digest.
+COPY nodes.lock.yaml models.lock.yaml requirements.lock apt.lock.yaml node-classes.yaml \
+    Dockerfile /opt/bake/
 COPY bake /opt/bake/bake
 WORKDIR /opt/bake
 # The marker is empty, so its checksum is the same after every check: a lock or code change

@@ -16,6 +16,7 @@ from pathlib import Path
 from bake.errors import LockError, Problem
 from bake.locks.apt import APT_LOCK, loads_apt_lock
 from bake.locks.classes import CLASSES_FILE, load_class_table, review_drift
+from bake.locks.dockerfile import check_dockerfile
 from bake.locks.lockfile import (
     MODELS_LOCK,
     NODES_LOCK,
@@ -207,6 +208,10 @@ def check_repo(root: Path, *, strict: bool = False) -> CheckResult:
             loads_models_lock((root / MODELS_LOCK).read_text(encoding="utf-8")),
             display(root / MODELS_LOCK),
         )
+    # The recipe beside the locks: its frontend and every image it names pinned by digest.
+    if (root / "Dockerfile").exists():
+        total.errors += check_dockerfile(root / "Dockerfile", display(root / "Dockerfile"))
+        total.checked.append(display(root / "Dockerfile"))
     return total
 
 

@@ -2,10 +2,11 @@
 
 The image's last stage writes it to /opt/bake/provenance.json; the worker logs its sha256 at
 boot and returns it with every job, so whoever holds a job's output can tell which build served
-it and, with the document, what that build was made of: the base images (by digest), the apt
-snapshot and the packages pinned outside it, every wheel of requirements.lock, the
-SageAttention wheel actually built, ComfyUI and each node (rev, tree, license as found in the
-image's own tree), each model (size, sha256, blake3, placement), and the repository commit.
+it and, with the document, what that build was made of: the Dockerfile (its sha256, the
+frontend that read it and every image it names, each by digest), the apt snapshot and the
+packages pinned outside it, every wheel of requirements.lock, the SageAttention wheel actually
+built, ComfyUI and each node (rev, tree, license as found in the image's own tree), each model
+(size, sha256, blake3, placement), and the repository commit.
 
 The document is canonical JSON (sorted keys, fixed separators, lists in a fixed order), so the
 same inputs give the same bytes and so the same sha256. It holds no time, host or path of the
@@ -17,13 +18,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from bake.errors import BakeError
 from bake.locks.apt import APT_LOCK, AptLock, load_apt_lock
+from bake.locks.dockerfile import pinned_inputs
 from bake.locks.licenses import read_license
 from bake.locks.lockfile import MODELS_LOCK, NODES_LOCK, REQUIREMENTS_LOCK, repo_root
 from bake.locks.models import ModelsLock, load_models_lock
@@ -34,33 +35,20 @@ FORMAT_VERSION = 1
 DEFAULT_OUT = "/opt/bake/provenance.json"
 SAGE_WHEEL = "sageattention-*.whl"
 
-# FROM <image>[@sha256:<digest>] [AS <name>]: flags (--platform) before the image.
-_FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<name>\S+))?\s*$", re.I)
-_DIGEST = re.compile(r"^(?P<ref>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
-
 
 def base_images(dockerfile_text: str) -> list[dict[str, str]]:
-    """Every external image the Dockerfile builds from, with its digest; a stage built on
-    another stage is not an input. An external image without a digest is refused: it could
-    be anything on the day of the build."""
-    stages: set[str] = set()
-    found: dict[str, dict[str, str]] = {}
-    for raw in dockerfile_text.splitlines():
-        match = _FROM.match(raw.strip())
-        if not match:
-            continue
-        image, name = match["image"], match["name"]
-        if image.lower() not in stages and "$" not in image:
-            pinned = _DIGEST.match(image)
-            if pinned is None:
-                raise BakeError(
-                    f"Dockerfile: FROM {image} is not pinned by digest; write it as "
-                    f"{image}@sha256:<digest> so every build starts from the same bytes"
-                )
-            found[image] = {"image": pinned["ref"], "digest": pinned["digest"]}
-        if name:
-            stages.add(name.lower())
-    return [found[key] for key in sorted(found)]
+    """Every external image the Dockerfile builds FROM (after expanding ARG defaults), with its
+    digest; a stage built on another stage is not an input. A frontend or an image of any
+    line without a digest is refused: it could be anything on the day of the build."""
+    return pinned_inputs(dockerfile_text).base_images()
+
+
+def dockerfile_record(dockerfile_text: str) -> dict[str, Any]:
+    """The Dockerfile as an input: its sha256, the frontend its `# syntax=` line names and
+    every image a FROM, COPY --from or RUN --mount from names, each with its digest and the
+    lines that use it."""
+    digest = "sha256:" + hashlib.sha256(dockerfile_text.encode("utf-8")).hexdigest()
+    return {"sha256": digest, **pinned_inputs(dockerfile_text).record()}
 
 
 def _sha256_file(path: Path) -> str:
@@ -186,6 +174,7 @@ def build(
         "format": FORMAT_VERSION,
         "commit": commit or None,
         "base_images": base_images(dockerfile_text),
+        "dockerfile": dockerfile_record(dockerfile_text),
         "apt": _apt(load_apt_lock(root / APT_LOCK)),
         "python": {"wheels": _wheels(load_requirements_lock(root / REQUIREMENTS_LOCK))},
         "sageattention": {

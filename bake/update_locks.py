@@ -8,6 +8,7 @@ nodes lock records), so a failing kind is reported without hiding the others' re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -18,13 +19,25 @@ from bake.check import display
 from bake.errors import BakeError
 from bake.locks.apt import APT_LOCK
 from bake.locks.classes import CLASSES_FILE, load_class_table, review_drift
-from bake.locks.lockfile import MODELS_LOCK, NODES_LOCK, REQUIREMENTS_LOCK, default_lock, lock_kind
+from bake.locks.lockfile import (
+    KIND_NAMES,
+    MODELS_LOCK,
+    NODES_LOCK,
+    REQUIREMENTS_LOCK,
+    default_lock,
+    kind_by_content,
+    kind_by_name,
+)
 from bake.locks.nodes import loads_nodes_lock
 
 KINDS = ("nodes", "python", "models", "apt")
 # Without a kind flag: every kind but apt, whose snapshot moves every Ubuntu package of the
 # image at once; it moves when asked (--apt), as the weekly update-locks workflow does.
 DEFAULT_KINDS = ("nodes", "python", "models")
+# The lock kind each update kind writes, and the other locks it reads: the Python lock is
+# compiled from the requirement lines the nodes lock records.
+LOCK_OF = {"nodes": "nodes", "python": "requirements", "models": "models", "apt": "apt"}
+READS = {"python": ("nodes",)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE",
-        help="use this lock instead of the one at the repository root "
-        "(repeatable; its kind comes from its name or content)",
+        help="use this lock instead of the one at the repository root (repeatable; its kind "
+        "comes from its name, else its content, and must be one the kinds asked for read)",
+    )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="resolve and write nothing: print one line per kind that would run, the kind and "
+        "then the NAMEs it would resolve (none: every entry), and exit",
     )
     parser.add_argument(
         "--torch-index",
@@ -81,17 +100,84 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _lock_paths(given: Sequence[Path]) -> dict[str, Path]:
+def _lock_paths(given: Sequence[Path], kinds: Sequence[str]) -> dict[str, Path]:
+    """The lock each kind reads and writes: the repository's, or a `--lock FILE` of that kind.
+    A `--lock` is never dropped in favour of the repository's lock: one whose name and content
+    say two kinds, whose kind none of `kinds` reads, or a second one of a kind, is an error
+    naming the file and both kinds (`--nodes --lock my.lock` would otherwise resolve the
+    repository's nodes.lock.yaml and rewrite it, while my.lock, read as a requirements lock by
+    its name, sat unused)."""
     paths = {
         "nodes": default_lock(NODES_LOCK),
         "python": default_lock(REQUIREMENTS_LOCK),
         "models": default_lock(MODELS_LOCK),
         "apt": default_lock(APT_LOCK),
     }
+    readable = {LOCK_OF[k] for k in kinds} | {r for k in kinds for r in READS.get(k, ())}
+    asked = " ".join(f"--{k}" for k in kinds)
+    problems: list[str] = []
+    given_for: dict[str, Path] = {}
     for path in given:
-        kind = lock_kind(path) if path.exists() else lock_kind(path, "")
-        paths["python" if kind == "requirements" else kind] = path
+        by_name = kind_by_name(path)
+        by_content = None
+        # a missing or unreadable file: the command of its kind says so when it reads it
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            by_content = kind_by_content(Path(path).read_text(encoding="utf-8"))
+        if by_name and by_content and by_name != by_content:
+            problems.append(
+                f"--lock {path}: its name reads as {KIND_NAMES[by_name]} but it holds "
+                f"{KIND_NAMES[by_content]}; name it for what it is (e.g. "
+                f"{_example_name(path, by_content)}) so that every command reads it as one kind"
+            )
+            continue
+        kind = by_name or by_content
+        if kind is None:
+            problems.append(
+                f"--lock {path}: neither its name nor its content tells which lock it is; name "
+                f"it *{NODES_LOCK}, *{MODELS_LOCK}, apt.*.yaml or *.lock"
+            )
+            continue
+        how = "its name reads so" if by_name else "by its content"
+        if kind not in readable:
+            wanted = " or ".join(sorted(KIND_NAMES[k] for k in readable))
+            problems.append(
+                f"--lock {path} is {KIND_NAMES[kind]} ({how}), but {asked} reads {wanted}: "
+                f"pass the lock of the kind asked for, or add {_flag_for(kind)} to resolve "
+                "this one (nothing was resolved)"
+            )
+            continue
+        update_kind = "python" if kind == "requirements" else kind
+        if update_kind in given_for:
+            problems.append(
+                f"--lock {path} is {KIND_NAMES[kind]}, and so is --lock "
+                f"{given_for[update_kind]}: give one --lock per kind"
+            )
+            continue
+        given_for[update_kind] = path
+        paths[update_kind] = path
+    if problems:
+        raise LockOptionError("\n".join(problems))
     return paths
+
+
+class LockOptionError(BakeError):
+    """A `--lock` that does not fit the kinds asked for: a usage error."""
+
+    exit_code = 2
+
+
+def _flag_for(kind: str) -> str:
+    return "--python" if kind == "requirements" else f"--{kind}"
+
+
+def _example_name(path: Path, kind: str) -> str:
+    stem = Path(path).name.split(".", 1)[0] or "my"
+    return {
+        "nodes": f"{stem}.{NODES_LOCK}",
+        "models": f"{stem}.{MODELS_LOCK}",
+        "apt": f"apt.{stem}.yaml",
+        "requirements": f"{stem}.lock",
+    }[kind]
 
 
 def _runner(
@@ -160,13 +246,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         print("error: NAME filters apply to --nodes and --models only", file=sys.stderr)
         return 2
-    paths = _lock_paths(args.lock)
+    flagged = [k for k in KINDS if getattr(args, k)] or list(DEFAULT_KINDS)
+    try:
+        paths = _lock_paths(args.lock, flagged)
+    except LockOptionError as exc:
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
     try:
         selection = _selection(args, paths)
     except (BakeError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return 1
+    if args.plan:
+        for kind in KINDS:
+            if kind in selection:
+                print(" ".join([kind, *selection[kind]]))
+        return 0
     status = 0
     for kind in KINDS:
         if kind not in selection:

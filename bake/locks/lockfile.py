@@ -303,9 +303,17 @@ def default_lock(name: str, lock: Path | None = None) -> Path:
     return Path(lock) if lock is not None else repo_root() / name
 
 
-def lock_kind(path: Path, text: str | None = None) -> str:
-    """'nodes', 'models', 'apt' or 'requirements', from the file's name, else from its
-    content."""
+KIND_NAMES = {
+    "nodes": "a nodes lock",
+    "models": "a models lock",
+    "apt": "an apt lock",
+    "requirements": "a Python requirements lock",
+}
+
+
+def kind_by_name(path: Path) -> str | None:
+    """'nodes', 'models', 'apt' or 'requirements' as the file's name reads (`nodes.lock.yaml`,
+    `my.nodes.lock.yaml`, `nodes.x.yaml`, `requirements.lock`, `*.txt`, ...), or None."""
     name = Path(path).name
     if name.startswith("apt.") and name.endswith((".yaml", ".yml")):
         return "apt"
@@ -315,7 +323,15 @@ def lock_kind(path: Path, text: str | None = None) -> str:
         return "models"
     if name.endswith((".lock", ".txt")) and not name.endswith((".yaml", ".yml")):
         return "requirements"
-    text = Path(path).read_text(encoding="utf-8") if text is None else text
+    return None
+
+
+_REQUIREMENT_LINE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?\s*==|--hash=")
+
+
+def kind_by_content(text: str) -> str | None:
+    """The lock kind the text's first telling line shows (a nodes lock's `comfyui:`, a models
+    lock's `models:`, an apt lock's `snapshot:`, a pinned `name==version`), or None."""
     for line in text.splitlines():
         stripped = line.split("#", 1)[0].rstrip()
         if re.match(r"(comfyui|custom_nodes|source_builds)\s*:", stripped):
@@ -324,4 +340,16 @@ def lock_kind(path: Path, text: str | None = None) -> str:
             return "models"
         if re.match(r"snapshot\s*:", stripped):
             return "apt"
-    return "requirements"
+        if _REQUIREMENT_LINE.match(stripped.lstrip()):
+            return "requirements"
+    return None
+
+
+def lock_kind(path: Path, text: str | None = None) -> str:
+    """'nodes', 'models', 'apt' or 'requirements', from the file's name, else from its
+    content (a requirements lock when nothing tells)."""
+    by_name = kind_by_name(path)
+    if by_name is not None:
+        return by_name
+    text = Path(path).read_text(encoding="utf-8") if text is None else text
+    return kind_by_content(text) or "requirements"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from bake.hashing import TREE_PREFIX
 from bake.locks.licenses import License
@@ -161,38 +162,249 @@ def repo_name(url: str) -> str:
     return tail[:-4] if tail.endswith(".git") else tail
 
 
-def repository_of(url: str) -> str:
-    """The repository a git URL names, normalised as hosts serve it: without query, fragment,
-    trailing slashes, a trailing `/.git` or `.git` (in any case) and percent-escapes, in lower
-    case. `https://github.com/o/ComfyUI-Manager.GIT#x` and `git@github.com:o/comfyui-manager/.git/`
-    both name `comfyui-manager`."""
-    text = url.strip()
-    if "://" in text:
-        parts = urlsplit(text)
-        path = parts.path
-    else:  # scp-like: [user@]host:path
-        path = text.split("#", 1)[0].split("?", 1)[0].rsplit(":", 1)[-1]
-    path = unquote(path)
-    while True:
-        trimmed = path.rstrip("/")
-        if trimmed.lower().endswith("/.git"):
-            trimmed = trimmed[: -len("/.git")]
-        elif trimmed.lower().endswith(".git"):
-            trimmed = trimmed[: -len(".git")]
-        if trimmed == path:
+@dataclass(frozen=True)
+class GitLocation:
+    """Where a git URL points, normalised the way servers and git read it: the host (lower
+    case, without user-info, port or a leading `www.`) and the path's components (decoded,
+    dot segments resolved, in case-folded NFKC form, the last without `.git`)."""
+
+    host: str
+    parts: tuple[str, ...]
+
+    @property
+    def repository(self) -> str:
+        return self.parts[-1] if self.parts else ""
+
+
+# git's `<transport>::<address>` form (a remote helper fetches <address>)
+_HELPER = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*::(?P<address>.*)", re.S)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# scp-like `[user@]host:path`: git's rule is a colon before any slash
+_SCP = re.compile(r"(?:[^@/]*@)?(?P<host>[^:/]+):(?P<path>.*)", re.S)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _decode(text: str) -> str:
+    """Percent-escapes decoded until nothing changes (`%252e` -> `%2e` -> `.`): a server or a
+    proxy may decode once more than git does, so every layer is taken off."""
+    for _ in range(8):
+        decoded = unquote(text)
+        if decoded == text:
             break
-        path = trimmed
-    return path.rsplit("/", 1)[-1].lower()
+        text = decoded
+    return text
+
+
+def git_location(url: str) -> GitLocation:
+    """Normalise a git URL (https, ssh, git, file, scp-like or a local path) to the host and
+    path it names. `https://github.com/o/ComfyUI-Manager/.`, `.../x/../ComfyUI-Manager`,
+    `.../ComfyUI%2DManager`, `git@github.com:o/comfyui-manager.Git/`, `ssh://git@github.com:22/
+    o/ComfyUI-Manager?x#y` and `https::https://www.github.com/o/ComfyUI-Manager` all end in the
+    component `comfyui-manager`."""
+    text = url.strip()
+    while (helper := _HELPER.fullmatch(text)) is not None and not _SCHEME.match(text):
+        text = helper["address"].strip()
+    host = ""
+    if _SCHEME.match(text):
+        rest = text.split("://", 1)[1]
+        authority, path = re.match(r"([^/\\]*)(.*)", rest, re.S).groups()
+        authority = authority.rpartition("@")[2]  # user-info
+        if authority.startswith("["):  # [IPv6]:port
+            host = authority.split("]", 1)[0] + "]"
+        else:
+            host = authority.split(":", 1)[0]
+    elif (scp := _SCP.fullmatch(text)) is not None:
+        host, path = scp["host"], scp["path"]
+    else:
+        path = text
+    path = path.split("#", 1)[0].split("?", 1)[0]  # fragment and query
+    host = _fold(_decode(host)).rstrip(".")
+    if host.startswith("www."):
+        host = host[len("www.") :]
+    parts: list[str] = []
+    # cut again after decoding: an escaped `%3F` or `%23` is a query or fragment to a proxy or
+    # server that decodes once more
+    decoded = _decode(path).split("#", 1)[0].split("?", 1)[0]
+    for raw in re.split(r"[/\\]", decoded):
+        part = raw.strip()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    while parts:
+        last = parts[-1].rstrip(". ")
+        while last.lower().endswith(".git"):
+            last = last[: -len(".git")].rstrip(". ")
+        if last:
+            parts[-1] = last
+            break
+        parts.pop()  # a trailing `/.git`: the repository is the component before it
+    return GitLocation(host, tuple(_fold(part) for part in parts))
+
+
+def repository_of(url: str) -> str:
+    """The repository a git URL names (its last path component, normalised by
+    `git_location`), in case-folded form: `https://github.com/o/ComfyUI-Manager.GIT#x`,
+    `git@github.com:o/comfyui-manager/.git/` and `https://github.com/o/ComfyUI-Manager/.`
+    all name `comfyui-manager`."""
+    return git_location(url).repository
 
 
 def excluded_by(name: str, url: str | None, exclude: Iterable[str]) -> str | None:
-    """The excluded name that `name` or `url` matches (any case, any owner, the URL normalised
-    by `repository_of`), or None."""
-    refused = {n.lower(): n for n in (*ALWAYS_EXCLUDED, *exclude)}
-    for candidate in (name.lower(), repository_of(url) if url else None):
-        if candidate and candidate in refused:
+    """The excluded name that `name` or `url` matches, or None. Names compare in case-folded
+    NFKC form, any owner; the URL is normalised by `git_location` and every component of its
+    path counts, not only the last: `.../ComfyUI-Manager/tree/main` still fetches the
+    Manager from some servers, and no legitimate node lives below a folder of that name."""
+    refused = {_fold(n): n for n in (*ALWAYS_EXCLUDED, *exclude)}
+    candidates = [_fold(name)] if name else []
+    if url:
+        candidates += git_location(url).parts
+    for candidate in candidates:
+        if candidate in refused:
             return refused[candidate]
     return None
+
+
+# -- refs and names -------------------------------------------------------------------------
+
+# Namespaces under refs/ other than branches and tags: what each one is, and why pinning
+# through it pins nothing the repository's owner vouched for.
+_FOREIGN_REFS = {
+    "refs/pull/": "a pull request's head or merge (refs/pull/N/head): anyone can open a pull "
+    "request on a public repository and so create one, holding any code",
+    "refs/merge-requests/": "a GitLab merge request's head: anyone who can open a merge request "
+    "creates one, holding any code",
+    "refs/changes/": "a Gerrit review change: anyone who may upload a change for review "
+    "creates one",
+    "refs/remotes/": "a remote-tracking ref (another repository's branch as this one last "
+    "fetched it), not a branch of this repository",
+}
+_REF_SYNTAX = (
+    ("@{", "reflog syntax (`@{...}` names a past position of a local ref)"),
+    ("..", "range syntax (`A..B` names a set of commits, not one)"),
+    ("~", "revision syntax (`~N` names an ancestor of a commit)"),
+    ("^", "revision syntax (`^` names a parent or peels an object)"),
+    (":", "refspec or path syntax (`:`)"),
+    ("\\", "a backslash, which git does not allow in a ref name"),
+)
+_GLOB = re.compile(r"[?*\[]")
+_PSEUDO_REF = re.compile(r"[A-Z_]*_HEAD")
+_ANY_CASE_HEX40 = re.compile(r"[0-9a-fA-F]{40}")
+REF_KINDS = "a branch, a tag, refs/heads/NAME, refs/tags/NAME, HEAD or a full commit (40 hex)"
+
+
+def ref_problem(ref: str) -> str | None:
+    """Why `original.ref` may not be pinned through, or None when it names a branch, a tag,
+    `HEAD` (the remote's default branch) or a full commit. Refused: every namespace under
+    `refs/` but refs/heads/ and refs/tags/ (pull requests, review changes, remote-tracking
+    refs, ...), revision and reflog syntax (`HEAD~1`, `main^`, `@{1}`, `a..b`), and what git's
+    check-ref-format refuses."""
+    if bad := _unsafe_character(ref):
+        return f"it holds {bad}"
+    if ref.startswith("-"):
+        return "it starts with '-' (git would read it as an option)"
+    if HEX40.fullmatch(ref) or ref == "HEAD":
+        return None
+    if _ANY_CASE_HEX40.fullmatch(ref):
+        return "a full commit is written in lower case hex"
+    for token, what in _REF_SYNTAX:
+        if token in ref:
+            return f"{what}: pin the commit itself (40 hex digits), a branch or a tag"
+    if _GLOB.search(ref):
+        return "a glob pattern (`?`, `*`, `[`), which can match several refs"
+    if ref == "@":
+        return "`@` is git's shorthand for the local HEAD"
+    if _PSEUDO_REF.fullmatch(ref):
+        return f"{ref} is a pseudo-ref of a local repository, not something a remote serves"
+    name = ref
+    if ref.startswith("refs/"):
+        for namespace in ("refs/heads/", "refs/tags/"):
+            if ref.startswith(namespace):
+                name = ref[len(namespace) :]
+                if not name:
+                    return f"{namespace} names no branch or tag"
+                break
+        else:
+            for namespace, why in _FOREIGN_REFS.items():
+                if ref.startswith(namespace):
+                    return f"{namespace}* is {why}; pin a branch, a tag or a full commit"
+            namespace = "/".join(ref.split("/")[:2]) + "/"
+            return (
+                f"{namespace}* is not a branch or tag namespace (only refs/heads/ and "
+                "refs/tags/ are); pin a branch, a tag or a full commit"
+            )
+    if name.startswith("/") or name.endswith("/") or "//" in name:
+        return "a ref name has no empty component (a leading, trailing or doubled '/')"
+    if name.endswith("."):
+        return "a ref name cannot end with '.'"
+    for component in name.split("/"):
+        if component.startswith("."):
+            return f"the component {component!r} starts with '.', which git does not allow"
+        if component.endswith(".lock"):
+            return f"the component {component!r} ends with '.lock', which git does not allow"
+    return None
+
+
+_BIDI = {
+    0x061C, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
+    0x2066, 0x2067, 0x2068, 0x2069,
+}  # fmt: skip
+
+
+def _unsafe_character(text: str) -> str | None:
+    """The first character of `text` that a name or ref may not hold, described, or None:
+    control characters (newline and NUL among them), Unicode format characters (bidi controls,
+    zero-width characters), line and paragraph separators, spaces other than U+0020, and code
+    points that are unassigned, private or surrogates."""
+    for char in text:
+        category = unicodedata.category(char)
+        name = unicodedata.name(char, "")
+        label = f"U+{ord(char):04X} ({name})" if name else f"U+{ord(char):04X}"
+        if category == "Cc":
+            return f"the control character {label}"
+        if ord(char) in _BIDI:
+            return (
+                f"the bidirectional control {label}, which makes the text display in another "
+                "order than it is"
+            )
+        if category == "Cf":
+            return f"the invisible format character {label}"
+        if category in ("Zl", "Zp") or (category == "Zs" and char != " "):
+            return f"the separator {label}"
+        if category in ("Cs", "Co", "Cn"):
+            return f"{label}, a surrogate, private-use or unassigned code point"
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why a custom node's or source build's name is not one safe folder name, or None."""
+    if not name.strip():
+        return "it is empty"
+    if bad := _unsafe_character(name):
+        return f"it holds {bad}"
+    if "/" in name or "\\" in name:
+        return "it holds '/' or '\\': one folder name, not a path"
+    if name.startswith("."):
+        return "it starts with '.' (a hidden folder, or '.' and '..')"
+    if name != name.strip():
+        return "it starts or ends with a space"
+    if name.startswith("-"):
+        return "it starts with '-' (a command would read it as an option)"
+    if len(name.encode("utf-8")) > 255:
+        return "it is longer than a folder name may be (255 bytes)"
+    return None
+
+
+def shown(name: str) -> str:
+    """A name as messages show it: as is when printable, else quoted with escapes, so that a
+    newline or a bidi control in a lock cannot forge or reorder a line of output."""
+    return name if name.isprintable() else repr(name)
 
 
 def requirement_lines(text: str) -> tuple[str, ...]:
@@ -247,6 +459,12 @@ def _parse_original(check: Checker, data: Any, where: str) -> GitSource | None:
     check.keys(data, where, required=["url", "ref"])
     url = check.string(data, "url", where)
     ref = check.string(data, "ref", where)
+    if url is not None and (bad := _unsafe_character(url)) is not None:
+        check.add(join(where, "url"), f"a URL holds no whitespace or invisible text; found {bad}")
+        url = None
+    if ref is not None and (why := ref_problem(ref)) is not None:
+        check.add(join(where, "ref"), f"expected {REF_KINDS}, found {ref!r}: {why}")
+        ref = None
     if url is None or ref is None:
         return None
     return GitSource(url=url, ref=ref)
@@ -315,8 +533,11 @@ def parse_nodes_lock(data: Any, filename: str = "nodes.lock.yaml") -> NodesLock:
             continue
         raw = check.mapping(raw, section)
         for name, entry_data in (raw or {}).items():
-            where = f"{section}.{name}"
             name = str(name)
+            where = f"{section}.{shown(name)}"
+            if (why := name_problem(name)) is not None:
+                check.add(where, f"expected a plain folder name: {why}")
+                continue
             if name.lower() in seen:
                 check.add(
                     where,
@@ -325,9 +546,6 @@ def parse_nodes_lock(data: Any, filename: str = "nodes.lock.yaml") -> NodesLock:
                 )
                 continue
             seen[name.lower()] = where
-            if "/" in name or name.startswith(".") or not name.strip():
-                check.add(where, "expected a plain folder name (no '/', not starting with '.')")
-                continue
             entry = _parse_entry(check, name, kind, entry_data, where)  # type: ignore[arg-type]
             if entry is None:
                 continue

@@ -186,8 +186,8 @@ def test_a_base_image_not_pinned_by_digest_is_refused(repo, tmp_path):
     result = _cli(root, "--out", str(out), "--comfyui-dir", str(comfyui))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
-        "error: Dockerfile: FROM nvidia/cuda:12.8.0-cudnn-runtime"
+    assert len(lines) == 1 and re.match(
+        r"error: Dockerfile: line \d+: FROM nvidia/cuda:12\.8\.0-cudnn-runtime", lines[0]
     )
     assert "is not pinned by digest" in lines[0]
     assert not out.exists()

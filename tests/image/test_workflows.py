@@ -67,8 +67,8 @@ def test_the_test_workflow_runs_the_readme_command_on_pushes_and_pull_requests()
 
 def test_the_real_comfyui_job_gets_its_source_from_the_nodes_lock():
     workflow = load("test.yml")
-    assert workflow["permissions"] == {"contents": "read"}
     real = workflow["jobs"]["real-comfyui"]
+    assert real["permissions"] == {"contents": "read"}
     fetch = next(step for step in real["steps"] if "bake nodes install" in step.get("run", ""))
     target = re.search(r"--comfyui-dir\s+\"?([^\s\"]+)", fetch["run"]).group(1)
     [test] = [step for step in real["steps"] if "scripts/test" in step.get("run", "")]
@@ -110,7 +110,7 @@ def test_the_build_frees_disk_then_builds_with_the_actions_cache_and_pushes():
     assert all(s["with"]["cache-to"].startswith("type=gha") for s in cached)
     assert "mode=max" in cached[0]["with"]["cache-to"]
     assert all_steps.index(cached[0]) < all_steps.index(build)
-    assert workflow["permissions"]["packages"] == "write"
+    assert workflow["jobs"]["image"]["permissions"]["packages"] == "write"
 
 
 def test_the_build_tags_the_commit_and_latest_on_the_default_branch():
@@ -167,9 +167,13 @@ def test_update_locks_runs_weekly_and_on_demand_for_chosen_kinds_and_names():
 
 
 def test_update_locks_has_least_permissions():
+    # the job that runs the resolvers cannot write; the one that can runs none of them
     workflow = load("update-locks.yml")
-    assert workflow["permissions"] == {"contents": "write", "pull-requests": "write"}
-    assert all("permissions" not in job for job in workflow["jobs"].values())
+    assert workflow["permissions"] == {}
+    resolve, propose = workflow["jobs"]["resolve"], workflow["jobs"]["propose"]
+    assert resolve["permissions"] == {"contents": "read"}
+    assert propose["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert "update-locks.py" not in "\n".join(s.get("run", "") for s in propose["steps"])
 
 
 def test_update_locks_takes_credentials_only_from_secrets_and_never_expands_input_in_scripts():
@@ -229,7 +233,8 @@ def test_the_build_records_its_commit_in_the_provenance_record():
 def test_the_reproducibility_check_builds_the_runtime_twice_without_cache_and_compares():
     workflow = load("reproducible.yml")
     assert set(workflow["on"]) == {"workflow_dispatch"}, "on demand only: two full builds"
-    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow["permissions"] == {}
+    assert workflow["jobs"]["compare"]["permissions"] == {"contents": "read"}
     text = (WORKFLOWS / "reproducible.yml").read_text()
     assert "secrets." not in text, "no credential: the runtime target fetches no model"
     runs = "\n".join(s.get("run", "") for s in steps(workflow))

@@ -101,12 +101,13 @@ def test_a_name_outside_the_flagged_kinds_is_refused(recorded, capsys):
     assert "no entry named rife47 in nodes.lock.yaml" in capsys.readouterr().err
 
 
-def test_a_kind_flag_reads_only_its_own_lock(recorded, tmp_path, capsys):
+def test_a_kind_flag_reads_only_its_own_lock(recorded, tmp_path, capsys, monkeypatch):
     models = tmp_path / "models.lock.yaml"
     models.write_text((REPO / "models.lock.yaml").read_text())
     broken_nodes = tmp_path / "nodes.lock.yaml"
     broken_nodes.write_text("version: [\n")  # mid-edit: must not block a models update
-    update_locks.main(["--models", "--lock", str(models), "--lock", str(broken_nodes), "rife47"])
+    monkeypatch.setenv("BAKE_ROOT", str(tmp_path))  # the nodes lock the repository has
+    update_locks.main(["--models", "--lock", str(models), "rife47"])
     assert "error" not in capsys.readouterr().err
     assert [(c[0], c[2]) for c in recorded] == [("update_models", ("rife47",))]
 
