@@ -93,8 +93,10 @@ def main() -> int:
             port=8188,
         )
         env = {**os.environ, **{k: str(v) for k, v in caches.items()}}
+        child = comfyui / "gpu_check.py"  # Triton compiles @jit functions from their file
+        child.write_text(CHILD)
         command = containment.launcher_command(
-            ruleset, [args.python, "-c", CHILD, str(comfyui / "custom_nodes")], python=args.python
+            ruleset, [args.python, str(child), str(comfyui / "custom_nodes")], python=args.python
         )
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     print(f"containment: {containment.describe(decision, None)}")

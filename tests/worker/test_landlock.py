@@ -640,6 +640,7 @@ def test_comfy_ruleset(tmp_path):
         str(tmp_path / "home" / ".cache"),
         str(config),
         "/dev/shm",
+        "/proc/self",
     )
     assert ruleset.devices[:5] == (
         "/dev/null",

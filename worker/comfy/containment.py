@@ -47,6 +47,11 @@ SYSTEM_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/ur
 # A shared tmpfs (every process of the container sees it), where torch and CUDA keep shared
 # memory (shm_open): writable as TMPDIR is, so what one job leaves there a later one can read.
 SHARED_MEMORY = "/dev/shm"
+# The process's own /proc folder: CUDA's driver writes there when it starts (cuInit failed with
+# error 304, "OS call failed", under the ruleset without it; seen on an H100 host). The launcher
+# opens "/proc/self" before it execs, so the rule holds ComfyUI's own pid folder and no other
+# process's (its children, ffmpeg, get none: an NVENC encode in a child is not verified).
+OWN_PROC = "/proc/self"
 
 
 class ContainmentUnavailable(RuntimeError):
@@ -93,7 +98,7 @@ def comfy_ruleset(
     read = [*SYSTEM_READ, str(comfyui_dir), *map(str, interpreter_roots(python))]
     read += map(str, read_extra)
     write = [str(comfyui_dir / name) for name in WRITABLE]
-    write += [*map(str, write_extra), SHARED_MEMORY]
+    write += [*map(str, write_extra), SHARED_MEMORY, OWN_PROC]
     return Ruleset(
         read=tuple(dict.fromkeys(read)),
         write=tuple(dict.fromkeys(write)),
