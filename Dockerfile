@@ -208,7 +208,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
 RUN --mount=type=bind,source=scripts/apt-install,target=/tmp/apt/apt-install \
     --mount=type=bind,source=apt.lock.yaml,target=/tmp/apt/apt.lock.yaml \
     sh /tmp/apt/apt-install /tmp/apt/apt.lock.yaml \
-        python3.12 python3.12-dev gcc libc6-dev cuda-driver-dev-12-8 ffmpeg ca-certificates
+        python3.12 python3.12-dev python3-packaging gcc libc6-dev cuda-driver-dev-12-8 ffmpeg \
+        ca-certificates
 
 # The unprivileged user ComfyUI runs as (the worker, root, switches to it: COMFYUI_USER below).
 # Fixed ids, so files on a volume mean the same user in every build. Its home holds the Triton,
@@ -249,7 +250,6 @@ ARG PYTHONDONTWRITEBYTECODE=1
 RUN SOURCE_DATE_EPOCH=0 pip install --no-cache-dir --no-deps --no-index --no-build-isolation /opt/bake \
     && rm -rf /opt/bake/build /opt/bake/*.egg-info \
     && python -m bake check --strict \
-    && python -m bake python verify \
     && python -m compileall -q --invalidation-mode checked-hash /opt/bake/bake /opt/bake/worker
 
 # What ComfyUI may write, and nothing else: its upload, output, preview and settings folders,
@@ -306,7 +306,9 @@ ARG BAKE_COMMIT=
 # node must import, every class it registers must be in node-classes.yaml, and the list stays
 # in the image; the configs nodes write at first start stay in the image), then ComfyUI's
 # tree and every node folder must hold exactly their commits (plus model-lock files, the
-# build's byte-code and ignored data), then every baked model is hashed against the lock.
+# build's byte-code and ignored data), then every file of the Python environment must be one
+# its locked wheels' RECORDs hash (checked by the system's Python, from outside the venv, after
+# the start that ran every node's code), then every baked model is hashed against the lock.
 # Without models (WITH_MODELS=0) the image-placement models under models/ are absent by design.
 # Last, the provenance record: every input of this image with its hash, the SageAttention wheel
 # that was installed included (docs/image.md, "Provenance"); the worker reports its sha256.
@@ -314,6 +316,7 @@ RUN --mount=type=bind,from=sage,source=/wheels,target=/wheels \
     python -m bake nodes smoke --comfyui-dir /comfyui \
         --record /opt/bake/node-classes.installed.json \
     && python -m bake nodes verify --comfyui-dir /comfyui \
+    && /usr/bin/python3.12 -E -s -B -m bake python verify --prefix /opt/venv \
     && if [ "$WITH_MODELS" = 1 ]; then \
         python -m bake models verify --comfyui-dir /comfyui --mode full --placement image; \
     fi \

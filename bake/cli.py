@@ -201,9 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     python_sub = python.add_subparsers(dest="action", required=True, metavar="ACTION")
     pyverify = python_sub.add_parser(
         "verify",
-        help="check the running interpreter against requirements.lock",
-        description="Compare the installed distributions with requirements.lock (name and "
-        "version) and, when torch imports, its CUDA version and compiled arch list.",
+        help="check a virtual environment, file by file, against requirements.lock",
+        description="Every file of the venv must belong to a wheel requirements.lock pins at "
+        "that version (its RECORD's sha256) or be byte-code compiled from such a file; the venv "
+        "is read as files, its interpreter is not run. Then, when every file passed, torch's "
+        "CUDA version and compiled arch list. Run it with a Python outside the venv "
+        "(python3.12 -E -s -B -m bake python verify --prefix /opt/venv).",
     )
     _lock_arg(pyverify, "requirements lock")
     pyverify.add_argument(
@@ -213,6 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="a distribution allowed beside the lock (repeatable; our own project and "
         "sageattention are always allowed)",
+    )
+    where = pyverify.add_mutually_exclusive_group()
+    where.add_argument(
+        "--prefix",
+        type=Path,
+        metavar="DIR",
+        help="the venv to check: its folder, holding pyvenv.cfg (default: the venv of the "
+        "running interpreter)",
+    )
+    where.add_argument(
+        "--python",
+        metavar="PATH",
+        help="the venv to check, named by its interpreter (DIR/bin/python); the path is read, "
+        "the interpreter is not run",
     )
     pyverify.set_defaults(handler="python verify")
 

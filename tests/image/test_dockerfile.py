@@ -245,7 +245,13 @@ def test_the_build_checks_the_locks_and_the_environment(dockerfile):
     runtime = dockerfile.stage("runtime")
     commands = [argv for i in runtime.of("RUN") for argv in bake_commands(i.value)]
     assert ["check", "--strict"] in commands
-    assert any(argv[:2] == ["python", "verify"] for argv in commands)
+    # The environment is checked last, after the build-time ComfyUI start ran every node's
+    # code, by the system's Python from outside the venv (the venv's own could be subverted)
+    (last,) = dockerfile.stage("image").of("RUN")[-1:]
+    verify = "/usr/bin/python3.12 -E -s -B -m bake python verify --prefix /opt/venv"
+    assert verify in " ".join(last.value.split())
+    words = " ".join(last.value.split())
+    assert words.index("nodes smoke") < words.index(verify)
 
 
 def test_the_locks_are_checked_before_anything_is_installed(dockerfile):

@@ -129,14 +129,27 @@ def test_verify_names_a_missing_and_a_wrong_version_distribution(synced, tmp_pat
     uv_pip(python, "install", "--no-deps", "stray==1.0", links=links)
     lock = load_requirements_lock(world.lock)
     line = lock.pins["alpha"].line
-    assert verify_environment(lock, python=str(python)) == [
+    problems = verify_environment(lock, python=str(python))
+    assert problems[:3] == [
         f"alpha==1.0: not installed (requirements.lock line {line}); install the environment "
         "from requirements.lock",
         "beta: requirements.lock pins 2.0, installed is 1.0",
         "stray 1.0: installed, but not in requirements.lock; add it to requirements.in, "
         "uninstall it, or pass --allow-extra stray",
     ]
-    assert len(verify_environment(lock, python=str(python), allow_extra=["stray"])) == 2
+    # and every file the unlocked versions brought, named
+    site = "lib/python{}.{}/site-packages".format(*sys.version_info[:2])
+    assert (
+        f"{site}/beta/__init__.py: unlocked: a file of beta 1.0, which the lock does not "
+        "accept" in problems
+    )
+    assert (
+        f"{site}/stray/__init__.py: unlocked: a file of stray 1.0, which the lock does not "
+        "accept" in problems
+    )
+    allowed = verify_environment(lock, python=str(python), allow_extra=["stray"])
+    assert [p for p in allowed if "stray" in p] == []
+    assert len(allowed) == len(problems) - len([p for p in problems if "stray" in p])
 
 
 @pytest.mark.parametrize(
@@ -169,7 +182,9 @@ def test_python_verify_command_prints_one_error_line_per_difference(synced, monk
     monkeypatch.setattr(sys, "executable", str(python))
     assert cli.main(["python", "verify", "--lock", str(world.lock)]) == 0
     assert capsys.readouterr().out == (
-        f"{python}: 7 distributions match requirements.lock; torch 2.0 for CUDA 12.8 with sm_120\n"
+        f"{python.parent.parent}: 7 distributions match requirements.lock, and every file is "
+        "theirs (45 by their RECORDs' digests, 0 byte-code files by compiling their sources); "
+        "torch 2.0 for CUDA 12.8 with sm_120\n"
     )
 
     uv_pip(python, "uninstall", "beta", "triton")
