@@ -114,6 +114,9 @@ def smoke(
     module), also written to `record` when given."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     with tempfile.TemporaryDirectory(prefix="bake-smoke-") as tmp:
+        # numba caches compiled functions beside their source (in site-packages) unless told
+        # otherwise: the environment's file check after this start would find them
+        env["NUMBA_CACHE_DIR"] = str(Path(tmp) / "numba")
         listing = Path(tmp) / "classes.json"
         output = _start(comfyui_dir, listing, env, timeout, echo)
         installed = json.loads(listing.read_text()) if listing.is_file() else {}
