@@ -3,9 +3,19 @@
 Git runs as the user configured it (global and system config are read), so
 `url.<base>.insteadOf` mirrors, credential helpers and proxies work for the build exactly as for
 `git clone`. Overridden are only: the terminal prompt (off), replace refs (ignored), hooks and
-fsmonitor (never run: a checkout's .git may have been tampered with), and `core.autocrlf=false`
-for checkouts, because a machine's line-ending setting would otherwise change the checked-out
-bytes and so the tree hash.
+fsmonitor (never run), and `core.autocrlf=false` for checkouts, because a machine's line-ending
+setting would otherwise change the checked-out bytes and so the tree hash.
+
+What a checkout's own `.git` says is never run. Its config can name programs that git starts
+(a smudge filter, `diff.external`, `core.fsmonitor`, `core.sshCommand`, `credential.helper`,
+`submodule.<name>.update = !cmd`, an `include.path` that sets any of them...), and overriding
+each on the command line cannot keep up with git. So, before any git command runs in an
+existing checkout, `neutralise` compares its git metadata with what git itself writes there
+(`inspect_metadata`, read without running git in it): config keys outside a short allow-list
+are dropped by rewriting the file, and hooks, `info/attributes`, `commondir`,
+`config.worktree` and a `.git` that is a link elsewhere are removed, in the entry's git folder
+and in every submodule's. Its objects are read through a scratch git folder of our own
+(`scratch_gitdir`), never with its config.
 
 Every failure is a `GitError` naming the entry (its address in nodes.lock.yaml) and the remote,
 with credentials embedded in URLs (`https://user:token@host/...`) redacted, in our words and in
@@ -16,8 +26,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -319,7 +332,10 @@ def fetch_commit(repo: Path, url: str, rev: str, *, entry: str) -> None:
 
 def checkout(repo: Path, rev: str, *, entry: str) -> None:
     """Detached, forced checkout of `rev` (tracked files only: untracked files stay), then every
-    submodule, recursively, at the commit the superproject records (shallow)."""
+    submodule, recursively, at the commit the superproject records (shallow). Each submodule's
+    `.git` must be git's own link into the superproject's `.git/modules/`: anything else found
+    there (a link to another git folder, a `.git` folder of its own) is removed first, so git
+    never runs with a git folder that was planted there."""
     run(
         [
             "-c",
@@ -336,23 +352,44 @@ def checkout(repo: Path, rev: str, *, entry: str) -> None:
         entry=entry,
         what="checkout",
     )
-    if (repo / ".gitmodules").is_file():
-        run(
-            [
-                "-c",
-                "core.autocrlf=false",
-                "submodule",
-                "update",
-                "--init",
-                "--recursive",
-                "--force",
-                "--depth",
-                "1",
-            ],
-            cwd=repo,
-            entry=entry,
-            what="submodule update",
-        )
+    _update_submodules(repo, repo / ".git", entry=entry)
+
+
+def _gitlinks(repo: Path, *, entry: str) -> list[str]:
+    """The submodule paths the index of `repo` records (mode 160000)."""
+    out = run(["ls-files", "--stage", "-z"], cwd=repo, entry=entry, what="ls-files").stdout
+    return [
+        line.split("\t", 1)[1]
+        for line in out.split("\0")
+        if line.startswith("160000 ") and "\t" in line
+    ]
+
+
+def _update_submodules(repo: Path, gitdir: Path, *, entry: str) -> None:
+    """`git submodule update --init` one level at a time, each submodule's `.git` checked before
+    git runs in it (see `submodule_gitdir`)."""
+    if not (repo / ".gitmodules").is_file():
+        return
+    paths = _gitlinks(repo, entry=entry)
+    for path in paths:
+        sub = repo.joinpath(*path.split("/"))
+        if sub.is_symlink() or (sub.exists() and not sub.is_dir()):
+            _remove_path(sub)  # git would run in whatever folder the link names
+            continue
+        dot = sub / ".git"
+        if (dot.is_symlink() or dot.exists()) and submodule_gitdir(sub, gitdir)[0] is None:
+            _remove_path(dot)  # git reconnects the submodule to .git/modules/<name>
+    run(
+        ["-c", "core.autocrlf=false", "submodule", "update", "--init", "--force", "--depth", "1"],
+        cwd=repo,
+        entry=entry,
+        what="submodule update",
+    )
+    for path in paths:
+        sub = repo.joinpath(*path.split("/"))
+        found, _why = submodule_gitdir(sub, gitdir)
+        if found is not None:
+            _update_submodules(sub, found, entry=entry)
 
 
 def fetch_checkout(repo: Path, url: str, rev: str, *, entry: str) -> None:
@@ -434,5 +471,367 @@ def worktree_tree_hash(repo: Path, *, entry: str) -> str:
 
 
 def local_diff(repo: Path, *, entry: str) -> str:
-    """The local edits to tracked files as a binary patch (what a repair is about to undo)."""
-    return run(["diff", "--binary", "HEAD"], cwd=repo, entry=entry, what="diff", check=False).stdout
+    """The local edits to tracked files as a binary patch (what a repair is about to undo), in
+    git's own format: no external diff program, no textconv."""
+    return run(
+        ["diff", "--binary", "--no-ext-diff", "--no-textconv", "HEAD"],
+        cwd=repo,
+        entry=entry,
+        what="diff",
+        check=False,
+    ).stdout
+
+
+def reset_index(repo: Path, rev: str, *, entry: str) -> None:
+    """Make the index of `repo` hold exactly the tree of `rev` (no stat data, no flags): an
+    index kept in the checkout may say an edited file is clean (assume-unchanged), or that a
+    file is not checked out (skip-worktree), and a repair must not believe it."""
+    run(["read-tree", rev], cwd=repo, entry=entry, what="read-tree")
+
+
+# --- A checkout's own git metadata -----------------------------------------------------------
+
+# Config keys git itself writes into an installed checkout (`git init`, `remote add`, `submodule
+# update --init`, the clone of a submodule): nothing among them makes git run a program or
+# work elsewhere. Any other key was put there by someone else and is dropped.
+_CORE_KEYS = frozenset(
+    [
+        "repositoryformatversion",
+        "filemode",
+        "bare",
+        "logallrefupdates",
+        "ignorecase",
+        "precomposeunicode",
+        "symlinks",
+    ]
+)
+# `<helper>::<address>` makes git run git-remote-<helper>; `ext::` runs any command line.
+_HELPER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*::")
+_METADATA_FILES = (
+    ("info/attributes", "attributes that switch filter and diff programs on"),
+    ("commondir", "sends git to another folder's config"),
+    ("config.worktree", "config of its own"),
+)
+
+
+@dataclass(frozen=True)
+class Tampered:
+    """A part of a checkout's git metadata that git would act on and that git did not write."""
+
+    path: str  # relative to the checkout, posix (".git/config", ".git/hooks/post-checkout")
+    why: str
+    keep: tuple[tuple[str, str], ...] | None = None  # a config: the keys it keeps; None: remove
+
+    def line(self) -> str:
+        return f"{self.path} ({self.why})"
+
+
+@contextmanager
+def scratch_gitdir() -> Iterator[Path]:
+    """An empty git folder of our own (HEAD, objects/, refs/ and no config), so that git can
+    read another folder's objects (GIT_OBJECT_DIRECTORY) without reading that folder's config."""
+    with tempfile.TemporaryDirectory(prefix="bake-git-") as scratch:
+        root = Path(scratch)
+        (root / "objects").mkdir()
+        (root / "refs").mkdir()
+        (root / "HEAD").write_text("ref: refs/heads/main\n")
+        yield root
+
+
+def _isolated_env(scratch: Path) -> dict[str, str]:
+    return {
+        **git_env(),
+        "GIT_DIR": str(scratch),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }
+
+
+# The plain form git writes its own config in: `[section]` or `[section "sub"]` headers and
+# `<TAB>key = value` lines, no quotes, escapes, comments, blank lines or control characters.
+# Within it, what a line means is beyond doubt, so it is read here without starting git;
+# anything else is read by git itself.
+_PLAIN_SECTION = re.compile(r'\[([A-Za-z][A-Za-z0-9-]*)(?: "([^"\\\x00-\x1f\x7f]*)")?\]')
+_PLAIN_LIMIT = 1 << 16  # git's own config of a checkout is a few hundred bytes
+_PLAIN_ENTRY = re.compile(r"\t([A-Za-z][A-Za-z0-9-]*) = ([^\"\\;#\x00-\x1f\x7f]*)")
+
+
+def _plain_config(data: bytes) -> list[tuple[str, str]] | None:
+    """The pairs of a config in git's own plain form (keys as `git config --list` prints
+    them: section and name lower-cased); None for anything else."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text and not text.endswith("\n"):
+        return None
+    pairs: list[tuple[str, str]] = []
+    section = None
+    for line in text.split("\n")[:-1]:
+        if match := _PLAIN_SECTION.fullmatch(line):
+            name, sub = match.group(1).lower(), match.group(2)
+            section = name if sub is None else f"{name}.{sub}"
+        elif (match := _PLAIN_ENTRY.fullmatch(line)) and section is not None:
+            value = match.group(2)
+            if value != value.strip(" "):
+                return None  # git drops the spaces around a value: let git say what it reads
+            pairs.append((f"{section}.{match.group(1).lower()}", value))
+        else:
+            return None
+    return pairs
+
+
+def read_config_file(path: Path) -> list[tuple[str, str]] | None:
+    """The (key, value) pairs of a git config file as git itself parses it, includes not
+    followed; None when git cannot parse it. A file in git's own plain form is read here;
+    any other is read by git, in a scratch folder, not in the repository it belongs to."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(_PLAIN_LIMIT + 1)
+        plain = _plain_config(data) if len(data) <= _PLAIN_LIMIT else None
+    except OSError:
+        plain = None
+    if plain is not None:
+        return plain
+    with scratch_gitdir() as scratch:
+        proc = subprocess.run(
+            ["git", "config", "--file", str(path), "--no-includes", "--list", "-z"],
+            cwd=scratch,
+            env=_isolated_env(scratch),
+            capture_output=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    if proc.returncode != 0:
+        return None
+    pairs = []
+    for item in proc.stdout.split(b"\0"):
+        if item:
+            key, _, value = item.decode("utf-8", "surrogateescape").partition("\n")
+            pairs.append((key, value))
+    return pairs
+
+
+def _inside(path: str, root: Path) -> bool:
+    base = os.path.realpath(root)
+    found = os.path.realpath(path)
+    return found == base or found.startswith(base + os.sep)
+
+
+def _allowed(key: str, value: str, gitdir: Path, checkout: Path, module: bool) -> bool:
+    section, _, rest = key.partition(".")
+    sub, _, name = rest.rpartition(".")
+    if section == "core" and not sub:
+        if name == "worktree" and module:
+            # a submodule's git folder names its checkout: inside the entry, not the entry or
+            # its .git (anywhere else, a checkout would write files there)
+            place = os.path.join(gitdir, value)
+            real = os.path.realpath(place)
+            return (
+                _inside(place, checkout)
+                and real != os.path.realpath(checkout)
+                and not _inside(place, checkout / ".git")
+            )
+        return name in _CORE_KEYS
+    if section == "remote" and sub == "origin" and name in ("url", "fetch"):
+        return name != "url" or not _HELPER_URL.match(value)
+    if section == "submodule" and sub and name in ("url", "active"):
+        return name != "url" or not _HELPER_URL.match(value)
+    return section == "branch" and bool(sub) and name in ("remote", "merge")
+
+
+def _module_gitdirs(modules: Path) -> Iterator[Path]:
+    """Every git folder under a `modules/` folder (a submodule's name may hold slashes)."""
+    pending = [modules]
+    while pending:
+        folder = pending.pop()
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for child in children:
+            if not child.is_dir(follow_symlinks=False):
+                continue
+            if os.path.isfile(os.path.join(child.path, "HEAD")):
+                yield Path(child.path)
+            else:
+                pending.append(Path(child.path))
+
+
+def _inspect_gitdir(gitdir: Path, rel: str, checkout: Path, module: bool) -> list[Tampered]:
+    found: list[Tampered] = []
+    config = gitdir / "config"
+    if config.is_symlink() or (config.exists() and not config.is_file()):
+        found.append(Tampered(f"{rel}/config", "not git's own config file", ()))
+    elif config.is_file():
+        pairs = read_config_file(config)
+        if pairs is None:
+            found.append(Tampered(f"{rel}/config", "a config git cannot read", ()))
+        else:
+            good = [(k, v) for k, v in pairs if _allowed(k, v, gitdir, checkout, module)]
+            bad = sorted({k for k, v in pairs if (k, v) not in good})
+            if bad:
+                found.append(Tampered(f"{rel}/config", f"it set {', '.join(bad)}", tuple(good)))
+    hooks = gitdir / "hooks"
+    if hooks.is_symlink() or (hooks.exists() and not hooks.is_dir()):
+        found.append(Tampered(f"{rel}/hooks", "not a folder of hooks"))
+    elif hooks.is_dir():
+        for child in sorted(os.listdir(hooks)):
+            if not child.endswith(".sample"):
+                found.append(Tampered(f"{rel}/hooks/{child}", "a hook, a program git runs"))
+    for name, why in _METADATA_FILES:
+        if (gitdir / name).is_symlink() or (gitdir / name).exists():
+            found.append(Tampered(f"{rel}/{name}", why))
+    modules = gitdir / "modules"
+    if modules.is_symlink():
+        found.append(Tampered(f"{rel}/modules", "a link to submodules' git folders elsewhere"))
+    elif modules.is_dir():
+        for sub in _module_gitdirs(modules):
+            inner = f"{rel}/modules/{sub.relative_to(modules).as_posix()}"
+            found += _inspect_gitdir(sub, inner, checkout, True)
+    return found
+
+
+def inspect_metadata(checkout: Path) -> list[Tampered]:
+    """What in the git metadata of `checkout` git would act on but did not write itself (see
+    the module docstring); empty for a checkout install made. Reads files only: no git command
+    runs in `checkout`."""
+    dot = checkout / ".git"
+    if dot.is_symlink() or (dot.exists() and not dot.is_dir()):
+        return [Tampered(".git", "a link to another git folder, whose config git would read")]
+    if not dot.is_dir():
+        return []
+    return _inspect_gitdir(dot, ".git", checkout, False)
+
+
+def _quoted(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def _config_text(pairs: Iterable[tuple[str, str]]) -> str:
+    """A git config file holding `pairs` (keys as `git config --list` prints them)."""
+    sections: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for key, value in pairs:
+        section, _, rest = key.partition(".")
+        sub, _, name = rest.rpartition(".")
+        sections.setdefault((section, sub), []).append((name, value))
+    lines = []
+    for (section, sub), items in sections.items():
+        lines.append(f"[{section} {_quoted(sub)}]" if sub else f"[{section}]")
+        lines += [f"\t{name} = {_quoted(value)}" for name, value in items]
+    return "".join(line + "\n" for line in lines)
+
+
+def _remove_path(path: Path) -> None:
+    """Delete `path` without following a symlink."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def neutralise(checkout: Path, url: str | None) -> list[Tampered]:
+    """Put the git metadata of an existing `checkout` back to what git writes there (see
+    `inspect_metadata`): each config that holds other keys is rewritten with only the allowed
+    ones (the entry's origin set to `url`, credentials stripped), everything else found is
+    removed. Returns what was replaced, empty (and nothing written) for a clean checkout."""
+    found = inspect_metadata(checkout)
+    for item in found:
+        path = checkout.joinpath(*item.path.split("/"))
+        if item.keep is None:
+            _remove_path(path)
+            continue
+        pairs = list(item.keep)
+        if item.path == ".git/config" and url is not None:
+            pairs = [(k, v) for k, v in pairs if k != "remote.origin.url"]
+            pairs.append(("remote.origin.url", strip_credentials(url)))
+        # a new file of our own (O_EXCL): never a name planted there beforehand
+        handle, fresh = tempfile.mkstemp(prefix=".config.bake-", dir=path.parent)
+        with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape") as out:
+            out.write(_config_text(pairs))
+        os.chmod(fresh, 0o644)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(fresh, path)  # replaces a symlink itself, never its target
+    return found
+
+
+def submodule_gitdir(sub: Path, gitdir: Path) -> tuple[Path | None, str]:
+    """The git folder of the submodule checked out at `sub`, whose superproject's git folder
+    is `gitdir`: `sub/.git` must be git's link file (`gitdir: ...`) to a folder inside
+    `gitdir/modules/`. (None, why) otherwise."""
+    dot = sub / ".git"
+    if dot.is_symlink():
+        return None, "is a symlink"
+    if dot.is_dir():
+        return None, "is a git folder of its own, not git's link into .git/modules/"
+    if not dot.is_file():
+        return None, "is missing (no .git)"
+    try:
+        with open(dot, "rb") as handle:
+            text = handle.read(4096).decode("utf-8", "surrogateescape")
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    first = text.splitlines()[0] if text else ""
+    if not first.startswith("gitdir: "):
+        return None, "is not a link to a git folder"
+    target = os.path.join(sub, first[len("gitdir: ") :].strip())
+    if not _inside(target, gitdir / "modules") or not os.path.isdir(target):
+        return None, f"points outside {gitdir.name}/modules/ ({first[len('gitdir: ') :]!r})"
+    return Path(os.path.realpath(target)), ""
+
+
+# --- Symlinks of a commit ---------------------------------------------------------------------
+
+# ComfyUI's folders that jobs write at run time: a link of its own tree may not lead there.
+COMFYUI_WRITABLE = ("input", "output", "temp", "user")
+
+
+def link_escape(root: Path, rel: str, *, comfyui: bool = False) -> str | None:
+    """Why the symlink `rel` under `root` (an entry's folder) leads outside it, or None when it
+    stays inside. Absolute links are refused outright; a relative one is resolved on disk, every
+    link on its way followed (so `a -> ..` then `a/../x` cannot step out unseen). In ComfyUI's
+    own tree a link may not lead into the folders jobs write (input/, output/, temp/, user/)."""
+    path = os.path.join(root, *rel.split("/"))
+    try:
+        target = os.readlink(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if os.path.isabs(target):
+        return "an absolute link"
+    if not _inside(path, root):
+        return "it resolves outside the folder"
+    if comfyui:
+        inner = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+        top = inner.split(os.sep, 1)[0]
+        if top in COMFYUI_WRITABLE:
+            return f"it resolves into {top}/, which jobs write at run time"
+    return None
+
+
+def tracked_links(repo: Path, *, entry: str) -> list[str]:
+    """Every symlink git tracks in the checkout `repo`, submodules' included."""
+    out = run(
+        ["ls-files", "--stage", "-z", "--recurse-submodules"],
+        cwd=repo,
+        entry=entry,
+        what="ls-files",
+    ).stdout
+    return [
+        line.split("\t", 1)[1]
+        for line in out.split("\0")
+        if line.startswith("120000 ") and "\t" in line
+    ]
+
+
+def escaping_links(repo: Path, *, entry: str, comfyui: bool = False) -> list[str]:
+    """`link -> target (why)` for every tracked symlink of the checkout `repo` that leads
+    outside it (see `link_escape`)."""
+    found = []
+    for rel in sorted(tracked_links(repo, entry=entry)):
+        why = link_escape(repo, rel, comfyui=comfyui)
+        if why is not None:
+            target = os.readlink(os.path.join(repo, *rel.split("/")))
+            found.append(f"{rel} -> {target} ({why})")
+    return found

@@ -15,6 +15,11 @@ Per entry:
   kept inside the tree): unexpected paths are removed, edited or missing tracked files are
   saved as a patch under DIR/.bake/repaired/ and restored from the local objects, and the
   folder is compared again; what still differs fails the entry.
+
+Before any git command runs in an existing folder, its git metadata is put back to what git
+writes (bake.nodes.git.neutralise): a config key that could make git run a program is dropped,
+hooks and the like are removed, and install says so. A commit whose symlinks lead outside its
+folder is refused (bake.nodes.git.link_escape), before anything is put at the final path.
 """
 
 from __future__ import annotations
@@ -129,6 +134,19 @@ def _check_tree(entry: NodeEntry, rev: str, found: str, expected: str | None, wh
         )
 
 
+def _check_links(entry: NodeEntry, rev: str, checkout: Path) -> None:
+    """Refuse a commit holding a symlink that leads outside its folder (nothing installed)."""
+    escaping = git.escaping_links(checkout, entry=entry.qualified, comfyui=entry.kind == "comfyui")
+    if escaping:
+        where = _rel(entry) if entry.kind != "comfyui" else "ComfyUI's folder"
+        raise VerificationError(
+            f"{entry.qualified}: commit {rev[:12]} holds symlinks that lead outside {where}: "
+            f"{'; '.join(escaping)}. A link must stay inside its entry's folder; nothing was "
+            f"installed at its path: pin another commit (scripts/update-locks.py --nodes "
+            f"{entry.name}) or ask upstream"
+        )
+
+
 def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
@@ -170,16 +188,24 @@ def _settle(
         report = verify.verify_entry(entry, comfyui_dir, dests=dests, locked_nodes=locked_nodes)
     if not report.findings:
         return False
-    conflicts = [f for f in report.findings if f.kind == "conflict"]
-    if conflicts:
-        raise VerificationError("\n".join(f.line() for f in conflicts))
-    unexpected = [f.path for f in report.findings if f.kind == "unexpected"]
-    for path in unexpected:
-        _remove(comfyui_dir / path)
+    # a model on a path of the commit, a link of the commit leading out of its folder: the
+    # commit itself is at fault, nothing here can repair it
+    refused = [f for f in report.findings if f.kind in ("conflict", "unsafe")]
+    if refused:
+        raise VerificationError("\n".join(f"{label}: {f.line()}" for f in refused))
+    unexpected = [f for f in report.findings if f.kind == "unexpected"]
+    for finding in unexpected:
+        _remove(comfyui_dir / finding.path)
     if unexpected:
-        log(f"{label}: removed what commit {rev[:12]} does not hold: {_listed(unexpected)}")
+        paths = [f.path for f in unexpected]
+        log(f"{label}: removed what commit {rev[:12]} does not hold: {_listed(paths)}")
+        for finding in unexpected:
+            if finding.detail.startswith("configuration "):
+                log(f"{label}: removed {verify.shown(finding.path)}: {finding.detail}")
     damaged = [f.path for f in report.findings if f.kind in ("changed", "missing")]
     if damaged:
+        # the index kept in the checkout is not trusted either: the commit's tree, afresh
+        git.reset_index(target, rev, entry=label)
         patch = git.local_diff(target, entry=label)
         saved = ""
         if patch:
@@ -230,6 +256,14 @@ def install_entry(
         # the entry's folder itself points elsewhere: drop the link (never its target)
         _remove(target)
         log(f"{label}: removed a symlink that stood in place of its folder")
+    if target.is_dir():
+        # no git command runs in this folder before its git metadata is git's own again
+        replaced = git.neutralise(target, url)
+        if replaced:
+            log(
+                f"{label}: replaced git metadata that git did not write, so that nothing it "
+                f"names runs: {', '.join(t.line() for t in replaced)}"
+            )
     current = git.head(target)
     if current == rev:
         if not settle():
@@ -247,8 +281,11 @@ def install_entry(
 
     with _stage(target) as stage:
         git.fetch_checkout(stage, url, rev, entry=label)
+        # hooks a user's git template (init.templateDir) puts into every new repository
+        git.neutralise(stage, url)
         staged = git.worktree_tree_hash(stage, entry=label)
         _check_tree(entry, rev, staged, expected, "fetched")
+        _check_links(entry, rev, stage)
         if not reason or not target.exists():
             if target.exists():
                 target.rmdir()
@@ -265,6 +302,7 @@ def install_entry(
                 what="fetch from the verified copy",
             )
             git.checkout(target, rev, entry=label)
+            git.neutralise(target, url)  # what `git init` copied from a user's template
             log(f"{label}: repaired: {reason}; now at {rev[:12]}")
     settle()
     if expected is None:

@@ -8,6 +8,11 @@ have exactly the id it was asked for; replace refs are switched off (GIT_NO_REPL
 What remains is SHA-1: a forged tree would need a collision with a pinned id. The blobs are not
 read at all: each file on disk is hashed as a blob and compared with the id its tree records.
 Submodules are followed at the commit their superproject records, from their own objects.
+
+Git reads those objects through a scratch git folder of our own (GIT_OBJECT_DIRECTORY names the
+checkout's object store): the checkout's config is never read, so nothing it names (a promisor
+remote to fetch missing objects from, an include) comes into play. A submodule's objects are
+found through its `.git` link only when that link leads into the superproject's `.git/modules/`.
 """
 
 from __future__ import annotations
@@ -50,15 +55,20 @@ class CommitFiles:
 
 
 class _Objects:
-    """One `git cat-file --batch` over a repository; every object it returns is re-hashed."""
+    """One `git cat-file --batch` over an object store; every object it returns is re-hashed."""
 
-    def __init__(self, repo: Path, entry: str):
+    def __init__(self, repo: Path, objects: Path, scratch: Path, entry: str):
         self.entry = entry
         self.repo = repo
-        env = {**git.git_env(), "GIT_NO_REPLACE_OBJECTS": "1"}
+        env = {
+            **git.git_env(),
+            "GIT_DIR": str(scratch),
+            "GIT_OBJECT_DIRECTORY": str(objects),
+            "GIT_NO_REPLACE_OBJECTS": "1",
+        }
         self.proc = subprocess.Popen(
             ["git", "cat-file", "--batch"],
-            cwd=repo,
+            cwd=scratch,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -107,13 +117,10 @@ def _tree_entries(data: bytes):
         index = nul + 21
 
 
-def _walk(repo: Path, rev: str, prefix: str, out: CommitFiles, entry: str) -> None:
-    if not (repo / ".git").exists() or (repo / ".git").is_symlink():
-        where = prefix.rstrip("/") or "its folder"
-        raise GitError(
-            f"{entry}: {where} is not a git checkout (no .git): run python -m bake nodes install"
-        )
-    objects = _Objects(repo, entry)
+def _walk(
+    repo: Path, gitdir: Path, rev: str, prefix: str, out: CommitFiles, entry: str, scratch: Path
+) -> None:
+    objects = _Objects(repo, gitdir / "objects", scratch, entry)
     try:
         commit = objects.read(rev, "commit")
         first = commit.split(b"\n", 1)[0].split()
@@ -132,7 +139,14 @@ def _walk(repo: Path, rev: str, prefix: str, out: CommitFiles, entry: str) -> No
                 elif mode == SUBMODULE:
                     out.folders.add(path)
                     out.submodules.add(path)
-                    _walk(repo / path[len(prefix) :], child, path + "/", out, entry)
+                    sub = repo / path[len(prefix) :]
+                    found, why = git.submodule_gitdir(sub, gitdir)
+                    if found is None:
+                        raise GitError(
+                            f"{entry}: {path}/.git {why}: the submodule is not a checkout "
+                            "git made; run python -m bake nodes install"
+                        )
+                    _walk(sub, found, child, path + "/", out, entry, scratch)
                 elif mode in FILE_MODES:
                     out.files[path] = TrackedFile(mode, child)
                     if name == ".gitignore" and mode != "120000":
@@ -145,6 +159,13 @@ def _walk(repo: Path, rev: str, prefix: str, out: CommitFiles, entry: str) -> No
 
 def commit_files(repo: Path, rev: str, *, entry: str) -> CommitFiles:
     """The files `rev` holds, from the objects under `repo/.git`, each object re-hashed."""
+    gitdir = repo / ".git"
+    if gitdir.is_symlink() or not gitdir.is_dir():
+        raise GitError(
+            f"{entry}: its folder is not a git checkout (no .git folder): run python -m bake "
+            "nodes install"
+        )
     out = CommitFiles(rev)
-    _walk(repo, rev, "", out, entry)
+    with git.scratch_gitdir() as scratch:
+        _walk(repo, gitdir, rev, "", out, entry, scratch)
     return out

@@ -76,6 +76,8 @@ def snapshot(
     repo.parent.mkdir(parents=True, exist_ok=True)
     # One lock per cached remote: two entries (or two runs) on one URL take turns.
     with FileLock(str(repo) + ".lock"):
+        if repo.is_dir():
+            git.neutralise(repo, entry.original.url)  # the cache is a checkout like any other
         git.init(repo, entry.original.url, entry=label)
         if refetch or not git.has_commit(repo, rev):
             git.fetch_commit(repo, entry.original.url, rev, entry=label)
@@ -86,10 +88,24 @@ def snapshot(
         if entry.requirements_file:
             data = git.read_file_at(repo, rev, entry.requirements_file, entry=label)
             requirements = _requirements(data, entry, rev) if data is not None else ()
+        _refuse_escaping_links(entry, rev, repo)
         # Read from the checkout of rev; a source build is not installed in the image, so its
         # license is not recorded (provenance names its rev and the wheel built from it).
         license = read_license(repo) if entry.kind != "source_build" else None
     return Snapshot(rev, date, tree, requirements, license)
+
+
+def _refuse_escaping_links(entry: NodeEntry, rev: str, repo: Path) -> None:
+    """A commit with a symlink that leads outside its folder (`helper.py ->
+    /home/comfy/.cache/x.py`, `helper.py -> ../../input/payload.py`) is not pinned: installed,
+    the link would load whatever lies there, which no lock pins."""
+    escaping = git.escaping_links(repo, entry=entry.qualified, comfyui=entry.kind == "comfyui")
+    if escaping:
+        raise BakeError(
+            f"{entry.qualified}: commit {rev[:12]} holds symlinks that lead outside its "
+            f"folder: {'; '.join(escaping)}. A link must stay inside its entry's folder: pin "
+            "another commit (original.ref) or ask upstream"
+        )
 
 
 def _requirements(data: bytes, entry: NodeEntry, rev: str) -> tuple[str, ...]:

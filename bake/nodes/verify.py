@@ -22,12 +22,24 @@ Every path under an entry's folder (except its `.git`) is one of:
 Anything else is `unexpected`, and so is every file in ComfyUI's `custom_nodes/` and `models/`
 that is not tracked, not a locked node and not a models-lock destination; a tracked file that is
 absent is `missing`. Empty folders are accepted (they hold nothing), except in `custom_nodes/`.
+
+Three things are stricter than that, whatever any .gitignore says:
+- configuration ComfyUI or a node loads at start and that can point it at code or model folders
+  (LOADED_CONFIG: `extra_model_paths.yaml` in ComfyUI's root, a node's `pyproject.toml`, ...) is
+  accepted only when the commit tracks it, or, for the few a node writes at first start, when it
+  says exactly what the commit's default says; anything else there is `unexpected`;
+- a symlink of the commit must stay inside its entry's folder (no absolute target, nothing that
+  resolves outside; in ComfyUI's tree, nothing into the folders jobs write): `unsafe`;
+- the entry's git metadata must be what git writes (bake.nodes.git.inspect_metadata: no config
+  key outside the allow-list, no hook, no info/attributes...): `unsafe` otherwise, and
+  `nodes install` replaces it before it runs git there.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import marshal
 import os
 import stat
@@ -85,10 +97,114 @@ BAKE_DATA = (".bake", ".bake-stamps")  # bake's own records at ComfyUI's root
 STRICT = ("custom_nodes", "models")  # ComfyUI folders where only pinned files may lie
 
 
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A file that ComfyUI or a node reads as configuration when it starts, at a path relative
+    to an entry's folder: only the commit's own file (tracked, so its bytes are checked like any
+    other), or, with `default`, the copy the node itself writes at first start, may lie there.
+    Being ignored by a .gitignore is never enough."""
+
+    where: str  # "comfyui": ComfyUI's root; "custom_node": the root of every custom node
+    path: str
+    reader: str  # who reads it, and when
+    effect: str  # what it can point ComfyUI or the node at
+    default: str | None = None  # a tracked file (same entry) it may equal: the node's own copy
+    same: str = "bytes"  # how it must equal `default`: "bytes", or "json" (the same values)
+
+
+# Every configuration file read at start that can point ComfyUI or a node at code or model
+# folders, or switch code on, found by reading ComfyUI (main.py, folder_paths.py, app/,
+# comfy/cli_args.py, nodes.py) and the nine locked nodes. What is not here stays generated data
+# (ComfyUI's user/ holds comfy.settings.json, which only the front end reads, users.json, read
+# with --multi-user only, and comfyui.db, asset records; no node reads a path from them).
+LOADED_CONFIG = (
+    # ComfyUI's main.py (apply_custom_paths) loads extra_model_paths.yaml from its own folder at
+    # every start, even when --extra-model-paths-config names another file; ComfyUI's .gitignore
+    # ignores it. Its entries add model folders, and its `custom_nodes:` key adds folders that
+    # ComfyUI imports as custom nodes: code and models outside the verified tree.
+    LoadedConfig(
+        "comfyui",
+        "extra_model_paths.yaml",
+        "ComfyUI's main.py reads it at every start",
+        "it adds model folders and custom-node folders to import, outside the verified tree",
+    ),
+    # ComfyUI's nodes.py (load_custom_node, through comfy_config/config_parser.py) reads every
+    # custom node's pyproject.toml when it imports the node: `[tool.comfy] web` names a folder,
+    # joined unchecked (absolute or ../..), whose scripts ComfyUI serves to the front end.
+    LoadedConfig(
+        "custom_node",
+        "pyproject.toml",
+        "ComfyUI reads it when it imports the node",
+        "its [tool.comfy] web names the folder of scripts ComfyUI serves for the node",
+    ),
+    # ComfyUI-Easy-Use's __init__.py reads config.yaml (yaml FullLoader) at import: WEB_VERSION
+    # picks the web folder it serves (web_version/<value>, joined unchecked); its API modules
+    # keep keys there. Ignored by its .gitignore; Frame-Interpolation tracks its own (ckpts_path).
+    LoadedConfig(
+        "custom_node",
+        "config.yaml",
+        "ComfyUI-Easy-Use reads it at import (Frame-Interpolation tracks its own)",
+        "its WEB_VERSION names the folder of scripts served for the node",
+    ),
+    # rgthree-comfy's py/config.py reads rgthree_config.json at import: `unreleased.*` switches
+    # add node classes (dynamic context) and server pages (models page) that its commit ships
+    # switched off. Ignored by its .gitignore; nothing writes it at start.
+    LoadedConfig(
+        "custom_node",
+        "rgthree_config.json",
+        "rgthree-comfy reads it at import",
+        "its unreleased.* switches add node classes and server pages",
+    ),
+    # ComfyUI-Custom-Scripts' pysssss.py reads pysssss.json at import: its `name` is joined into
+    # ComfyUI's web/extensions/pysssss/<name>, which every start deletes (shutil.rmtree) or
+    # links. The node writes it at first start as a copy of pysssss.default.json: that passes.
+    LoadedConfig(
+        "custom_node",
+        "pysssss.json",
+        "ComfyUI-Custom-Scripts reads it at import",
+        "its name picks a folder that every start deletes or links",
+        default="pysssss.default.json",
+    ),
+    # RES4LYF's res4lyf.py reads res4lyf.config.json at import: `updatedTimestepScaling`
+    # replaces ComfyUI's comfy.model_sampling.time_snr_shift. It writes the file at first start
+    # from web/js/res4lyf.default.json (json.dump, indent 4): the same values pass.
+    LoadedConfig(
+        "custom_node",
+        "res4lyf.config.json",
+        "RES4LYF reads it at import",
+        "its switches replace ComfyUI's sampling code",
+        default="web/js/res4lyf.default.json",
+        same="json",
+    ),
+)
+
+
+_CONFIG_LIMIT = 1 << 20
+
+
+def loaded_config(is_comfyui: bool, rel: str) -> LoadedConfig | None:
+    """The LOADED_CONFIG rule for `rel` (relative to an entry's folder), if any."""
+    where = "comfyui" if is_comfyui else "custom_node"
+    return next((c for c in LOADED_CONFIG if c.where == where and c.path == rel), None)
+
+
+def same_config(found: Path, default: Path, same: str) -> bool:
+    """Whether the file `found` says what `default` says: the same bytes, or (`json`) the same
+    values as Python's json module reads them (what the node reads them with)."""
+    try:
+        if found.stat().st_size > _CONFIG_LIMIT:
+            return False  # no node's default is anywhere near this
+        if same == "json":
+            return json.loads(found.read_bytes()) == json.loads(default.read_bytes())
+        return found.read_bytes() == default.read_bytes()
+    except (OSError, ValueError):
+        return False
+
+
 @dataclass(frozen=True, order=True)
 class Finding:
     path: str  # relative to the ComfyUI root
-    kind: str  # "unexpected", "missing", "changed", "conflict"
+    kind: str  # "unexpected", "missing", "changed", "conflict", "unsafe", "not verifiable"
     detail: str
 
     def line(self) -> str:
@@ -205,6 +321,7 @@ class _Scan:
         self.seen: set[str] = set()
         self.covered: set[str] = set()  # tracked folders replaced by something else
         self.pycs: list[tuple[str, str]] = []  # byte-code beside a tracked .py
+        self.configs: list[tuple[str, LoadedConfig]] = []  # copies of a default, checked last
         self.pending: list[str] = []  # untracked non-code files: data if .gitignore says so
         self.untracked: dict[str, bool | None] = {}  # file -> accepted (None: pending)
         self.untracked_dirs: list[str] = []
@@ -223,6 +340,7 @@ class _Scan:
             if not any(rel == c or rel.startswith(c + "/") for c in self.covered):
                 self.add(rel, "missing", f"a file of commit {self.tracked.rev[:12]}")
         self.check_pycs()
+        self.check_configs()
         self.resolve_pending()
         self.collapse()
 
@@ -262,6 +380,14 @@ class _Scan:
                 self.add(rel, "changed", f"a symlink of the commit, found {_kind_of(mode)}")
             elif git_blob_id(os.fsencode(os.readlink(path))) != want.blob:
                 self.add(rel, "changed", "the symlink points elsewhere than in the commit")
+            elif why := git.link_escape(self.folder, rel, comfyui=self.is_comfyui):
+                where = self.root or "ComfyUI's folder"
+                self.add(
+                    rel,
+                    "unsafe",
+                    f"a symlink of commit {self.tracked.rev[:12]} to {os.readlink(path)}: {why}; "
+                    f"a link must stay inside {where} (pin a commit without it)",
+                )
             else:
                 self.report.files += 1
             return
@@ -283,6 +409,14 @@ class _Scan:
     def classify(self, rel: str, path: str, mode: int) -> None:
         name = rel.rsplit("/", 1)[-1]
         top = rel.split("/", 1)[0]
+        if config := loaded_config(self.is_comfyui, rel):
+            if config.default is not None and stat.S_ISREG(mode):
+                self.untracked[rel] = None
+                self.configs.append((rel, config))  # once the walk has verified the default
+                return
+            self.untracked[rel] = False
+            self.add(rel, "unexpected", config_detail(config, _kind_of(mode)))
+            return
         if rel in self.dests and stat.S_ISREG(mode):
             self.untracked[rel] = True
             self.report.accept("model files")
@@ -334,6 +468,18 @@ class _Scan:
                 rel, "unexpected", f"byte-code that is not the compile of the committed {name}"
             )
 
+    def check_configs(self) -> None:
+        for rel, config in self.configs:
+            assert config.default is not None
+            if config.default in self.verified_sources and same_config(
+                self.folder / rel, self.folder / config.default, config.same
+            ):
+                self.untracked[rel] = True
+                self.report.accept("configuration files equal to their commit's default")
+                continue
+            self.untracked[rel] = False
+            self.add(rel, "unexpected", config_detail(config, "a file"))
+
     def resolve_pending(self) -> None:
         ignored = ignored_paths(self.tracked, self.pending) if self.pending else set()
         for rel in self.pending:
@@ -374,6 +520,20 @@ class _Scan:
                     detail += f", with {len(held)} files"
                 findings[self.full(folder)] = Finding(self.full(folder), "unexpected", detail)
         self.report.findings = sorted(findings.values())
+
+
+def config_detail(config: LoadedConfig, found: str) -> str:
+    """Why a configuration file found at `config.path` is refused."""
+    allowed = "only the commit's own file may lie here"
+    if config.default is not None:
+        allowed = (
+            f"only the commit's file, or the node's own copy of {config.default} "
+            f"({'the same values' if config.same == 'json' else 'the same bytes'}), may lie here"
+        )
+    return (
+        f"configuration {config.reader} ({config.effect}), found {found} the commit does not "
+        f"hold; {allowed}, whatever .gitignore says"
+    )
 
 
 def ignored_paths(tracked: CommitFiles, paths: Iterable[str]) -> set[str]:
@@ -421,8 +581,17 @@ def verify_entry(
             Finding(root or ".", "missing", f"the folder of {entry.qualified}, found {found}")
         )
         return report
-    tracked = commit_files(folder, entry.locked.rev, entry=entry.qualified)
     prefix = root + "/" if root else ""
+    for item in git.inspect_metadata(folder):
+        report.findings.append(
+            Finding(
+                prefix + item.path,
+                "unsafe",
+                f"git metadata git did not write ({item.why}): git would act on it in this "
+                "checkout; python -m bake nodes install replaces it",
+            )
+        )
+    tracked = commit_files(folder, entry.locked.rev, entry=entry.qualified)
     local = {d[len(prefix) :] for d in dests if d.startswith(prefix)}
     for dest in sorted(local):
         if tracked.tracks(dest):

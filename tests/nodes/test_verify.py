@@ -53,6 +53,8 @@ def tree(remotes, tmp_path):
             "helper.py": "def greet():\n    return 'hello'\n",
             "pkg/mod.py": "VALUE = 1\n",
             "config.json": "{}\n",
+            # as Custom-Scripts has it: the node copies it to pysssss.json at first start
+            "pysssss.default.json": '{\n  "name": "CustomScripts",\n  "logging": false\n}\n',
             ".gitignore": "__pycache__\npysssss.json\nstyles/**\nckpts\n",
         },
         "kj: helper, pkg, gitignore",
@@ -256,7 +258,7 @@ def test_a_record_inside_the_tree_is_never_trusted(tree):
 def test_first_start_data_and_model_files_are_kept_but_code_among_them_is_not(tree):
     lock, models, comfy = tree
     node = comfy / "custom_nodes" / KJ
-    (node / "pysssss.json").write_text("{}")
+    (node / "pysssss.json").write_bytes((node / "pysssss.default.json").read_bytes())
     (node / "styles").mkdir()
     (node / "styles" / "default.json").write_text("[]")
     rife = node / "ckpts" / "rife" / "rife47.pth"
@@ -269,7 +271,8 @@ def test_first_start_data_and_model_files_are_kept_but_code_among_them_is_not(tr
     (comfy / "output" / "frame.png").write_bytes(b"png")
     done = verify(lock, models, comfy)
     assert done.returncode == 0, done.stderr
-    assert "3 generated data files" in done.stdout and "2 model files" in done.stdout
+    assert "2 generated data files" in done.stdout and "2 model files" in done.stdout
+    assert "1 configuration files equal to their commit's default" in done.stdout
 
     # ignored by the node's .gitignore, but code: foreign all the same
     (node / "styles" / "loader.py").write_text("import os\n")
