@@ -1,5 +1,13 @@
-"""Hashes: blake3 of files (memory-mapped, all cores), sha256 + blake3 of a byte stream in one
-pass, and the `tree` hash of a checked-out directory.
+"""Hashes: blake3 (and sha256) of files, read once through one descriptor; sha256 + blake3 of a
+byte stream in one pass; and the `tree` hash of a checked-out directory.
+
+A file is hashed through the descriptor it was opened with, never reopened by path: its identity
+(device, inode, size, mtime_ns, ctime_ns) is taken from that descriptor before and after the
+read, and a file whose identity moved meanwhile is refused (`FileChangedError`). What a caller
+records about the file (a stamp) is bound to that identity, not to whatever the path names by
+the time it looks again. blake3 runs on all cores over a memory map of the descriptor; sha256,
+when asked for, runs on one more thread over the same map, a few chunks behind, so the file is
+read from disk once.
 
 The tree hash is our narHash: a blake3 over a canonical listing of the tree, one record per
 file, sorted by path bytes, so it is the same on every machine and file-system order:
@@ -20,6 +28,7 @@ which git does not track either.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import queue
 import stat
@@ -32,19 +41,192 @@ import blake3 as _blake3
 
 TREE_PREFIX = "tree2-blake3:"
 _MMAP_MIN = 1 << 20  # below this a plain read is faster than setting up a mapping
+# A mapped file is hashed this many bytes at a time (a multiple of the page size): blake3 spreads
+# each chunk over all cores, sha256 follows chunk by chunk, and the next chunk is read ahead.
+_CHUNK = 64 << 20
+# How many chunks blake3 may run ahead of sha256: enough that neither waits for the other's
+# start, few enough that what sha256 still has to read is certainly in the page cache.
+_AHEAD = 2
+# Opening never blocks (a FIFO swapped in for a model would), never gives a child the descriptor.
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
+Identity = tuple[int, int, int, int, int]
+
+
+def file_identity(info: os.stat_result) -> Identity:
+    """What says a file is still the one that was hashed: (device, inode, size, mtime_ns,
+    ctime_ns). ctime moves on every write, rename, link or chmod and no call sets it."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+class FileChangedError(OSError):
+    """The file changed while it was being hashed: its descriptor's identity differs before and
+    after the read (or it held fewer bytes than it said). Its hashes describe no one file."""
+
+    def __init__(self, before: os.stat_result, after: os.stat_result | None, why: str) -> None:
+        super().__init__(why)
+        self.before = before
+        self.after = after
+
+
+class NotRegularFileError(Exception):
+    """The path names no regular file (a folder, a FIFO, a device): nothing to hash."""
+
+
+@dataclass(frozen=True)
+class FileDigests:
+    """Hashes of the bytes read through one descriptor, and that descriptor's fstat (the same
+    before and after the read)."""
+
+    stat: os.stat_result
+    blake3: str
+    sha256: str | None = None
+
+    @property
+    def size(self) -> int:
+        return self.stat.st_size
+
+    @property
+    def identity(self) -> Identity:
+        return file_identity(self.stat)
+
+
+def _chunk_hashed(done: int, total: int) -> None:
+    """Called on the hashing thread after each chunk of a file (`done` of `total` bytes). Does
+    nothing: tests race a hash here (swap the file, write to it) at a known point."""
+
+
+def open_file(path: Path | str) -> int:
+    """A read-only descriptor of `path` (following symlinks, as loading the file would) that
+    names a regular file; the caller closes it. Raises NotRegularFileError otherwise, and the
+    OSError of the open (FileNotFoundError, ...)."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(f"{os.fspath(path)} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _Follower:
+    """sha256 on a thread of its own over slices of the mapping blake3 reads, at most `_AHEAD`
+    chunks behind (hashlib releases the GIL). Each slice is released by the thread that used it,
+    so the mapping can be closed once `finish` or `abandon` returned."""
+
+    def __init__(self, hasher) -> None:
+        self.hasher = hasher
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[memoryview | None] = queue.Queue(maxsize=_AHEAD)
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (piece := self._queue.get()) is not None:
+            with piece:
+                if self.error is None:
+                    try:
+                        self.hasher.update(piece)
+                    except BaseException as exc:  # kept for finish(); the queue still drains
+                        self.error = exc
+
+    def put(self, piece: memoryview) -> None:
+        self._queue.put(piece)
+
+    def finish(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.hasher.hexdigest()
+
+    def abandon(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    parts, done = [], 0
+    while done < size:
+        part = os.pread(fd, size - done, done)
+        if not part:
+            break
+        parts.append(part)
+        done += len(part)
+    return b"".join(parts)
+
+
+def _hash_mapped(fd: int, size: int, b3, sha) -> str | None:
+    with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
+        follower = _Follower(sha) if sha is not None else None
+        try:
+            with memoryview(mapped) as view:
+                for start in range(0, size, _CHUNK):
+                    end = min(start + _CHUNK, size)
+                    if end < size and end % mmap.PAGESIZE == 0:
+                        # the disk reads the next chunk while this one is hashed
+                        mapped.madvise(mmap.MADV_WILLNEED, end, min(_CHUNK, size - end))
+                    if follower is not None:
+                        theirs = view[start:end]
+                        try:
+                            follower.put(theirs)
+                        except BaseException:  # never queued: the follower cannot release it
+                            theirs.release()
+                            raise
+                    with view[start:end] as piece:
+                        b3.update(piece)
+                    _chunk_hashed(end, size)
+        except BaseException:
+            # its slices must be released before the mapping is closed
+            if follower is not None:
+                follower.abandon()
+            raise
+        return follower.finish() if follower is not None else None
+
+
+def hash_fd(fd: int, *, sha256: bool = False, threads: int | None = None) -> FileDigests:
+    """blake3 (and sha256 when asked) of the regular file open as `fd`, in one read. The
+    descriptor's fstat before and after the read must agree on (device, inode, size, mtime_ns,
+    ctime_ns), else FileChangedError: a write during the read would mix old and new bytes."""
+    before = os.fstat(fd)
+    if not stat.S_ISREG(before.st_mode):
+        raise NotRegularFileError(f"descriptor {fd} is not a regular file")
+    size = before.st_size
+    b3 = _blake3.blake3(max_threads=_blake3.blake3.AUTO if threads is None else threads)
+    sha = hashlib.sha256() if sha256 else None
+    if size >= _MMAP_MIN:
+        sha_hex = _hash_mapped(fd, size, b3, sha)
+    else:
+        data = _read_exactly(fd, size)
+        if len(data) != size:
+            raise FileChangedError(
+                before, os.fstat(fd), f"held {len(data)} bytes of the {size} it said"
+            )
+        b3.update(data)
+        if sha is not None:
+            sha.update(data)
+        sha_hex = sha.hexdigest() if sha is not None else None
+        _chunk_hashed(size, size)
+    after = os.fstat(fd)
+    if file_identity(before) != file_identity(after):
+        raise FileChangedError(before, after, "it changed while it was being read")
+    return FileDigests(before, b3.hexdigest(), sha_hex)
+
+
+def hash_file(path: Path | str, *, sha256: bool = False, threads: int | None = None) -> FileDigests:
+    """`hash_fd` of `path`, opened once (see open_file)."""
+    fd = open_file(path)
+    try:
+        return hash_fd(fd, sha256=sha256, threads=threads)
+    finally:
+        os.close(fd)
 
 
 def blake3_file(path: Path | str, *, threads: int | None = None) -> str:
     """Hex blake3 of a file, memory-mapped and hashed on all cores (or `threads`)."""
-    max_threads = _blake3.blake3.AUTO if threads is None else threads
-    hasher = _blake3.blake3(max_threads=max_threads)
-    path = os.fspath(path)
-    if os.path.getsize(path) >= _MMAP_MIN:
-        hasher.update_mmap(path)
-    else:
-        with open(path, "rb") as handle:
-            hasher.update(handle.read())
-    return hasher.hexdigest()
+    return hash_file(path, threads=threads).blake3
 
 
 @dataclass(frozen=True)
@@ -120,8 +302,20 @@ def _tree_row(full: str, rel: str) -> bytes | None:
         target = os.readlink(full).encode("utf-8", "surrogateescape")
         return b"120000 " + _blake3.blake3(target).hexdigest().encode() + b" " + name
     if stat.S_ISREG(info.st_mode):
-        mode = b"100755" if info.st_mode & stat.S_IXUSR else b"100644"
-        return mode + b" " + blake3_file(full, threads=1).encode() + b" " + name
+        # mode and content both come from the one descriptor, never from a second look at the
+        # path (a file swapped for a link meanwhile is refused, not followed)
+        try:
+            fd = os.open(full, _OPEN_FLAGS | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise FileChangedError(info, None, f"{full}: changed while listed ({exc})") from None
+        try:
+            digests = hash_fd(fd, threads=1)
+        except NotRegularFileError:
+            raise FileChangedError(info, None, f"{full}: changed while listed") from None
+        finally:
+            os.close(fd)
+        mode = b"100755" if digests.stat.st_mode & stat.S_IXUSR else b"100644"
+        return mode + b" " + digests.blake3.encode() + b" " + name
     return None
 
 

@@ -9,10 +9,17 @@ import shutil
 import blake3
 import pytest
 
+from bake import hashing
 from bake.hashing import (
+    FileChangedError,
+    NotRegularFileError,
     StreamHasher,
     UnsafeNameError,
     blake3_file,
+    file_identity,
+    hash_fd,
+    hash_file,
+    open_file,
     tree_hash,
     tree_hash_paths,
     tree_listing,
@@ -26,6 +33,91 @@ def test_blake3_file_matches_the_reference(tmp_path, size):
     path.write_bytes(data)
     assert blake3_file(path) == blake3.blake3(data).hexdigest()
     assert blake3_file(path, threads=1) == blake3.blake3(data).hexdigest()
+
+
+MB = 1 << 20
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, 2 * MB, 2 * MB + 1, 5 * MB + 4097])
+def test_hash_file_gives_sha256_and_blake3_of_one_read(tmp_path, monkeypatch, size):
+    """Plain reads below the mapping threshold, the mapping above it in 1 MiB chunks (sha256
+    following blake3 on its own thread), and the odd tail: both hashes are the reference's."""
+    monkeypatch.setattr(hashing, "_CHUNK", MB)
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    digests = hash_file(path, sha256=True)
+    assert (digests.size, digests.sha256, digests.blake3) == (
+        size,
+        hashlib.sha256(data).hexdigest(),
+        blake3.blake3(data).hexdigest(),
+    )
+    assert digests.identity == file_identity(path.stat())
+    assert hash_file(path).sha256 is None  # sha256 only when asked
+
+
+def test_the_descriptor_is_hashed_not_the_path(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"first" * 1000)
+    fd = open_file(path)
+    try:
+        path.unlink()
+        path.write_bytes(b"other" * 1000)
+        digests = hash_fd(fd, sha256=True)
+    finally:
+        os.close(fd)
+    assert digests.blake3 == blake3.blake3(b"first" * 1000).hexdigest()
+    assert digests.identity != file_identity(path.stat())
+
+
+@pytest.mark.parametrize("size", [4096, 3 * MB])
+def test_a_write_during_the_read_is_refused(tmp_path, monkeypatch, size):
+    monkeypatch.setattr(hashing, "_CHUNK", MB)
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(size))
+
+    def append(done, total):
+        if done == min(MB, total):
+            with open(path, "ab") as handle:
+                handle.write(b"x")
+
+    monkeypatch.setattr(hashing, "_chunk_hashed", append)
+    with pytest.raises(FileChangedError) as err:
+        hash_file(path, sha256=True)
+    assert err.value.after.st_size == size + 1
+
+
+def test_only_regular_files_are_opened_and_a_fifo_does_not_block(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    for name in ("fifo", "dir"):
+        with pytest.raises(NotRegularFileError):
+            open_file(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        open_file(tmp_path / "absent")
+
+
+def test_a_failing_sha256_thread_fails_the_hash_and_releases_the_mapping(tmp_path, monkeypatch):
+    monkeypatch.setattr(hashing, "_CHUNK", MB)
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(3 * MB))
+
+    class Broken:
+        def update(self, data):
+            raise RuntimeError("sha256 broke")
+
+    monkeypatch.setattr(hashing.hashlib, "sha256", Broken)
+    with pytest.raises(RuntimeError, match="sha256 broke"):
+        hash_file(path, sha256=True)
+
+    def interrupted(done, total):
+        raise KeyboardInterrupt
+
+    monkeypatch.undo()
+    monkeypatch.setattr(hashing, "_CHUNK", MB)
+    monkeypatch.setattr(hashing, "_chunk_hashed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        hash_file(path, sha256=True)
 
 
 def test_stream_hasher_gives_both_hashes_in_one_pass():

@@ -116,20 +116,13 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
     volumes = [root for root in config.volume_roots if root.is_dir()]
     roots = [config.comfyui_dir, *volumes]
     hf_roots = list(config.hf_cache_roots)
-    # Each file's identity before it is read: one that changes while it is hashed is not taken
-    # for the file that was hashed (a cache model's file is where the Hub cache holds it).
-    before = {
-        str(root / e.dest): _identity(root / e.dest) for e in lock.entries("all") for root in roots
-    }
-    if hf_roots:
-        from bake.models import hfcache
-
-        for entry in lock.entries("cache"):
-            if entry.locked is not None and (found := hfcache.find(entry, hf_roots)):
-                before[str(found[1])] = _identity(found[1])
     report = verify_models(
         lock, config.comfyui_dir, volumes, mode=config.model_verify, hf_cache_roots=hf_roots
     )
+    # The identity of each file as it was hashed: taken from the descriptor that was read
+    # (bake.models.verify), never from a second stat by path, so no swap during the check can
+    # bind a good hash to another file.
+    hashed = dict(report.identities)
     result.verified = len(report.verified)
     result.locked_dests = frozenset(e.dest for e in lock.entries("all"))
     verified_paths = list(report.verified)
@@ -183,12 +176,12 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
             result.errors += fetched.failed
             result.verified += len(fetched.fetched) + len(fetched.present)
             verified_paths += fetched.fetched + fetched.present
-            before.update((p, _identity(Path(p))) for p in fetched.fetched + fetched.present)
+            hashed.update(fetched.identities)
         except BakeError as exc:
             result.errors += exc.lines()
     for path in verified_paths:
         now = _identity(Path(path))
-        if now is None or now != before.get(str(path)):
+        if now is None or now != hashed.get(str(path)):
             result.errors.append(f"{path}: changed while it was being verified")
         else:
             result.identities[os.path.realpath(path)] = now

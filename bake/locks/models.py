@@ -383,6 +383,13 @@ def _parse_pin(check: Checker, data: Any, where: str, source: Source | None) -> 
             "update-locks computes it from the bytes otherwise): run "
             "`scripts/update-locks.py --models` for this entry",
         )
+    elif source is not None and "sha256" not in data:
+        check.add(
+            join(where, "sha256"),
+            f"required for every source, {source.kind} too (update-locks computes it from the "
+            "streamed bytes; fetch and `models verify` check it with blake3): run "
+            "`scripts/update-locks.py --models` for this entry",
+        )
     if size is None or blake3 is None:
         return None
     return ModelPin(size=size, blake3=blake3, sha256=sha256, revision=revision)

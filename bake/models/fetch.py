@@ -50,6 +50,9 @@ class FetchReport:
     failed: list[str] = field(default_factory=list)  # one line per failure
     skipped: list[str] = field(default_factory=list)  # optional entries that are not locked
     from_cache: list[str] = field(default_factory=list)  # `cache` entries: not fetched here
+    # each fetched or present path -> the identity (device, inode, size, mtime_ns, ctime_ns)
+    # of the file verified there, from the descriptor it was written or read through
+    identities: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -124,6 +127,7 @@ def fetch_models(
                 origin=origin(entry, entry.locked.revision),
                 progress=progress,
                 volumes=volume_dirs,
+                identities=report.identities,
             )
         except BakeError as exc:
             # scrubbed here too, at the edge: a URL with credentials in any message is cut

@@ -1,6 +1,13 @@
 """The stamp cache: a file's identity (device, inode, size, mtime_ns, ctime_ns) at the moment
-its blake3 was last computed, so `verify --mode fast` can trust a file that has not changed
-without reading it.
+its blake3 (and sha256) were last computed, so `verify --mode fast` can trust a file that has not
+changed without reading it.
+
+The identity is the fstat of the descriptor the bytes were read through, the same before and
+after the read (bake.hashing.hash_fd), never a second look at the path: a path swapped for
+another file during the read (a rename, a folder exchanged with RENAME_EXCHANGE) cannot lend its
+identity to the hashes of the file that was read. A stamp records the sha256 too when it was
+checked, and vouches for a pin only when every hash the pin has was checked against the same
+bytes (`vouches`).
 
 What a stamp proves: the file is the same inode on the same device, and nothing changed its
 content or metadata since. Anyone can put an mtime back (`os.utime`), but the kernel sets ctime
@@ -31,7 +38,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from bake.hashing import file_identity
 from bake.locks.lockfile import cache_root, write_text_atomic
+from bake.locks.models import ModelPin
 
 ROOT_DIR = ".bake-stamps"
 # The network-volume roots RunPod mounts (pods: /workspace, serverless: /runpod-volume). Stamps
@@ -47,19 +56,24 @@ class Stamp:
     mtime_ns: int
     ctime_ns: int
     blake3: str
+    sha256: str | None = None  # when it was checked in the same read as blake3
 
     @classmethod
-    def of(cls, stat: os.stat_result, blake3: str) -> Stamp:
-        return cls(*identity(stat), blake3)
+    def of(cls, stat: os.stat_result, blake3: str, sha256: str | None = None) -> Stamp:
+        return cls(*identity(stat), blake3, sha256)
 
     def matches(self, stat: os.stat_result) -> bool:
         """The file still is the one that was hashed (same device, inode, size, mtime, ctime)."""
         return (self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns) == identity(stat)
 
+    def covers(self, pin: ModelPin) -> bool:
+        """Every hash `pin` has was checked and matched when this stamp was written."""
+        return self.blake3 == pin.blake3 and (pin.sha256 is None or self.sha256 == pin.sha256)
+
 
 def identity(stat: os.stat_result) -> tuple[int, int, int, int, int]:
     """What a stamp keys on: (device, inode, size, mtime_ns, ctime_ns)."""
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return file_identity(stat)
 
 
 def _fallback_dir() -> Path:
@@ -94,6 +108,7 @@ def _candidates(root: Path, rel: str, volumes: Sequence[Path] = ()) -> list[Path
 def _read(path: Path) -> Stamp | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        sha256 = data.get("sha256")
         return Stamp(
             int(data["device"]),
             int(data["inode"]),
@@ -101,8 +116,9 @@ def _read(path: Path) -> Stamp | None:
             int(data["mtime_ns"]),
             int(data["ctime_ns"]),
             str(data["blake3"]),
+            None if sha256 is None else str(sha256),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -118,13 +134,37 @@ def lookup(
     return None
 
 
+def vouches(
+    root: Path, rel: str, stat: os.stat_result, pin: ModelPin, *, volumes: Sequence[Path] = ()
+) -> bool:
+    """A stamp of `root/rel` matches this identity (`stat`: the fstat of the descriptor the
+    caller holds) and was written when the file matched every hash of `pin`: its blake3, and
+    its sha256 when the pin has one (a stamp from before sha256 was checked, or from a pin with
+    another sha256, does not vouch; the file is hashed again)."""
+    for path in _candidates(root, rel, volumes):
+        stamp = _read(path)
+        if stamp is not None and stamp.matches(stat) and stamp.covers(pin):
+            return True
+    return False
+
+
 def record(
-    root: Path, rel: str, stat: os.stat_result, blake3: str, *, volumes: Sequence[Path] = ()
+    root: Path,
+    rel: str,
+    stat: os.stat_result,
+    blake3: str,
+    *,
+    volumes: Sequence[Path] = (),
+    sha256: str | None = None,
 ) -> Path | None:
-    """Remember that the file with this identity hashed to `blake3`. Returns where, or None
-    when no location is writable (fast mode then simply re-hashes next time). `stat` is taken
-    before the file is hashed, so a write during the hash leaves a stamp that never matches."""
-    text = json.dumps({"path": rel, **asdict(Stamp.of(stat, blake3))}, sort_keys=True) + "\n"
+    """Remember that the file with this identity hashed to `blake3` (and `sha256`, when it was
+    checked in the same read). Returns where, or None when no location is writable (fast mode
+    then simply re-hashes next time). `stat` must be the fstat of the descriptor the bytes were
+    read through, equal before and after the read (bake.hashing.FileDigests.stat): a stat of
+    the path taken at another moment may describe another file."""
+    stamp = Stamp.of(stat, blake3, sha256)
+    fields = {k: v for k, v in asdict(stamp).items() if v is not None}
+    text = json.dumps({"path": rel, **fields}, sort_keys=True) + "\n"
     for path in _candidates(root, rel, volumes):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

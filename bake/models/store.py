@@ -7,6 +7,12 @@ others wait, then find the file present and valid and skip it. A partial tempora
 an interrupted run is resumed: its bytes are re-hashed from disk and the download continues
 from where it stopped. Its name carries the expected blake3, so a partial file of another
 version is never resumed into this one; such a file is deleted when the file is next fetched.
+
+Every file is read through the descriptor it was opened with, never reopened by path: a file
+already at the destination is checked (size, stamp, sha256 and blake3 in one read) through one
+descriptor, a partial file is resumed and re-hashed through the descriptor it is appended to,
+and the stamp of a new file is the fstat of the descriptor it was written through, taken after
+the rename. The temporary file is opened without following a symlink planted in its place.
 """
 
 from __future__ import annotations
@@ -15,13 +21,23 @@ import contextlib
 import errno
 import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import filelock
 
 from bake.errors import FetchError, HashMismatchError, SizeMismatchError
-from bake.hashing import Digests, StreamHasher, blake3_file
+from bake.hashing import (
+    Digests,
+    FileChangedError,
+    Identity,
+    NotRegularFileError,
+    StreamHasher,
+    file_identity,
+    hash_fd,
+    open_file,
+)
 from bake.locks.models import ModelPin
 from bake.models import stamps
 from bake.progress import Progress
@@ -90,19 +106,22 @@ class Sink:
         self._pending: int | None = None
         self.position = 0
         if prefix is not None and handle is not None:
-            self._feed_prefix(prefix, handle.tell())
+            self._feed_prefix(handle.tell())
         self.offset = self.position
         if progress is not None:
             progress.start(limit or 0, already=self.offset)
 
-    def _feed_prefix(self, path: Path, length: int) -> None:
-        with open(path, "rb") as source:
-            while self.position < length:
-                chunk = source.read(min(_READ_CHUNK, length - self.position))
-                if not chunk:
-                    break
-                self._pipe.update(chunk)
-                self.position += len(chunk)
+    def _feed_prefix(self, length: int) -> None:
+        """Hash the first `length` bytes already in the file, read through the handle's own
+        descriptor (the file that is appended to, whatever its path names by now)."""
+        self._handle.flush()
+        fd = self._handle.fileno()
+        while self.position < length:
+            chunk = os.pread(fd, min(_READ_CHUNK, length - self.position), self.position)
+            if not chunk:
+                break
+            self._pipe.update(chunk)
+            self.position += len(chunk)
 
     # -- the file-object surface the libraries use ----------------------------------------
 
@@ -152,7 +171,7 @@ class Sink:
             self._handle.seek(keep)
             self._handle.truncate()
             if keep:
-                self._feed_prefix(Path(self._handle.name), keep)
+                self._feed_prefix(keep)
         self.offset = min(self.offset, keep)
         if self._progress is not None:
             self._progress.advance(-dropped)
@@ -180,22 +199,53 @@ def download_hashes(
     return hasher
 
 
-def is_present(root: Path, rel: str, pin: ModelPin, *, volumes: Sequence[Path] = ()) -> bool:
-    """The file is at root/rel with the locked size and blake3 (trusting a fresh stamp that
-    does not live on one of the network `volumes`)."""
+def is_present(
+    root: Path,
+    rel: str,
+    pin: ModelPin,
+    *,
+    volumes: Sequence[Path] = (),
+    identities: dict[str, Identity] | None = None,
+) -> bool:
+    """The file is at root/rel with the locked size, blake3 and sha256 (trusting a fresh stamp
+    that does not live on one of the network `volumes` and covers the pin's hashes). Size,
+    stamp and hashes come from one descriptor; a file that changes while it is hashed is not
+    present. `identities`, when given, gets str(root/rel) -> the identity of the file checked."""
     path = Path(root) / rel
     try:
-        stat = path.stat()
-    except FileNotFoundError:
+        fd = open_file(path)
+    except (FileNotFoundError, NotADirectoryError, NotRegularFileError):
         return False
-    if not os.path.isfile(path) or stat.st_size != pin.size:
+    try:
+        opened = os.fstat(fd)
+        if opened.st_size != pin.size:
+            return False
+        if stamps.vouches(root, rel, opened, pin, volumes=volumes):
+            checked = file_identity(opened)
+        else:
+            try:
+                digests = hash_fd(fd, sha256=pin.sha256 is not None)
+            except FileChangedError:
+                return False
+            if digests.blake3 != pin.blake3 or (
+                pin.sha256 is not None and digests.sha256 != pin.sha256
+            ):
+                return False
+            stamps.record(
+                root, rel, digests.stat, pin.blake3, volumes=volumes, sha256=digests.sha256
+            )
+            checked = digests.identity
+    finally:
+        os.close(fd)
+    try:
+        now = file_identity(os.stat(path))
+    except OSError:
+        now = None
+    if now != checked:  # the path names another file by now: the one checked is not there
         return False
-    if stamps.lookup(root, rel, stat, volumes=volumes) == pin.blake3:
-        return True
-    if blake3_file(path) == pin.blake3:
-        stamps.record(root, rel, stat, pin.blake3, volumes=volumes)
-        return True
-    return False
+    if identities is not None:
+        identities[str(path)] = checked
+    return True
 
 
 def _inside(path: str, root: str) -> bool:
@@ -250,15 +300,18 @@ def place(
     origin: str,
     progress: Progress | None = None,
     volumes: Sequence[Path] = (),
+    identities: dict[str, Identity] | None = None,
 ) -> bool:
     """Make root/rel hold the file `pin` describes. Returns True when it was downloaded,
     False when a valid copy was already there. Raises a FetchError or VerificationError whose
     message names the entry, the destination, what was expected and found, and what to do.
-    `volumes`: the network-volume roots in use, whose stamps are not trusted."""
+    `volumes`: the network-volume roots in use, whose stamps are not trusted. `identities`,
+    when given, gets str(root/rel) -> the identity (device, inode, size, mtime_ns, ctime_ns)
+    of the file verified there, from its own descriptor."""
     root = Path(root)
     dest = root / rel
     check_writable_path(root, rel, label)
-    if is_present(root, rel, pin, volumes=volumes):
+    if is_present(root, rel, pin, volumes=volumes, identities=identities):
         return False
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -277,13 +330,16 @@ def place(
             f"{exc.strerror}; make the directory writable"
         ) from None
     try:
-        if is_present(root, rel, pin, volumes=volumes):
+        if is_present(root, rel, pin, volumes=volumes, identities=identities):
             return False
-        return _download_locked(
+        placed = _download_locked(
             root, rel, pin, download, label=label, origin=origin, progress=progress, volumes=volumes
         )
     finally:
         guard.release()
+    if identities is not None:
+        identities[str(dest)] = placed
+    return True
 
 
 def _download_locked(
@@ -296,17 +352,32 @@ def _download_locked(
     origin: str,
     progress: Progress | None,
     volumes: Sequence[Path],
-) -> bool:
+) -> Identity:
+    """Download, verify and rename into place; returns the identity of the file placed."""
     dest = root / rel
     tmp = temp_path(dest, pin)
     _remove_stale_partials(dest, tmp)  # before downloading: their space may be needed
+    handle = None
     try:
-        hasher = _stream_to(tmp, dest, pin, download, label=label, origin=origin, progress=progress)
-    except (DownloadInterrupted, KeyboardInterrupt):
-        raise  # the partial file stays for the next run to resume
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        try:
+            handle, hasher = _stream_to(
+                tmp, dest, pin, download, label=label, origin=origin, progress=progress
+            )
+        except (DownloadInterrupted, KeyboardInterrupt):
+            raise  # the partial file stays for the next run to resume
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _check_digests(hasher, tmp, dest, pin, label=label, origin=origin)
+        return _put_in_place(handle, tmp, root, rel, pin, label=label, volumes=volumes)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _check_digests(
+    hasher: Digests, tmp: Path, dest: Path, pin: ModelPin, *, label: str, origin: str
+) -> None:
     if hasher.size != pin.size:
         tmp.unlink(missing_ok=True)
         raise SizeMismatchError(
@@ -327,8 +398,20 @@ def _download_locked(
                 f"The file upstream changed or was corrupted in transit: fetch again, or if the "
                 f"new file is intended, run `scripts/update-locks.py --models {label}`."
             )
+
+
+def _put_in_place(
+    handle, tmp: Path, root: Path, rel: str, pin: ModelPin, *, label: str, volumes: Sequence[Path]
+) -> Identity:
+    """Rename the verified temporary file (open as `handle`) to root/rel and stamp it with the
+    fstat of `handle`'s descriptor: the file that was written and hashed. The rename moves its
+    ctime, so the stamp is taken after it; the path must then name that same file."""
+    dest = root / rel
+    fd = handle.fileno()
     try:
-        os.chmod(tmp, 0o644)
+        handle.flush()
+        os.fchmod(fd, 0o644)
+        written = os.fstat(fd)
         os.replace(tmp, dest)
     except OSError as exc:
         # a complete, verified file that cannot be put in place is deleted too: left behind,
@@ -339,8 +422,40 @@ def _download_locked(
             f"{exc.strerror or exc}; the temporary file was deleted. Make {dest} a writable "
             "path for a file and run the fetch again"
         ) from None
-    stamps.record(root, rel, dest.stat(), pin.blake3, volumes=volumes)
-    return True
+    placed = os.fstat(fd)
+    try:
+        at_dest = file_identity(os.stat(dest))
+    except OSError:
+        at_dest = None
+    # (device, inode, size, mtime_ns): the rename itself moves only ctime
+    if file_identity(written)[:4] != file_identity(placed)[:4] or at_dest != file_identity(placed):
+        raise FetchError(
+            f"{label}: {dest} was changed or replaced while the verified download was being "
+            "put in place: something else writes to that folder. Find what, and run the fetch "
+            "again"
+        )
+    stamps.record(root, rel, placed, pin.blake3, volumes=volumes, sha256=pin.sha256)
+    return file_identity(placed)
+
+
+def _open_temp(tmp: Path, size: int):
+    """The temporary file, opened read-write without following a link planted at its name and
+    without truncating it; a partial file of at most `size` bytes is kept to resume from (its
+    length taken from this descriptor), anything else is emptied."""
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO planted there: O_RDWR never blocks
+            raise OSError(errno.EINVAL, "not a regular file")
+        existing = info.st_size if 0 < info.st_size <= size else 0
+        if existing != info.st_size:
+            os.ftruncate(fd, 0)
+        handle = os.fdopen(fd, "r+b")
+    except BaseException:
+        os.close(fd)
+        raise
+    handle.seek(existing)
+    return handle, existing
 
 
 def _stream_to(
@@ -352,42 +467,44 @@ def _stream_to(
     label: str,
     origin: str,
     progress: Progress | None,
-) -> Digests:
-    """Download into `tmp` (resuming what it holds) and return the hashes of all its bytes."""
+):
+    """Download into `tmp` (resuming what it holds) and return its open handle (the caller
+    closes it) and the hashes of all its bytes."""
     written = 0
+    handle = None
     try:
+        handle, existing = _open_temp(tmp, pin.size)
+        sink = Sink(handle, limit=pin.size, progress=progress, prefix=tmp if existing else None)
         try:
-            existing = tmp.stat().st_size
-        except FileNotFoundError:
-            existing = 0
-        resume = 0 < existing <= pin.size
-        with open(tmp, "r+b" if resume else "wb") as handle:
-            if resume:
-                handle.seek(existing)
-            sink = Sink(handle, limit=pin.size, progress=progress, prefix=tmp if resume else None)
-            try:
-                if sink.offset < pin.size:  # a complete partial (killed before the rename)
-                    download(sink)  # needs no request: a Range past the end is a 416
-            finally:
-                written = sink.position
-                hasher = sink.close_hash()
-                if progress is not None:
-                    progress.finish(leftover=max(pin.size - written, 0))
-        return hasher
-    except _Overflow as exc:
-        raise SizeMismatchError(
-            f"{label}: {origin} sent more than the locked {pin.size} bytes (at least "
-            f"{exc.args[0]}); the temporary file was deleted and nothing was written to {dest}. "
-            f"If the source changed on purpose, run `scripts/update-locks.py --models {label}`."
-        ) from None
-    except DownloadInterrupted as exc:
-        raise DownloadInterrupted(
-            f"{label}: {exc}; {written} of {pin.size} bytes are kept in "
-            f"{tmp}: run the fetch again to resume"
-        ) from None
-    except FetchError as exc:
-        raise type(exc)(f"{label}: {exc}") from None
-    except OSError as exc:
-        if exc.errno in _DISK_FULL:
-            raise _disk_full(label, dest, written, pin.size) from None
-        raise FetchError(f"{label}: cannot write {tmp}: {exc.strerror or exc}") from None
+            if sink.offset < pin.size:  # a complete partial (killed before the rename)
+                download(sink)  # needs no request: a Range past the end is a 416
+            handle.flush()
+        finally:
+            written = sink.position
+            hasher = sink.close_hash()
+            if progress is not None:
+                progress.finish(leftover=max(pin.size - written, 0))
+        return handle, hasher
+    except BaseException as exc:
+        if handle is not None:
+            with contextlib.suppress(OSError):  # a full disk fails the flush of close again
+                handle.close()
+        if isinstance(exc, _Overflow):
+            raise SizeMismatchError(
+                f"{label}: {origin} sent more than the locked {pin.size} bytes (at least "
+                f"{exc.args[0]}); the temporary file was deleted and nothing was written to "
+                f"{dest}. If the source changed on purpose, run "
+                f"`scripts/update-locks.py --models {label}`."
+            ) from None
+        if isinstance(exc, DownloadInterrupted):
+            raise DownloadInterrupted(
+                f"{label}: {exc}; {written} of {pin.size} bytes are kept in "
+                f"{tmp}: run the fetch again to resume"
+            ) from None
+        if isinstance(exc, FetchError):
+            raise type(exc)(f"{label}: {exc}") from None
+        if isinstance(exc, OSError):
+            if exc.errno in _DISK_FULL:
+                raise _disk_full(label, dest, written, pin.size) from None
+            raise FetchError(f"{label}: cannot write {tmp}: {exc.strerror or exc}") from None
+        raise

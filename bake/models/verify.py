@@ -4,16 +4,23 @@ Search paths: COMFYUI_DIR/dest, then VOLUME/dest for each volume root. Every cop
 checked (ComfyUI may load any of them). A `cache` entry is looked for in the Hub cache roots
 (RunPod's model cache, see bake.models.hfcache) at its locked commit, then at VOLUME/dest
 (where FETCH_MISSING puts one the cache lacks); the first copy found is the one checked, and
-the one the worker shows ComfyUI. `full` re-hashes each file (blake3, memory-mapped, all
-cores); `fast` trusts the stamp recorded at the last successful check when the file's identity
-(device, inode, size, mtime_ns, ctime_ns) is unchanged, and hashes only the others; stamps kept
-on a network volume are never trusted (see bake.models.stamps). A wrong size is reported
-without reading the file. This is what the worker runs at boot.
+the one the worker shows ComfyUI. `full` re-hashes each file: blake3 (memory-mapped, all cores)
+and, where the pin has one, sha256 in the same read (on one more thread); `fast` trusts the
+stamp recorded at the last successful check when the file's identity (device, inode, size,
+mtime_ns, ctime_ns) is unchanged and the stamp covers every hash of the pin, and hashes only the
+others; stamps kept on a network volume are never trusted (see bake.models.stamps). A wrong
+size is reported without reading the file. This is what the worker runs at boot.
+
+Each file is opened once: its size, its stamp, its hashes and the stamp written afterwards all
+come from that one descriptor. A file whose descriptor's identity moves during the read
+(written to) is refused; a path that names another file once the read is over (the file or its
+folder was swapped) is reported, since the bytes read are no longer the ones the path loads.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bake.hashing import blake3_file
+from bake.hashing import (
+    FileChangedError,
+    FileDigests,
+    Identity,
+    NotRegularFileError,
+    file_identity,
+    hash_fd,
+    open_file,
+)
 from bake.locks.lockfile import MODELS_LOCK, default_lock
 from bake.locks.models import ModelEntry, ModelPin, ModelsLock, load_models_lock
 from bake.models import hfcache, stamps
@@ -46,31 +61,100 @@ class VerifyReport:
     hashed_bytes: int = 0  # bytes actually read (0 for a fast run over unchanged files)
     # cache entries: name -> the verified file (in a Hub cache, or on a volume)
     cache_files: dict[str, Path] = field(default_factory=dict)
+    # each verified path -> the identity (device, inode, size, mtime_ns, ctime_ns) of the file
+    # that was checked: the fstat of the descriptor it was read through (or whose stamp was
+    # trusted). A caller that later finds another identity at the path is not looking at it.
+    identities: dict[str, Identity] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
+def _hash(fd: int, sha256: bool) -> FileDigests:
+    """The one read of a file (tests replace this to see whether a file was read)."""
+    return hash_fd(fd, sha256=sha256)
+
+
 def _check(
     root: Path, rel: str, entry: ModelEntry, mode: str, volumes: Sequence[Path]
-) -> tuple[str | None, int]:
-    """None when root/rel is right, else the problem line; plus the bytes hashed."""
+) -> tuple[str | None, int, Identity | None]:
+    """None when root/rel is right, else the problem line; the bytes hashed; and the identity
+    of the file checked (its descriptor's)."""
+    path = root / rel
+    try:
+        fd = open_file(path)
+    except (OSError, NotRegularFileError) as exc:
+        stamps.forget(root, rel, volumes=volumes)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return (
+            f"{entry.name}: {path}: cannot be opened ({why}): make it a readable file (if "
+            "it was moved while being checked, find what moves it), and run the check again",
+            0,
+            None,
+        )
+    try:
+        return _check_open(root, rel, entry, mode, volumes, fd)
+    finally:
+        os.close(fd)
+
+
+def _check_open(
+    root: Path, rel: str, entry: ModelEntry, mode: str, volumes: Sequence[Path], fd: int
+) -> tuple[str | None, int, Identity | None]:
     pin = entry.locked
     assert pin is not None
     path = root / rel
-    stat = path.stat()
-    if stat.st_size != pin.size:
+    opened = os.fstat(fd)
+    if opened.st_size != pin.size:
         stamps.forget(root, rel, volumes=volumes)
-        return _wrong(entry, path, pin, "size", f"{pin.size} bytes", f"{stat.st_size} bytes"), 0
-    if mode == "fast" and stamps.lookup(root, rel, stat, volumes=volumes) == pin.blake3:
-        return None, 0
-    found = blake3_file(path)
-    if found != pin.blake3:
+        found = f"{opened.st_size} bytes"
+        return _wrong(entry, path, pin, "size", f"{pin.size} bytes", found), 0, None
+    if mode == "fast" and stamps.vouches(root, rel, opened, pin, volumes=volumes):
+        return None, 0, file_identity(opened)
+    try:
+        digests = _hash(fd, pin.sha256 is not None)
+    except FileChangedError:
         stamps.forget(root, rel, volumes=volumes)
-        return _wrong(entry, path, pin, "blake3", pin.blake3, found), stat.st_size
-    stamps.record(root, rel, stat, found, volumes=volumes)
-    return None, stat.st_size
+        return (
+            f"{entry.name}: {path}: changed while it was being hashed (its size, mtime or "
+            "ctime moved during the read: it was written to or renamed), so its hashes "
+            "describe no one file: find what changes it, and run the check again",
+            pin.size,
+            None,
+        )
+    hashed = digests.size
+    if digests.blake3 != pin.blake3:
+        stamps.forget(root, rel, volumes=volumes)
+        return _wrong(entry, path, pin, "blake3", pin.blake3, digests.blake3), hashed, None
+    if pin.sha256 is not None and digests.sha256 != pin.sha256:
+        stamps.forget(root, rel, volumes=volumes)
+        return _wrong_sha256(entry, path, pin, digests), hashed, None
+    # bound to the descriptor's identity: the file that was read, whatever the path names now
+    stamps.record(root, rel, digests.stat, pin.blake3, volumes=volumes, sha256=digests.sha256)
+    try:
+        now = file_identity(os.stat(path))
+    except OSError:
+        now = None
+    if now != digests.identity:
+        return (
+            f"{entry.name}: {path}: was replaced while it was being verified (the file read "
+            "is right, but the path now names another file, or none): find what moves it, "
+            "and run the check again",
+            hashed,
+            None,
+        )
+    return None, hashed, digests.identity
+
+
+def _wrong_sha256(entry: ModelEntry, path: Path, pin: ModelPin, digests: FileDigests) -> str:
+    """blake3 matched, sha256 did not: the pin's two hashes describe different bytes."""
+    return (
+        f"{entry.name}: {path}: wrong sha256: expected {pin.sha256}, found {digests.sha256}, "
+        f"while its blake3 matches the lock: the lock's sha256 and blake3 describe different "
+        f"files, so the pin was edited by hand or is corrupt. Run "
+        f"`scripts/update-locks.py --models {entry.name}` and review the diff"
+    )
 
 
 def _wrong(
@@ -141,11 +225,13 @@ def verify_models(
         ThreadPoolExecutor(max_workers=min(4, max(len(work), 1))) as pool,
     ):
 
-        def check(root: Path, rel: str, entry: ModelEntry) -> tuple[str | None, int]:
+        def check(
+            root: Path, rel: str, entry: ModelEntry
+        ) -> tuple[str | None, int, Identity | None]:
             started = time.monotonic()
             result = _check(root, rel, entry, mode, stamp_volumes)
             if on_file is not None:
-                problem, hashed = result
+                problem, hashed, _ = result
                 if hashed:
                     how = f"hashed in {time.monotonic() - started:.1f}s"
                 else:
@@ -159,10 +245,12 @@ def verify_models(
             for i, (root, rel, entry) in enumerate(work)
         ]
         results = [f.result() for f in futures]
-    for (root, rel, entry), (problem, hashed) in zip(work, results, strict=True):
+    for (root, rel, entry), (problem, hashed, identity) in zip(work, results, strict=True):
         report.hashed_bytes += hashed
         if problem is None:
             report.verified.append(str(root / rel))
+            assert identity is not None
+            report.identities[str(root / rel)] = identity
             if entry.placement == "cache":
                 report.cache_files[entry.name] = root / rel
         else:

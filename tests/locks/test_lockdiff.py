@@ -50,8 +50,8 @@ def test_added_and_removed_entries_are_named():
 def test_locking_an_entry_for_the_first_time_shows_every_new_field():
     data = valid_models()
     old = parse_models_lock(data)
-    data["models"]["rife47"]["locked"] = {"size": 10, "blake3": "e" * 64}
+    data["models"]["rife47"]["locked"] = {"size": 10, "blake3": "e" * 64, "sha256": "f" * 64}
     fields = {f.field: f for f in diff_locks(old, parse_models_lock(data)).changed[0].fields}
-    assert set(fields) == {"locked.size", "locked.blake3"}
+    assert set(fields) == {"locked.size", "locked.blake3", "locked.sha256"}
     assert fields["locked.size"].old is None and fields["locked.size"].new == 10
     assert "    locked.size: (none) -> 10" in format_diff(diff_locks(old, parse_models_lock(data)))

@@ -221,7 +221,7 @@ def test_a_fetched_file_verifies_in_fast_mode_without_hashing(hub, files, tmp_pa
     lock = make_lock(*lock_entries(hub, files))
     comfy, volume = tmp_path / "comfyui", tmp_path / "volume"
     fetch_models(lock, comfy, [volume], placement="all")
-    monkeypatch.setattr(models_verify, "blake3_file", lambda p, **k: pytest.fail(f"re-hashed {p}"))
+    monkeypatch.setattr(models_verify, "_hash", lambda fd, sha: pytest.fail(f"re-hashed fd {fd}"))
     report = verify_models(lock, comfy, [volume], mode="fast")
     assert report.ok and not report.missing and len(report.verified) == 3
 

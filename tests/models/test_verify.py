@@ -120,10 +120,10 @@ def test_fast_mode_reads_nothing_when_files_are_unchanged(layout, monkeypatch):
     lock = make_lock(*entries())
     assert verify_models(lock, comfy, [volume], mode="full").ok
 
-    def no_reading(path, **kw):
-        raise AssertionError(f"fast mode read {path}")
+    def no_reading(fd, sha256):
+        raise AssertionError(f"fast mode read {os.readlink(f'/proc/self/fd/{fd}')}")
 
-    monkeypatch.setattr(models_verify, "blake3_file", no_reading)
+    monkeypatch.setattr(models_verify, "_hash", no_reading)
     report = verify_models(lock, comfy, [volume], mode="fast")
     assert report.ok and len(report.verified) == 3 and report.hashed_bytes == 0
 
@@ -165,7 +165,7 @@ def test_stamps_fall_back_to_the_user_cache_when_the_root_is_not_writable(
     assert verify_models(lock, comfy, [volume]).ok
     cached = list((tmp_path / "xdg-cache" / "comfy-bake" / "stamps").iterdir())
     assert len(cached) == 3  # the two image files, and the volume's, which never lives there
-    monkeypatch.setattr(models_verify, "blake3_file", lambda *a, **k: "0" * 64)
+    monkeypatch.setattr(models_verify, "_hash", lambda *a, **k: pytest.fail("hashed"))
     assert verify_models(lock, comfy, [volume], mode="fast").ok
 
 

@@ -84,7 +84,11 @@ def valid_models() -> dict:
                 },
                 "dest": "models/diffusion_models/tuned.safetensors",
                 "placement": "volume",
-                "locked": {"size": 0, "blake3": BLAKE},
+                "locked": {
+                    "size": 0,
+                    "blake3": BLAKE,
+                    "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                },
             },
         },
     }
