@@ -116,8 +116,16 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
     volumes = [root for root in config.volume_roots if root.is_dir()]
     roots = [config.comfyui_dir, *volumes]
     hf_roots = list(config.hf_cache_roots)
+    # blake3 alone: the image build and update-locks checked that each pin's sha256 and
+    # blake3 describe the same bytes, and blake3 proves the bytes are those; sha256 on one core
+    # would set the pace of every cold start (docs/models.md, "One file, one identity")
     report = verify_models(
-        lock, config.comfyui_dir, volumes, mode=config.model_verify, hf_cache_roots=hf_roots
+        lock,
+        config.comfyui_dir,
+        volumes,
+        mode=config.model_verify,
+        hf_cache_roots=hf_roots,
+        sha256=False,
     )
     # The identity of each file as it was hashed: taken from the descriptor that was read
     # (bake.models.verify), never from a second stat by path, so no swap during the check can

@@ -66,9 +66,12 @@ class Stamp:
         """The file still is the one that was hashed (same device, inode, size, mtime, ctime)."""
         return (self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns) == identity(stat)
 
-    def covers(self, pin: ModelPin) -> bool:
-        """Every hash `pin` has was checked and matched when this stamp was written."""
-        return self.blake3 == pin.blake3 and (pin.sha256 is None or self.sha256 == pin.sha256)
+    def covers(self, pin: ModelPin, sha256: bool = True) -> bool:
+        """Every hash `pin` has (its blake3 alone with `sha256=False`) was checked and matched
+        when this stamp was written."""
+        if self.blake3 != pin.blake3:
+            return False
+        return not sha256 or pin.sha256 is None or self.sha256 == pin.sha256
 
 
 def identity(stat: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -135,7 +138,13 @@ def lookup(
 
 
 def vouches(
-    root: Path, rel: str, stat: os.stat_result, pin: ModelPin, *, volumes: Sequence[Path] = ()
+    root: Path,
+    rel: str,
+    stat: os.stat_result,
+    pin: ModelPin,
+    *,
+    volumes: Sequence[Path] = (),
+    sha256: bool = True,
 ) -> bool:
     """A stamp of `root/rel` matches this identity (`stat`: the fstat of the descriptor the
     caller holds) and was written when the file matched every hash of `pin`: its blake3, and
@@ -143,7 +152,7 @@ def vouches(
     another sha256, does not vouch; the file is hashed again)."""
     for path in _candidates(root, rel, volumes):
         stamp = _read(path)
-        if stamp is not None and stamp.matches(stat) and stamp.covers(pin):
+        if stamp is not None and stamp.matches(stat) and stamp.covers(pin, sha256):
             return True
     return False
 

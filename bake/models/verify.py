@@ -77,7 +77,12 @@ def _hash(fd: int, sha256: bool) -> FileDigests:
 
 
 def _check(
-    root: Path, rel: str, entry: ModelEntry, mode: str, volumes: Sequence[Path]
+    root: Path,
+    rel: str,
+    entry: ModelEntry,
+    mode: str,
+    volumes: Sequence[Path],
+    sha256: bool = True,
 ) -> tuple[str | None, int, Identity | None]:
     """None when root/rel is right, else the problem line; the bytes hashed; and the identity
     of the file checked (its descriptor's)."""
@@ -94,13 +99,19 @@ def _check(
             None,
         )
     try:
-        return _check_open(root, rel, entry, mode, volumes, fd)
+        return _check_open(root, rel, entry, mode, volumes, fd, sha256)
     finally:
         os.close(fd)
 
 
 def _check_open(
-    root: Path, rel: str, entry: ModelEntry, mode: str, volumes: Sequence[Path], fd: int
+    root: Path,
+    rel: str,
+    entry: ModelEntry,
+    mode: str,
+    volumes: Sequence[Path],
+    fd: int,
+    sha256: bool = True,
 ) -> tuple[str | None, int, Identity | None]:
     pin = entry.locked
     assert pin is not None
@@ -110,10 +121,10 @@ def _check_open(
         stamps.forget(root, rel, volumes=volumes)
         found = f"{opened.st_size} bytes"
         return _wrong(entry, path, pin, "size", f"{pin.size} bytes", found), 0, None
-    if mode == "fast" and stamps.vouches(root, rel, opened, pin, volumes=volumes):
+    if mode == "fast" and stamps.vouches(root, rel, opened, pin, volumes=volumes, sha256=sha256):
         return None, 0, file_identity(opened)
     try:
-        digests = _hash(fd, pin.sha256 is not None)
+        digests = _hash(fd, sha256 and pin.sha256 is not None)
     except FileChangedError:
         stamps.forget(root, rel, volumes=volumes)
         return (
@@ -127,7 +138,7 @@ def _check_open(
     if digests.blake3 != pin.blake3:
         stamps.forget(root, rel, volumes=volumes)
         return _wrong(entry, path, pin, "blake3", pin.blake3, digests.blake3), hashed, None
-    if pin.sha256 is not None and digests.sha256 != pin.sha256:
+    if digests.sha256 is not None and digests.sha256 != pin.sha256:
         stamps.forget(root, rel, volumes=volumes)
         return _wrong_sha256(entry, path, pin, digests), hashed, None
     # bound to the descriptor's identity: the file that was read, whatever the path names now
@@ -183,10 +194,13 @@ def verify_models(
     placement: str = "all",
     on_file: Callable[[str], None] | None = None,
     hf_cache_roots: Sequence[Path] = (),
+    sha256: bool = True,
 ) -> VerifyReport:
     """Check every locked entry of `placement` in the search paths; see the module doc.
     `on_file` is told of each file as its check ends (a log line), from a worker thread.
-    `hf_cache_roots`: the Hub cache folders `cache` entries are looked for in."""
+    `hf_cache_roots`: the Hub cache folders `cache` entries are looked for in. `sha256=False`:
+    blake3 alone (the worker's boot: the build and update-locks proved the pin's two hashes
+    describe the same bytes, and one core's sha256 would set the pace of the boot)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     volume_dirs = [Path(v) for v in volume_dirs]
@@ -229,7 +243,7 @@ def verify_models(
             root: Path, rel: str, entry: ModelEntry
         ) -> tuple[str | None, int, Identity | None]:
             started = time.monotonic()
-            result = _check(root, rel, entry, mode, stamp_volumes)
+            result = _check(root, rel, entry, mode, stamp_volumes, sha256)
             if on_file is not None:
                 problem, hashed, _ = result
                 if hashed:
