@@ -4,7 +4,9 @@ secrets that the Dockerfile mounts."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -258,3 +260,68 @@ def test_update_locks_moves_the_apt_snapshot_with_the_other_pins():
     runs = "\n".join(s.get("run", "") for s in steps(workflow))
     assert "flags=(--nodes --python --models --apt)" in runs
     assert re.search(r"git add [^\n]*apt\.lock\.yaml", runs)
+
+
+# -- layer compression: zstd by default, gzip on request ---------------------------------------
+
+
+def layer_options(step: dict, chosen: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run the workflow's compression step as the runner would, with CHOSEN set."""
+    output = tmp_path / f"output-{chosen or 'empty'}"
+    output.write_text("")
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        env={"PATH": os.environ["PATH"], "CHOSEN": chosen, "GITHUB_OUTPUT": str(output)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_build_pushes_zstd_layers_with_a_switch_back_to_gzip(tmp_path):
+    workflow = load("build.yml")
+    all_steps = steps(workflow)
+    build = build_step(workflow)
+    # The switch: a run's input, else the repository variable, else zstd.
+    choice = workflow["on"]["workflow_dispatch"]["inputs"]["layer_compression"]
+    assert choice["type"] == "choice" and choice["options"] == ["zstd", "gzip"]
+    assert choice["default"] == "zstd"
+    [step] = [s for s in all_steps if s.get("id") == "layers"]
+    assert step["env"]["CHOSEN"] == (
+        "${{ inputs.layer_compression || vars.LAYER_COMPRESSION || 'zstd' }}"
+    )
+    assert "${{" not in step["run"], "the choice reaches the script through env only"
+    assert all_steps.index(step) < all_steps.index(build)
+    # The pushed image's exporter options: the fixed ones, then the step's.
+    outputs = build["with"]["outputs"]
+    fixed, _, chosen = outputs.rpartition(",")
+    assert fixed.split(",") == ["type=image", "push=true", "rewrite-timestamp=true"]
+    assert chosen == "${{ steps.layers.outputs.options }}"
+
+    def options(value: str) -> dict[str, str]:
+        result = layer_options(step, value, tmp_path)
+        assert result.returncode == 0, result.stderr
+        text = (tmp_path / f"output-{value}").read_text()
+        [line] = text.splitlines()
+        name, _, given = line.partition("=")
+        assert name == "options"
+        return dict(option.split("=", 1) for option in given.split(","))
+
+    # zstd at BuildKit's default level 3, every layer (the base image's too) recompressed, and
+    # OCI media types: zstd has no Docker layer type that runtimes accept.
+    assert options("zstd") == {
+        "compression": "zstd",
+        "compression-level": "3",
+        "force-compression": "true",
+        "oci-mediatypes": "true",
+    }
+    # gzip is what the build pushed before: BuildKit's default, nothing forced.
+    assert options("gzip") == {"compression": "gzip"}
+    bad = layer_options(step, "zstd,push=false", tmp_path)
+    assert bad.returncode != 0 and "zstd or gzip" in bad.stdout
+    # Only the pushed image changes format: the cached stages keep the Actions cache's own.
+    cached = [s for s in build_steps(workflow) if s is not build]
+    assert cached and all("outputs" not in s["with"] for s in cached)
+    # The switch is documented where a maintainer looks for it.
+    doc = (ROOT / "docs" / "image.md").read_text()
+    assert "LAYER_COMPRESSION" in doc and "layer_compression" in doc
