@@ -84,3 +84,15 @@ class PythonEnvError(BakeError):
 
 class BuildError(BakeError):
     """A source build (SageAttention) failed or produced something unexpected."""
+
+
+def shown(path: str) -> str:
+    """A path as messages print it: as is, or quoted when it holds a control character or
+    bytes that are not UTF-8 (a file name must not forge an output line)."""
+    if path.isprintable():
+        try:
+            path.encode("utf-8")
+            return path
+        except UnicodeEncodeError:
+            pass
+    return repr(path)

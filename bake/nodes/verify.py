@@ -50,7 +50,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bake.errors import GitError, VerificationError
+from bake.errors import GitError, VerificationError, shown
 from bake.hashing import UnsafeNameError, git_blob_id, tree_hash_paths
 from bake.locks.lockfile import MODELS_LOCK, NODES_LOCK, default_lock
 from bake.locks.models import load_models_lock
@@ -220,18 +220,6 @@ class EntryReport:
 
     def accept(self, reason: str) -> None:
         self.accepted[reason] = self.accepted.get(reason, 0) + 1
-
-
-def shown(path: str) -> str:
-    """A path as messages print it: as is, or quoted when it holds a control character or
-    bytes that are not UTF-8 (a file name must not forge an output line)."""
-    if path.isprintable():
-        try:
-            path.encode("utf-8")
-            return path
-        except UnicodeEncodeError:
-            pass
-    return repr(path)
 
 
 def entry_root(entry: NodeEntry) -> str:

@@ -49,7 +49,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bake.errors import PythonEnvError
+from bake.errors import PythonEnvError, shown
 
 # Digests a RECORD line may use: PEP 427 asks for sha256 or stronger.
 HASHES = ("sha256", "sha384", "sha512")
@@ -81,18 +81,6 @@ _PARALLEL_PYC = 256
 def canonical(name: str) -> str:
     """PEP 503 normalisation (what packaging.utils.canonicalize_name does)."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def shown(path: str) -> str:
-    """A path as messages print it: as is, or quoted when it holds a control character or
-    bytes that are not UTF-8 (a file name must not forge an output line)."""
-    if path.isprintable():
-        try:
-            path.encode("utf-8")
-            return path
-        except UnicodeEncodeError:
-            pass
-    return repr(path)
 
 
 # -- the venv's layout, from pyvenv.cfg ------------------------------------------------------
