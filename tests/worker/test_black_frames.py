@@ -70,3 +70,29 @@ def huge_black_png(width: int = 20000, height: int = 10000) -> bytes:
 
 def test_a_valid_image_too_large_to_decode_is_not_checked_and_not_an_error():
     assert output_is_black(huge_black_png(), "big.png", 10) is None
+
+
+def test_a_long_animation_is_judged_on_a_sample_of_its_frames(monkeypatch):
+    # what a job can make the guard decode: many frames; all of them black but one in the
+    # middle, which the even sample steps over, and one it lands on
+    import worker.black_frames as guard
+
+    looked = []
+    real = guard.frame_is_black
+    monkeypatch.setattr(
+        guard, "frame_is_black", lambda frame, t: looked.append(1) or real(frame, t)
+    )
+    # near-black frames that differ from their neighbours (so none is merged into another)
+    colors = [(i % 5, 0, 0) for i in range(300)]
+    assert output_is_black(animated(colors), "many.gif", 10) is True
+    assert 0 < len(looked) <= guard.MAX_FRAMES
+    colors[147] = (255, 255, 255)  # 300 frames, every 7th looked at: 147 is one of them
+    assert output_is_black(animated(colors), "many.gif", 10) is False
+
+
+def test_a_frame_over_the_pixel_budget_is_not_decoded_and_not_judged():
+    import worker.black_frames as guard
+
+    big = png((0, 0, 0), size=(8000, 6000))  # 48 Mpx: over the budget, under Pillow's limit
+    assert guard.MAX_FRAME_PIXELS < 8000 * 6000
+    assert output_is_black(big, "big.png", 10) is None
