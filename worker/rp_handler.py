@@ -85,6 +85,9 @@ class Runtime:
     checker: InputChecker | None = None  # the inputs against /object_info, made at boot
     boot_files: BootFiles | None = None  # input/, output/, temp/ as the boot found them
     contained: str = ""  # what contains ComfyUI, as the boot log said it
+    # a restart after a crash runs once the crashed job's result is out; the next job waits
+    restarting: threading.Thread | None = None
+    restart_failure: dict[str, Any] | None = None
     # ComfyUI's combo inputs and model folders, read from it at the first job that needs them
     combos: dict[str, frozenset[str]] | None = None
     folders: list[str] | None = None
@@ -174,8 +177,8 @@ def run_job(job: dict[str, Any], cancel: CancelToken | None = None) -> dict[str,
     except Exception as exc:
         log.exception("reading the job input failed unexpectedly")
         return {"error": f"internal error in the worker: {type(exc).__name__}: {exc}"}
-    failure = None
-    if not rt.comfy.alive():
+    failure = _await_restart(rt)
+    if failure is None and not rt.comfy.alive():
         failure = _restart(rt, "ComfyUI was not running when the job arrived")
     if failure is not None:
         return failure
@@ -187,12 +190,15 @@ def run_job(job: dict[str, Any], cancel: CancelToken | None = None) -> dict[str,
     except (JobInputError, ClassPolicyError, InputError) as exc:
         return {"error": f"invalid input: {exc}"}
     except ComfyGone:
+        # The error goes out at once, with the lines ComfyUI logged before it exited; the
+        # restart runs after it, and the next job waits for it (_await_restart).
         code = rt.comfy.returncode
         message = (
             f"ComfyUI exited (code {code}) while running the job. Its last log lines:\n"
             f"{rt.comfy.tail()}"
         )
-        return _restart(rt, message) or {"error": message + "\nComfyUI has been restarted."}
+        _restart_later(rt, message)
+        return {"error": message + "\nComfyUI is being restarted for the next job."}
     except JobTimeout as exc:
         if not exc.stopped:
             return _restart(rt, str(exc)) or {
@@ -369,6 +375,27 @@ def _restart(rt: Runtime, why: str) -> dict[str, Any] | None:
         }
     rt.client.ws = None  # the old socket belonged to the dead process
     return None
+
+
+def _restart_later(rt: Runtime, why: str) -> None:
+    """Restart ComfyUI on a thread of its own, so the job's error is not held back for it."""
+
+    def restart() -> None:
+        rt.restart_failure = _restart(rt, why)
+
+    rt.restarting = threading.Thread(target=restart, name="restart-comfyui", daemon=True)
+    rt.restarting.start()
+
+
+def _await_restart(rt: Runtime) -> dict[str, Any] | None:
+    """Wait for a restart a previous job left running; a result that asks RunPod for a new
+    worker when it failed, else None."""
+    if rt.restarting is None:
+        return None
+    rt.restarting.join()
+    rt.restarting = None
+    failure, rt.restart_failure = rt.restart_failure, None
+    return failure
 
 
 _cleanups: queue.Queue[Path] = queue.Queue()
