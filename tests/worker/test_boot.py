@@ -328,6 +328,29 @@ def test_when_comfyui_cannot_come_back_the_job_asks_for_a_new_worker(tmp_path):
         assert worker.proc.poll() is None  # the worker itself stays up for RunPod to retire
 
 
+def test_a_crash_is_reported_at_once_and_a_failed_restart_retires_the_worker_at_the_next_job(
+    tmp_path,
+):
+    broken = tmp_path / "broken"
+    with WorkerProcess(tmp_path, env={"FAKE_COMFYUI_FAIL_IF_EXISTS": str(broken)}) as worker:
+        worker.wait_ready()
+        broken.touch()  # the restart after the crash will fail
+        crash = {
+            "1": {
+                "class_type": "EmptyImage",
+                "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+            },
+            "2": {"class_type": "FakeCrash", "inputs": {"images": ["1", 0]}},
+        }
+        answer = worker.runsync({"workflow": crash})
+        assert answer["error"].startswith("ComfyUI exited (code 3) while running the job.")
+        assert answer["error"].endswith("ComfyUI is being restarted for the next job.")
+        answer = worker.runsync({"workflow": {"1": {"class_type": "PreviewImage", "inputs": {}}}})
+        assert answer["status"] == "FAILED"
+        assert "could not be restarted" in answer["error"]
+        assert "this worker is being replaced" in answer["error"]
+
+
 def test_comfyui_does_not_outlive_a_killed_worker(tmp_path):
     with WorkerProcess(tmp_path, env={"WORKER_MODE": "pod"}, serve_api=False) as worker:
         wait_for(lambda: "ready in" in worker.log(), what="ready")
