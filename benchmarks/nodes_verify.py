@@ -4,8 +4,8 @@ against git's own look at the same checkouts, in one run.
 
     .venv/bin/python benchmarks/nodes_verify.py [--src DIR] [--rounds 5] [--code DIR]
 
---src is a folder with `ComfyUI/` and `custom_nodes/<name>/` (default: $COMFYUI_SRC, else
-/work/shared/real-comfyui). Each tree becomes a git repository of one commit in a temporary
+--src is a folder with `ComfyUI/` and `custom_nodes/<name>/` (default: $COMFYUI_SRC; one of
+the two is required). Each tree becomes a git repository of one commit in a temporary
 folder (identity and dates fixed), a nodes lock names them over file://, update-locks resolves
 it and `nodes install` lays the tree out as the image build does. Then, best of --rounds each:
 
@@ -73,8 +73,14 @@ def make_remote(source: Path, dest: Path, env: dict[str, str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_src = os.environ.get("COMFYUI_SRC") or "/work/shared/real-comfyui"
-    parser.add_argument("--src", type=Path, default=Path(default_src))
+    default_src = os.environ.get("COMFYUI_SRC", "").strip()
+    parser.add_argument(
+        "--src",
+        type=Path,
+        default=Path(default_src) if default_src else None,
+        required=not default_src,
+        help="ComfyUI/ and custom_nodes/ to lay out (default: $COMFYUI_SRC)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--code", type=Path, default=ROOT, help="where `bake` is imported from")
     args = parser.parse_args()
