@@ -67,15 +67,24 @@ class BootFiles:
             return self._strays()
 
     def _strays(self) -> list[Path]:
+        """The shallowest paths the boot did not see (removing one removes what is below it):
+        only folders that existed at boot are looked into, so a job's own folder full of
+        outputs costs one entry, not a walk."""
         strays = []
         for folder in FOLDERS:
             root = self.comfyui_dir / folder
             boot = self.files.get(folder, frozenset())
-            for path in sorted(_listing(root)):
-                # the shallowest new path: removing it removes everything below it
-                if path not in boot and (os.path.dirname(path) in boot or "/" not in path):
-                    strays.append(root / path)
-        return strays
+            pending = [""] if root.is_dir() else []
+            while pending:
+                rel = pending.pop()
+                with os.scandir(root / rel) as entries:
+                    for entry in entries:
+                        path = f"{rel}/{entry.name}" if rel else entry.name
+                        if path not in boot:
+                            strays.append(root / path)
+                        elif entry.is_dir(follow_symlinks=False):
+                            pending.append(path)
+        return sorted(strays)
 
 
 def remove(path: Path) -> None:
