@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.log_text import excerpt
+from worker.policy.inputs import is_link
 from worker.policy.paths import PathInputError, check_file_names, is_prefix, writes_to_own_folder
 
 KNOWN_KEYS = ("workflow", "images", "overrides", "comfy_org_api_key")
@@ -237,7 +238,7 @@ def apply_overrides(prompt: dict[str, Any], overrides: Any) -> dict[str, Any]:
                 f"({prompt[node_id]['class_type']}) has no input {excerpt(input_name)}"
                 f" (inputs: {', '.join(sorted(inputs)) or '-'})"
             )
-        if _is_link(inputs[input_name]):
+        if is_link(inputs[input_name]):
             raise JobInputError(
                 f"input.overrides {excerpt(key)}: input {excerpt(input_name)} of node "
                 f"{node_id} is connected to node {inputs[input_name][0]}; "
@@ -250,10 +251,6 @@ def apply_overrides(prompt: dict[str, Any], overrides: Any) -> dict[str, Any]:
             )
         inputs[input_name] = value
     return prompt
-
-
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
 
 
 def safe_name(name: Any, where: str) -> str:

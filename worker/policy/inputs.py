@@ -30,6 +30,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from worker.log_text import excerpt
+
 Declaration = list  # an /object_info input entry: [TYPE, {options}] or [[choices], {options}]
 PRIMITIVE = ("INT", "FLOAT", "STRING", "BOOLEAN")
 # ComfyUI walks a prompt's links recursively when it builds cache keys, for every node, even
@@ -179,7 +181,7 @@ class InputChecker:
         options = combo_options(entry)
         if isinstance(raw, list):  # ComfyUI reads every bare list as a link
             if not is_link(raw) or str(raw[0]) not in prompt or raw[1] < 0:
-                raise InputError(f"{at}: {_short(raw)} is not a link to a node of the prompt")
+                raise InputError(f"{at}: {excerpt(raw)} is not a link to a node of the prompt")
             if options is not None and (class_type, name) not in self.file_names:
                 raise InputError(
                     f"{at} is a choice from a list and is fed by node {raw[0]}: a computed "
@@ -192,21 +194,23 @@ class InputChecker:
         if options is not None:
             if (class_type, name) in self.file_names:
                 if not isinstance(value, str):
-                    raise InputError(f"{at} names a file: expected a string, found {_short(value)}")
+                    raise InputError(
+                        f"{at} names a file: expected a string, found {excerpt(value)}"
+                    )
                 return value
             return self._choice(class_type, name, options, value, at)
         if kind in ("INT", "FLOAT"):
             return _number(kind, value, extra, at)
         if kind == "BOOLEAN":
             if not isinstance(value, bool):
-                raise InputError(f"{at}: expected true or false, found {_short(value)}")
+                raise InputError(f"{at}: expected true or false, found {excerpt(value)}")
             return value
         if kind == "STRING":
             if isinstance(value, bool) or not isinstance(value, str | int | float):
-                raise InputError(f"{at}: expected a string, found {_short(value)}")
+                raise InputError(f"{at}: expected a string, found {excerpt(value)}")
             return str(value)
         raise InputError(
-            f"{at} takes a connection from another node (type {_short(kind)}), not a value"
+            f"{at} takes a connection from another node (type {excerpt(kind)}), not a value"
         )
 
     def _choice(self, class_type: str, name: str, options: list[Any], value: Any, at: str) -> Any:
@@ -223,7 +227,7 @@ class InputChecker:
                 if options
                 else "none"
             )
-            raise InputError(f"{at}: {_short(value)} is not one of its options ({shown})")
+            raise InputError(f"{at}: {excerpt(value)} is not one of its options ({shown})")
         return value
 
 
@@ -234,21 +238,16 @@ def _one_of(value: Any, options: list[Any]) -> bool:
 
 def _number(kind: str, value: Any, extra: Mapping[str, Any], at: str) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise InputError(f"{at}: expected a number, found {_short(value)}")
+        raise InputError(f"{at}: expected a number, found {excerpt(value)}")
     try:
         number = int(value) if kind == "INT" else float(value)  # as ComfyUI converts it
     except (ValueError, OverflowError):
-        raise InputError(f"{at}: expected a number, found {_short(value)}") from None
+        raise InputError(f"{at}: expected a number, found {excerpt(value)}") from None
     if isinstance(number, float) and not math.isfinite(number):
-        raise InputError(f"{at}: expected a finite number, found {_short(value)}")
+        raise InputError(f"{at}: expected a finite number, found {excerpt(value)}")
     low, high = extra.get("min"), extra.get("max")
     if isinstance(low, int | float) and number < low:
         raise InputError(f"{at}: {number} is below its minimum {low}")
     if isinstance(high, int | float) and number > high:
         raise InputError(f"{at}: {number} is above its maximum {high}")
     return number
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

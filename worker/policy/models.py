@@ -23,6 +23,7 @@ from typing import Any
 
 from bake.models.stamps import identity
 from worker.log_text import printable
+from worker.policy.inputs import is_link
 
 log = logging.getLogger("worker")
 
@@ -133,10 +134,6 @@ def candidates(
     return found
 
 
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
-
-
 def linked_combos(
     prompt: dict[str, Any], combos: Combos, skip: Iterable[tuple[str, str]]
 ) -> list[tuple[str, str, str, str]]:
@@ -149,7 +146,7 @@ def linked_combos(
         class_type = node.get("class_type")
         for name, value in node.get("inputs", {}).items():
             if (
-                _is_link(value)
+                is_link(value)
                 and name in combos.get(class_type, ())
                 and (class_type, name) not in skipped
             ):
@@ -298,7 +295,7 @@ def linked_text_uses(
     return [
         ModelUse(node_id, class_type, name, EMBEDDINGS_FOLDER, "", False, why, str(value[0]))
         for node_id, class_type, name, value in _inputs(prompt)
-        if name in text_inputs.get(class_type, ()) and _is_link(value)
+        if name in text_inputs.get(class_type, ()) and is_link(value)
     ]
 
 
@@ -392,7 +389,7 @@ def node_checkpoint_uses(
             continue
         name, files = NODE_CHECKPOINTS[class_type]
         value = node.get("inputs", {}).get(name)
-        if _is_link(value):  # ComfyUI does not check a linked combo against its options
+        if is_link(value):  # ComfyUI does not check a linked combo against its options
             uses.append(
                 ModelUse(node_id, class_type, name, VFI_CKPTS, "", False, "", str(value[0]))
             )

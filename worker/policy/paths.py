@@ -28,6 +28,8 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from worker.policy.inputs import is_link
+
 READ = "read"
 WRITE = "write"
 NAME = "name"
@@ -121,10 +123,6 @@ class PathInputError(ValueError):
     """A path input a job may not set; the message names node, input and value."""
 
 
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
-
-
 def _where(node_id: str, node: dict[str, Any], name: str) -> str:
     return f"node {node_id} ({node.get('class_type')}), input {name!r}"
 
@@ -168,7 +166,7 @@ def check_file_names(
             if (node.get("class_type"), name) not in FILE_NAMES:
                 continue
             where = _where(node_id, node, name)
-            if _is_link(value):
+            if is_link(value):
                 raise PathInputError(
                     f"{where} names a file and is fed by node {value[0]}: a file name must be "
                     "a literal value"
@@ -206,7 +204,7 @@ def confine_paths(prompt: dict[str, Any], input_dir: Path, output_dir: Path) -> 
             if kind is None and not prefix:
                 continue
             where = _where(node_id, node, name)
-            if _is_link(value):
+            if is_link(value):
                 raise PathInputError(
                     f"{where} is a path and is fed by node {value[0]}: a computed path cannot "
                     "be checked before the job runs; set it as a literal value"
