@@ -210,10 +210,15 @@ def test_a_file_left_in_input_is_never_loaded_and_is_gone_after_the_next_job(wor
     error = run_error(worker, {"workflow": prompt})
     assert "'start_image.png' is neither one of this job's images" in error
     run_ok(worker, {"workflow": INVERT, "images": IMAGE})
+    # The removal runs on the worker's background thread after the result goes out: the
+    # planted file may go with the first job, the second job's folder a moment after its result.
     deadline = time.monotonic() + 5
-    while planted.exists() and time.monotonic() < deadline:
+    listing = sorted(p.name for p in (worker.comfyui_dir / "input").iterdir())
+    while listing != before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sorted(p.name for p in (worker.comfyui_dir / "input").iterdir()) == before
+        listing = sorted(p.name for p in (worker.comfyui_dir / "input").iterdir())
+    assert not planted.exists()
+    assert listing == before
 
 
 def test_comfyuis_api_answers_only_the_worker(worker):
