@@ -58,6 +58,9 @@ class BucketConfig:
     region: str
     prefix: str
     url_expires: int
+    # "virtual" when BUCKET_ENDPOINT_URL named the bucket in its host (then endpoint_url is
+    # the service's host without it); "path" for every other endpoint (R2, MinIO, an IP)
+    addressing_style: str = "path"
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,7 @@ def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
             "BUCKET_ENDPOINT_URL is set but BUCKET_NAME is not, and the endpoint "
             "does not start with the bucket name: set BUCKET_NAME"
         )
+    endpoint, style = _service_endpoint(endpoint, name)
     prefix = env.get("BUCKET_PREFIX", "outputs").strip().strip("/")
     parts = prefix.split("/") if prefix else []
     if any(p in ("", ".", "..") or ".." in p or not p.isprintable() for p in parts):
@@ -242,4 +246,20 @@ def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
         region=env.get("BUCKET_REGION", "").strip() or "us-east-1",
         prefix=prefix,
         url_expires=expires,
+        addressing_style=style,
     )
+
+
+def _service_endpoint(endpoint: str, bucket: str) -> tuple[str, str]:
+    """A virtual-hosted endpoint (`https://<bucket>.s3.<region>.amazonaws.com`) already names
+    the bucket: addressed path-style, every key would land under `<bucket>/` in it, outside
+    BUCKET_PREFIX. It becomes the service endpoint, addressed virtual-host style."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    if not host.lower().startswith(bucket.lower() + ".") or host.count(".") < 2:
+        return endpoint, "path"
+    service = host[len(bucket) + 1 :]
+    netloc = service if parts.port is None else f"{service}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")), "virtual"

@@ -150,7 +150,7 @@ class BucketUploader:
             config=BotoConfig(
                 signature_version="s3v4",
                 retries={"max_attempts": 3},
-                s3={"addressing_style": "path"},
+                s3={"addressing_style": bucket.addressing_style},
             ),
         )
 

@@ -10,7 +10,7 @@ from support.fake_comfyui import stub_models
 from support.fake_comfyui.runner import REPO, WorkerProcess
 from support.s3server import S3Server
 
-from worker.config import BucketConfig
+from worker.config import BucketConfig, Config
 from worker.outputs import BucketUploader, OutputFile
 
 
@@ -112,3 +112,41 @@ def test_same_file_names_in_different_folders_get_different_keys(s3):
         "keys/j1/b/img_00001_.png",
         "keys/j1/img_00001_.png",
     ]
+
+
+@pytest.mark.parametrize("name", ["", "outs"])
+def test_a_virtual_host_endpoint_keeps_every_object_under_the_prefix(name):
+    # worker-comfyui's convention names the bucket in the endpoint's host. Addressed
+    # path-style, the key would become outs/runs/... inside the bucket, outside BUCKET_PREFIX.
+    env = {
+        "BUCKET_ENDPOINT_URL": "https://outs.s3.eu-west-1.amazonaws.com",
+        "BUCKET_ACCESS_KEY_ID": "testing",
+        "BUCKET_SECRET_ACCESS_KEY": "test-secret",
+        "BUCKET_REGION": "eu-west-1",
+        "BUCKET_PREFIX": "runs",
+    }
+    if name:
+        env["BUCKET_NAME"] = name
+    bucket = Config.from_env(env).bucket
+    assert bucket is not None
+    uploader = BucketUploader(bucket)
+    sent: list[str] = []
+
+    def capture(request, **_):
+        # botocore built the real request: answer it here instead of the network
+        from botocore.awsrequest import AWSResponse
+
+        class Body:
+            def stream(self, **_):
+                return iter([b""])
+
+        sent.append(request.url)
+        return AWSResponse(request.url, 200, {"ETag": '"0"'}, Body())
+
+    uploader.client.meta.events.register("before-send.s3.PutObject", capture)
+    entry = uploader.upload(
+        OutputFile("9", "images", "img_00001_.png", "job-1", "output"), b"x", "j1", "job-1"
+    )
+    expected = "https://outs.s3.eu-west-1.amazonaws.com/runs/j1/img_00001_.png"
+    assert sent == [expected]
+    assert entry["data"].startswith(expected + "?")
