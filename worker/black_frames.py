@@ -12,7 +12,7 @@ import io
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -66,8 +66,16 @@ class _Unread(NamedTuple):
     height: int
 
 
-def _pillow_frames(data: bytes) -> Iterator[Image.Image]:
-    with Image.open(io.BytesIO(data)) as img:
+def _source(data: bytes | BinaryIO) -> BinaryIO:
+    """A readable file from the start: the output's bytes, or its spool file rewound."""
+    if isinstance(data, bytes):
+        return io.BytesIO(data)
+    data.seek(0)
+    return data
+
+
+def _pillow_frames(data: bytes | BinaryIO) -> Iterator[Image.Image]:
+    with Image.open(_source(data)) as img:
         if img.width * img.height > MAX_FRAME_PIXELS:
             yield img  # its size is known unread: all_black stops at it
             return
@@ -78,10 +86,10 @@ def _pillow_frames(data: bytes) -> Iterator[Image.Image]:
             yield img.copy()
 
 
-def _pyav_frames(data: bytes) -> Iterator[Image.Image]:
+def _pyav_frames(data: bytes | BinaryIO) -> Iterator[Image.Image]:
     import av  # in the image: ComfyUI's requirements install PyAV
 
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(_source(data)) as container:
         stream = container.streams.video[0]
         step = max(1, -(-(stream.frames or 0) // MAX_FRAMES))
         for index, frame in enumerate(container.decode(stream)):
@@ -94,7 +102,7 @@ def _pyav_frames(data: bytes) -> Iterator[Image.Image]:
                 yield frame.to_image()
 
 
-def output_is_black(data: bytes, filename: str, threshold: int) -> bool | None:
+def output_is_black(data: bytes | BinaryIO, filename: str, threshold: int) -> bool | None:
     """Whether every frame of an output file is black; None when it cannot be decoded."""
     try:
         return all_black(_pillow_frames(data), threshold)

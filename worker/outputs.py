@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import mimetypes
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from worker.config import BucketConfig
 
@@ -111,16 +112,42 @@ def base64_size(n: int) -> int:
     return 4 * ((n + 2) // 3)
 
 
-def check_inline_size(sizes: list[int], limit: int) -> None:
-    total = sum(base64_size(n) for n in sizes)
-    if total > limit:
-        raise OutputError(
-            f"the outputs are {total:,} bytes as base64, over the {limit:,} bytes a response "
-            "may carry (MAX_INLINE_BYTES; RunPod accepts 10 MB from /run and 20 MB from "
-            "/runsync). Configure an S3/R2 bucket "
-            "(BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY, "
-            "BUCKET_NAME) so that outputs are returned as URLs."
-        )
+def raw_budget(base64_budget: int) -> int:
+    """The most bytes whose base64 fits in `base64_budget` characters."""
+    return 3 * (max(0, base64_budget) // 4)
+
+
+def too_large(what: str, limit: int) -> OutputError:
+    return OutputError(
+        f"{what}, over the {limit:,} bytes a response may carry (MAX_INLINE_BYTES; RunPod "
+        "accepts 10 MB from /run and 20 MB from /runsync). Configure an S3/R2 bucket "
+        "(BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY, "
+        "BUCKET_NAME) so that outputs are returned as URLs."
+    )
+
+
+def response_size(output: dict[str, Any]) -> int:
+    """The bytes of `{"output": output}` as JSON (UTF-8, as the SDK posts it). The base64
+    data (most of it, and never escaped) is counted, not copied into a second string."""
+    data = 0
+    light: dict[str, Any] = {}
+    for key, value in output.items():
+        if isinstance(value, list):
+            entries = []
+            for entry in value:
+                if isinstance(entry, dict) and isinstance(entry.get("data"), str):
+                    data += len(entry["data"])
+                    entry = {**entry, "data": ""}
+                entries.append(entry)
+            value = entries
+        light[key] = value
+    return data + len(json.dumps({"output": light}, ensure_ascii=False).encode())
+
+
+def check_response_size(output: dict[str, Any], limit: int) -> None:
+    size = response_size(output)
+    if size > limit:
+        raise too_large(f"the response is {size:,} bytes", limit)
 
 
 def inline_entry(file: OutputFile, data: bytes) -> dict[str, Any]:
@@ -155,7 +182,7 @@ class BucketUploader:
         )
 
     def upload(
-        self, file: OutputFile, data: bytes, job_id: str, job_folder: str = ""
+        self, file: OutputFile, data: bytes | BinaryIO, job_id: str, job_folder: str = ""
     ) -> dict[str, Any]:
         """Store the file as <prefix>/<job id>/<its subfolder>/<name>, the subfolder taken
         relative to `job_folder` (the job's own output folder): two saving nodes may write
@@ -165,9 +192,18 @@ class BucketUploader:
             subfolder = subfolder[len(job_folder) :].strip("/")
         key = "/".join(p for p in (self.bucket.prefix, job_id, subfolder, file.filename) if p)
         try:
-            self.client.put_object(
-                Bucket=self.bucket.bucket, Key=key, Body=data, ContentType=file.content_type
-            )
+            if isinstance(data, bytes):
+                self.client.put_object(
+                    Bucket=self.bucket.bucket, Key=key, Body=data, ContentType=file.content_type
+                )
+            else:  # streamed from the spool file, in parts when it is large
+                data.seek(0)
+                self.client.upload_fileobj(
+                    data,
+                    self.bucket.bucket,
+                    key,
+                    ExtraArgs={"ContentType": file.content_type},
+                )
             url = self.client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket.bucket, "Key": key},

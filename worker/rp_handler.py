@@ -12,15 +12,17 @@ and the cancellation reaches `handler`, which stops the prompt before it lets th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import runpod
 
@@ -53,9 +55,12 @@ from worker.outputs import (
     BucketUploader,
     OutputError,
     OutputFile,
-    check_inline_size,
+    base64_size,
+    check_response_size,
     collect_outputs,
     inline_entry,
+    raw_budget,
+    too_large,
 )
 from worker.policy.classes import ClassPolicy, ClassPolicyError
 from worker.policy.inputs import InputChecker, InputError, is_link
@@ -278,19 +283,18 @@ def _run(
             "the workflow finished but saved no output files: it needs a saving "
             "node (SaveImage, VHS_VideoCombine with save_output on, ...)"
         )
-    contents = [(f, client.view(f.filename, f.subfolder, f.type)) for f in files]
-    if config.black_frame_guard:
-        _guard_black(contents, config.black_threshold)
-    output: dict[str, Any] = {"images": [], "videos": []}
-    if rt.uploader is not None:
-        for f, data in contents:
-            output.setdefault(f.kind, []).append(
-                rt.uploader.upload(f, data, str(job["id"]), job_folder=scope)
-            )
-    else:
-        check_inline_size([len(data) for _, data in contents], config.max_inline_bytes)
-        for f, data in contents:
-            output.setdefault(f.kind, []).append(inline_entry(f, data))
+    with contextlib.ExitStack() as spools:
+        contents = _read_outputs(rt, files, spools)
+        if config.black_frame_guard:
+            _guard_black(contents, config.black_threshold)
+        output: dict[str, Any] = {"images": [], "videos": []}
+        for f, body in contents:
+            if rt.uploader is not None:
+                entry = rt.uploader.upload(f, body, str(job["id"]), job_folder=scope)
+            else:
+                body.seek(0)
+                entry = inline_entry(f, body.read())
+            output.setdefault(f.kind, []).append(entry)
     done = time.perf_counter()
     output = {k: output[k] for k in RESULT_KEYS if k in output}
     output["prompt_id"] = result.prompt_id
@@ -304,7 +308,36 @@ def _run(
         output["containment"] = rt.contained
     if (build := provenance.record()) is not None:
         output["provenance"] = build  # which image served this job (worker/provenance.py)
+    # the whole response, not only its files: names, timings and provenance count too
+    check_response_size(output, config.max_inline_bytes)
     return output
+
+
+# An output up to this size is read into memory; a larger one goes to a temporary file, so
+# a job's gigabyte video reaches the bucket without being held whole by the worker.
+SPOOL_IN_MEMORY = 16 << 20
+
+
+def _read_outputs(
+    rt: Runtime, files: list[OutputFile], spools: contextlib.ExitStack
+) -> list[tuple[OutputFile, BinaryIO]]:
+    """Each output streamed from ComfyUI into a spool file. Without a bucket every byte
+    returns inline, so reading stops as soon as the outputs' base64 passes MAX_INLINE_BYTES."""
+    limit = rt.config.max_inline_bytes
+    inline = rt.uploader is None
+    contents: list[tuple[OutputFile, BinaryIO]] = []
+    used = 0  # base64 characters of the outputs read so far
+    for f in files:
+        # closed (and a file on disk removed) when the job's `spools` stack closes
+        body = spools.enter_context(tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY))  # noqa: SIM115
+        allowed = raw_budget(limit - used) if inline else None
+        size = rt.client.view_into(f.filename, f.subfolder, f.type, body, allowed)
+        used += base64_size(size)
+        if inline and used > limit:
+            raise too_large(f"the outputs are more than {used:,} bytes as base64", limit)
+        body.seek(0)
+        contents.append((f, body))
+    return contents
 
 
 def _check_models(rt: Runtime, spec: JobSpec) -> None:
@@ -355,7 +388,7 @@ def _linked_text(rt: Runtime, prompt: dict[str, Any]) -> dict[str, frozenset[str
     return found
 
 
-def _guard_black(contents: list[tuple[OutputFile, bytes]], threshold: int) -> None:
+def _guard_black(contents: list[tuple[OutputFile, BinaryIO]], threshold: int) -> None:
     for f, data in contents:
         if f.kind in ("images", "videos") and output_is_black(data, f.filename, threshold):
             raise OutputError(BLACK_OUTPUT_MESSAGE.format(name=f.filename))

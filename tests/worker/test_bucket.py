@@ -150,3 +150,33 @@ def test_a_virtual_host_endpoint_keeps_every_object_under_the_prefix(name):
     expected = "https://outs.s3.eu-west-1.amazonaws.com/runs/j1/img_00001_.png"
     assert sent == [expected]
     assert entry["data"].startswith(expected + "?")
+
+
+def test_a_large_output_is_streamed_to_the_bucket_in_parts(s3):
+    import hashlib
+    import tempfile
+
+    s3.client().create_bucket(Bucket="large")
+    uploader = BucketUploader(
+        BucketConfig(
+            endpoint_url=s3.endpoint,
+            bucket="large",
+            access_key_id="testing",
+            secret_access_key="test-secret",
+            region="us-east-1",
+            prefix="runs",
+            url_expires=60,
+        )
+    )
+    # over the worker's in-memory spool and boto3's multipart threshold (8 MiB)
+    data = hashlib.sha256(b"seed").digest() * (20 * 2**20 // 32)
+    with tempfile.SpooledTemporaryFile(max_size=1 << 20) as body:
+        body.write(data)
+        entry = uploader.upload(
+            OutputFile("9", "videos", "v_00001.mp4", "job-1", "output"), body, "j2", "job-1"
+        )
+    got = requests.get(entry["data"], timeout=30)
+    assert got.headers["Content-Type"] == "video/mp4"
+    assert hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
+    head = s3.client().head_object(Bucket="large", Key="runs/j2/v_00001.mp4")
+    assert "-" in head["ETag"]  # a multipart upload's ETag: the parts went one by one

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
 from worker.outputs import (
     OutputError,
     OutputFile,
-    check_inline_size,
+    check_response_size,
     collect_outputs,
     inline_entry,
+    response_size,
 )
 
 HISTORY_OUTPUTS = {
@@ -65,10 +67,20 @@ def test_inline_entries_are_plain_base64():
     }
 
 
-def test_results_over_the_payload_limit_ask_for_a_bucket():
-    check_inline_size([300, 300], 800)
-    with pytest.raises(OutputError, match="BUCKET_ENDPOINT_URL"):
-        check_inline_size([300, 300], 799)
+def test_the_whole_response_counts_against_the_payload_limit():
+    # names, timings and provenance travel with the files: a 9.9 MB result was 10.6 MB
+    data = base64.b64encode(b"\x00" * 3000).decode()
+    output = {
+        "images": [{"filename": "é_00001_.png", "type": "base64", "data": data, "node_id": "9"}],
+        "videos": [],
+        "prompt_id": "p",
+        "provenance": {"image": "registry.example/worker@sha256:" + "0" * 64},
+    }
+    posted = json.dumps({"output": output}, ensure_ascii=False).encode()  # as the SDK posts it
+    assert response_size(output) == len(posted)
+    check_response_size(output, len(posted))
+    with pytest.raises(OutputError, match=f"the response is {len(posted):,} bytes, over the"):
+        check_response_size(output, len(posted) - 1)
 
 
 def test_only_files_the_jobs_own_saving_nodes_wrote_are_results():

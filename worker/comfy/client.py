@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
@@ -265,6 +265,39 @@ class ComfyClient:
                 f"({type_}): HTTP {resp.status_code}"
             )
         return resp.content
+
+    def view_into(
+        self, filename: str, subfolder: str, type_: str, dest: BinaryIO, limit: int | None = None
+    ) -> int:
+        """Stream an output file into `dest`; returns its size. With `limit`, reading stops
+        once more than `limit` bytes came (the size returned is then over it): an output of
+        gigabytes is never held whole in the worker's memory to learn it is too large."""
+        resp = self._request(
+            "GET",
+            "/view",
+            params={"filename": filename, "subfolder": subfolder, "type": type_},
+            stream=True,
+        )
+        with resp:
+            if resp.status_code != 200:
+                raise ComfyError(
+                    f"ComfyUI could not return the output {subfolder}/{filename} "
+                    f"({type_}): HTTP {resp.status_code}"
+                )
+            size = 0
+            try:
+                for chunk in resp.iter_content(chunk_size=1 << 20):
+                    dest.write(chunk)
+                    size += len(chunk)
+                    if limit is not None and size > limit:
+                        break
+            except requests.RequestException as exc:
+                if not self._alive_after_drop(exc):
+                    raise ComfyGone("ComfyUI is not running") from exc
+                raise ComfyError(
+                    f"ComfyUI broke off sending {subfolder}/{filename}: {exc}"
+                ) from exc
+        return size
 
     def forget(self, prompt_id: str) -> None:
         """Have the prompt's /history entry deleted, on a thread of its own: the job's result
