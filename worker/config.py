@@ -89,6 +89,7 @@ class Config:
     stop_timeout: float = 20.0
     job_timeout: float = 1800.0
     interrupt_grace: float = 15.0
+    shutdown_grace: float = 5.0
     ws_reconnect_timeout: float = 30.0
     allow_raw_workflows: bool = True
     workflows_dir: Path = WORKER_DIR / "workflows"
@@ -155,6 +156,9 @@ class Config:
             stop_timeout=_number(env, "COMFYUI_STOP_TIMEOUT", 20.0),
             job_timeout=_number(env, "JOB_TIMEOUT", 1800.0, minimum=0.1),
             interrupt_grace=_number(env, "INTERRUPT_GRACE", 15.0),
+            # seconds a running job has after SIGTERM (worker.shutdown); RunPod's own kill
+            # grace is undocumented: 5 s leaves time to post the error within Docker's 10
+            shutdown_grace=_number(env, "SHUTDOWN_GRACE", 5.0),
             ws_reconnect_timeout=_number(env, "WEBSOCKET_RECONNECT_TIMEOUT", 30.0),
             allow_raw_workflows=_flag(env, "ALLOW_RAW_WORKFLOWS", True),
             workflows_dir=Path(env.get("WORKFLOWS_DIR", str(WORKER_DIR / "workflows"))),

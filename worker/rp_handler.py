@@ -75,6 +75,7 @@ from worker.policy.models import (
     node_checkpoint_uses,
 )
 from worker.policy.paths import FILE_NAMES, PathInputError, check_file_names, confine_paths
+from worker.shutdown import Shutdown, StopPoll
 
 log = logging.getLogger("worker")
 
@@ -141,27 +142,56 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     """One job, as RunPod's SDK runs it. Cancelled, it stops the job's prompt (interrupt and
     queue deletion at once), waits until the job's thread has let go of ComfyUI (the prompt
     stopped, the job's folders queued for removal; ComfyUI restarted if the prompt would not
-    stop), then re-raises CancelledError: the next job starts on an idle ComfyUI."""
+    stop), then re-raises CancelledError: the next job starts on an idle ComfyUI.
+
+    When the worker is shutting down (worker.shutdown), the job ends the same way if RunPod
+    cancels it, and past SHUTDOWN_GRACE it is stopped and fails with an error saying why."""
     cancel = CancelToken()
+    job_id = str(job.get("id"))
     work = asyncio.ensure_future(asyncio.to_thread(run_job, job, cancel))
+    stopping = asyncio.ensure_future(_shutdown.stopping(job_id))
     try:
-        return await asyncio.shield(work)
+        # asyncio.wait, unlike awaiting the task, leaves `work` running when this is cancelled
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
-        log.warning("job %s was stopped by RunPod; stopping its prompt", job.get("id"))
-        cancel.cancel()
-        pending = {work}
-        rt = _runtime
-        if cancel.prompt_id is not None and rt is not None:
-            # Not left to the job's thread: it may be inside a blocking call right now.
-            pending.add(
-                asyncio.ensure_future(asyncio.to_thread(rt.client.interrupt_now, cancel.prompt_id))
-            )
-        while not all(task.done() for task in pending):
-            try:  # a second stop signal for the same job must not cut this wait short
-                await asyncio.wait(pending)
-            except asyncio.CancelledError:
-                continue
+        log.warning("job %s was stopped by RunPod; stopping its prompt", job_id)
+        await _stop_prompt(work, cancel)
         raise
+    finally:
+        stopping.cancel()
+    if work.done():
+        return work.result()
+    if stopping.result() == "cancel":
+        log.warning("job %s was stopped by RunPod during the shutdown; stopping its prompt", job_id)
+        await _stop_prompt(work, cancel)
+        raise asyncio.CancelledError  # as the SDK's own stop: RunPod already knows
+    seconds = _shutdown.elapsed()
+    log.warning("job %s: stopping its prompt, the worker is shutting down", job_id)
+    await _stop_prompt(work, cancel)
+    return {
+        "error": (
+            f"the worker is shutting down (RunPod sent SIGTERM) and the job did not finish "
+            f"within {seconds:.0f} s of it (SHUTDOWN_GRACE={_shutdown.grace:g}); its prompt "
+            "was stopped. Send the job again: another worker will run it."
+        )
+    }
+
+
+async def _stop_prompt(work: asyncio.Future[Any], cancel: CancelToken) -> None:
+    """Stops the job's prompt and waits until its thread has let go of ComfyUI."""
+    cancel.cancel()
+    pending = {work}
+    rt = _runtime
+    if cancel.prompt_id is not None and rt is not None:
+        # Not left to the job's thread: it may be inside a blocking call right now.
+        pending.add(
+            asyncio.ensure_future(asyncio.to_thread(rt.client.interrupt_now, cancel.prompt_id))
+        )
+    while not all(task.done() for task in pending):
+        try:  # a second stop signal for the same job must not cut this wait short
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            continue
 
 
 def run_job(job: dict[str, Any], cancel: CancelToken | None = None) -> dict[str, Any]:
@@ -459,5 +489,30 @@ def _remove_folders() -> None:
 threading.Thread(target=_remove_folders, name="remove-job-outputs", daemon=True).start()
 
 
+def _jobs_running() -> int:
+    from runpod.serverless.modules.worker_state import JobsProgress
+
+    return JobsProgress().get_job_count()
+
+
+def _stop_poll() -> StopPoll | None:
+    from runpod.serverless.modules import rp_job
+
+    return rp_job.get_stop_signals if rp_job._job_stop_url() else None
+
+
+_shutdown = Shutdown(grace=0.0, jobs_running=lambda: 0)
+
+
+def _on_loop(concurrency: int) -> int:
+    # The SDK calls its concurrency modifier on its event loop, first thing and after it set
+    # its own SIGTERM handler: the one place to chain onto that handler (worker.shutdown).
+    _shutdown.install()
+    return concurrency
+
+
 def serve() -> None:
-    runpod.serverless.start({"handler": handler})
+    global _shutdown
+    grace = _runtime.config.shutdown_grace if _runtime is not None else 0.0
+    _shutdown = Shutdown(grace=grace, jobs_running=_jobs_running, stop_poll=_stop_poll())
+    runpod.serverless.start({"handler": handler, "concurrency_modifier": _on_loop})
