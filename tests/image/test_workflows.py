@@ -271,6 +271,7 @@ def layer_options(step: dict, chosen: str, tmp_path: Path) -> subprocess.Complet
     output.write_text("")
     return subprocess.run(
         ["bash", "-e", "-c", step["run"]],
+        cwd=ROOT,  # the runner's working directory: the checkout
         env={"PATH": os.environ["PATH"], "CHOSEN": chosen, "GITHUB_OUTPUT": str(output)},
         capture_output=True,
         text=True,
@@ -325,3 +326,28 @@ def test_the_build_pushes_zstd_layers_with_a_switch_back_to_gzip(tmp_path):
     # The switch is documented where a maintainer looks for it.
     doc = (ROOT / "docs" / "image.md").read_text()
     assert "LAYER_COMPRESSION" in doc and "layer_compression" in doc
+
+
+def test_the_reproducibility_check_compares_the_layers_the_build_pushes():
+    # Compression is part of a layer's digest: a check of gzip layers says nothing about the
+    # zstd ones a host pulls. Both take their options from the one script, by the same choice.
+    runs = "\n".join(s.get("run", "") for s in steps(load("reproducible.yml")))
+    [build] = [s for s in steps(load("reproducible.yml")) if "for n in 1 2" in s.get("run", "")]
+    assert build["env"]["CHOSEN"] == "${{ vars.LAYER_COMPRESSION || 'zstd' }}"
+    assert 'layers="$(scripts/layer-options "$CHOSEN")"' in runs
+    assert "rewrite-timestamp=true,$layers" in runs
+    [layers] = [s for s in steps(load("build.yml")) if s.get("id") == "layers"]
+    assert 'scripts/layer-options "$CHOSEN"' in layers["run"]
+
+
+def test_both_image_workflows_build_with_one_pinned_buildkit():
+    images = set()
+    for name in ("build.yml", "reproducible.yml"):
+        [setup] = [
+            s for s in steps(load(name)) if s.get("uses", "").startswith("docker/setup-buildx")
+        ]
+        options = setup.get("with", {}).get("driver-opts", "")
+        found = re.fullmatch(r"image=moby/buildkit:v\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?", options)
+        assert found, f"{name}: BuildKit not pinned to a release: {options!r}"
+        images.add(options)
+    assert len(images) == 1, images
