@@ -2,7 +2,7 @@
 """Cold start: worker process start to the first job's result, MODEL_VERIFY full / fast / off.
 
     sudo .venv/bin/python benchmarks/cold_start.py [--gb 8] [--files 4] [--runs 5] \
-        [--comfy-start 10]
+        [--comfy-start 10] [--modes off,full] [--deadline SECONDS]
 
 Each boot starts `worker/start.sh --rp_serve_api` with a cold page cache (`sync; echo 3 >
 /proc/sys/vm/drop_caches`, which needs root; without it the run says so and measures a warm
@@ -22,13 +22,18 @@ the time to its result is what a serverless user waits for on a new worker. `fas
 valid stamps (recorded by a verification before the first boot), as in a baked image.
 
 Modes alternate within each round (rotated per round); medians over `--runs` rounds. Each mode
-runs with the page-cache warm-up (MODEL_WARM, the default) and `off`/`fast` also without it.
+runs with the page-cache warm-up (MODEL_WARM, the default: for `full`, a read-ahead beside the
+hash) and also without it (`/nowarm`); `--modes` picks some of them (e.g. `off,full` on a
+machine with little time). `--deadline` starts no round that the longest one so far would take
+past that many seconds from the start; the table is printed after every round, so a run cut
+short still leaves its figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import io
 import os
 import re
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,18 +58,24 @@ from support.fake_comfyui.runner import WorkerProcess  # noqa: E402
 from bake.locks.models import ModelEntry, ModelPin, ModelsLock, UrlSource, write_models_lock  # noqa: E402
 from bake.models.verify import verify_models  # noqa: E402
 
-# MODEL_VERIFY, and "/nowarm" for MODEL_WARM=0 (the design before the page-cache warm-up)
-MODES = ("off", "fast", "full", "off/nowarm", "fast/nowarm")
+# MODEL_VERIFY, and "/nowarm" for MODEL_WARM=0 (the design before the page-cache warm-up; for
+# `full`, the check's single read stream without the read-ahead beside it)
+MODES = ("off", "fast", "full", "off/nowarm", "fast/nowarm", "full/nowarm")
 READY = re.compile(
     r"ready in ([\d.]+) s \(ComfyUI answered after ([\d.]+) s, model verification ([\d.]+) s\)"
+)
+WARM = re.compile(
+    r"models: ([\d.]+) MiB read (into the page cache|ahead of the hash) in ([\d.]+) s"
 )
 CHUNK = 16 << 20
 
 
-def generate(path: Path, size: int, seed: int) -> str:
-    """Write `size` bytes (a random block varied per chunk) and return their blake3."""
+def generate(path: Path, size: int, seed: int) -> tuple[str, str]:
+    """Write `size` bytes (a random block varied per chunk); return their blake3 and sha256
+    (the lock requires both)."""
     block = bytearray(os.urandom(CHUNK))
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    sha = hashlib.sha256()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         written = 0
@@ -73,9 +85,10 @@ def generate(path: Path, size: int, seed: int) -> str:
             part = bytes(block[: min(CHUNK, size - written)])
             f.write(part)
             hasher.update(part)
+            sha.update(part)
             written += len(part)
             counter += 1
-    return hasher.hexdigest()
+    return hasher.hexdigest(), sha.hexdigest()
 
 
 def drop_caches() -> bool:
@@ -85,6 +98,13 @@ def drop_caches() -> bool:
         return True
     except OSError:
         return False
+
+
+def _available_gib() -> str:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    return "unknown"
 
 
 def job(names: list[str]) -> dict:
@@ -141,53 +161,102 @@ def boot(tmp: Path, comfyui_dir: Path, lock: Path, mode: str, busy: float, names
         comfy, verify = (float(match.group(2)), float(match.group(3))) if match else (0.0, 0.0)
     finally:
         worker.stop()
+    warm = WARM.search(worker.log())
+    if warm:
+        mib, how, seconds = warm.groups()
+        print(f"    MODEL_WARM: {mib} MiB {how} in {seconds} s", flush=True)
     return ready, result, comfy, verify
+
+
+def table(rows: dict[str, list[tuple[float, float, float, float]]]) -> None:
+    done = {mode: r for mode, r in rows.items() if r}
+    base = statistics.median(r[1] for r in done["off"]) if "off" in done else None
+    print()
+    print(
+        "| MODEL_VERIFY | boots | ready (median) | first result (median) | vs off "
+        "| ComfyUI answered | verification |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for mode, boots in done.items():
+        ready, result, comfy, verify = (statistics.median(c) for c in zip(*boots, strict=True))
+        ratio = f"{result / base:.2f}x" if base else "-"
+        print(
+            f"| {mode} | {len(boots)} | {ready:.2f} s | {result:.2f} s | {ratio} "
+            f"| {comfy:.2f} s | {verify:.2f} s |"
+        )
+    print(flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=2.0, help="GiB of model files (default 2)")
     parser.add_argument("--files", type=int, default=4, help="how many files (default 4)")
-    parser.add_argument("--runs", type=int, default=5, help="rounds of the three modes")
+    parser.add_argument("--runs", type=int, default=5, help="rounds of the modes")
     parser.add_argument(
         "--comfy-start", type=float, default=10.0, help="CPU seconds of the fake ComfyUI's start"
     )
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}"
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="seconds from the start after which no round that would not finish is started",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp dir)")
     args = parser.parse_args()
+    begun = time.monotonic()
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        parser.error(f"--modes: unknown {', '.join(unknown) or '(none)'}; of {', '.join(MODES)}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp_name:
         tmp = Path(tmp_name)
         comfyui_dir = install(tmp / "comfyui")
         size = int(args.gb * 2**30 / args.files)
-        entries = {}
-        names = []
         print(f"generating {args.files} x {size / 2**30:.2f} GiB ...", flush=True)
-        for i in range(args.files):
-            name = f"bench_{i}.safetensors"
-            dest = f"models/checkpoints/{name}"
-            digest = generate(comfyui_dir / dest, size, i)
-            entries[f"bench_{i}"] = ModelEntry(
+        names = [f"bench_{i}.safetensors" for i in range(args.files)]
+        dests = [f"models/checkpoints/{name}" for name in names]
+        with ThreadPoolExecutor(max_workers=min(args.files, os.cpu_count() or 1)) as pool:
+            digests = list(
+                pool.map(lambda i: generate(comfyui_dir / dests[i], size, i), range(args.files))
+            )
+        entries = {
+            f"bench_{i}": ModelEntry(
                 f"bench_{i}",
                 UrlSource(f"https://example.invalid/{name}"),
-                dest,
+                dests[i],
                 "image",
-                ModelPin(size=size, blake3=digest),
+                ModelPin(size=size, blake3=digests[i][0], sha256=digests[i][1]),
             )
-            names.append(name)
+            for i, name in enumerate(names)
+        }
+        print(f"generated in {time.monotonic() - begun:.1f} s", flush=True)
         lock = tmp / "models.lock.yaml"
         models = ModelsLock(entries)
         write_models_lock(models, lock)
-        # the stamps a baked image carries, for `fast`
-        assert verify_models(models, comfyui_dir, mode="full").ok
+        if any(m.startswith("fast") for m in modes):
+            # the stamps a baked image carries, for `fast`
+            assert verify_models(models, comfyui_dir, mode="full").ok
         cold = drop_caches()
         print(
             f"{args.gb:g} GiB in {args.files} files, ComfyUI start {args.comfy_start:g} s of CPU, "
             f"{os.cpu_count()} CPUs, page cache "
             + ("dropped before each boot" if cold else "NOT dropped (not root): warm")
+            + f", modes {', '.join(modes)}, MemAvailable {_available_gib()}",
+            flush=True,
         )
-        rows: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in MODES}
+        rows: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in modes}
+        longest = 0.0
         for r in range(args.runs):
-            k = r % len(MODES)
-            order = MODES[k:] + MODES[:k]
+            now = time.monotonic() - begun
+            if r and args.deadline is not None and now + longest > args.deadline:
+                print(f"stopping after {r} rounds: the next would pass --deadline", flush=True)
+                break
+            k = r % len(modes)
+            order = modes[k:] + modes[:k]
+            round_started = time.monotonic()
             for mode in order:
                 drop_caches()
                 row = boot(
@@ -201,24 +270,12 @@ def main() -> int:
                 rows[mode].append(row)
                 print(
                     f"  round {r + 1} {mode:>11}: ready {row[0]:6.2f} s, "
-                    f"first result {row[1]:6.2f} s",
+                    f"first result {row[1]:6.2f} s (ComfyUI {row[2]:.2f} s, "
+                    f"verification {row[3]:.2f} s)",
                     flush=True,
                 )
-        base = statistics.median(r[1] for r in rows["off"])
-        print()
-        print(
-            "| MODEL_VERIFY | ready (median) | first result (median) | vs off "
-            "| ComfyUI answered | verification |"
-        )
-        print("|---|---|---|---|---|---|")
-        for mode in MODES:
-            ready, result, comfy, verify = (
-                statistics.median(c) for c in zip(*rows[mode], strict=True)
-            )
-            print(
-                f"| {mode} | {ready:.2f} s | {result:.2f} s | {result / base:.2f}x "
-                f"| {comfy:.2f} s | {verify:.2f} s |"
-            )
+            longest = max(longest, time.monotonic() - round_started)
+            table(rows)
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,17 +117,30 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
     volumes = [root for root in config.volume_roots if root.is_dir()]
     roots = [config.comfyui_dir, *volumes]
     hf_roots = list(config.hf_cache_roots)
-    # blake3 alone: the image build and update-locks checked that each pin's sha256 and
-    # blake3 describe the same bytes, and blake3 proves the bytes are those; sha256 on one core
-    # would set the pace of every cold start (docs/models.md, "One file, one identity")
-    report = verify_models(
-        lock,
-        config.comfyui_dir,
-        volumes,
-        mode=config.model_verify,
-        hf_cache_roots=hf_roots,
-        sha256=False,
-    )
+    # A second read stream, ahead of the hash (worker.model_warm.ahead): `full` reads every
+    # file, and a disk that serves several streams at once sets the pace of the boot.
+    stop_ahead = threading.Event()
+    reading_ahead = None
+    if config.model_warm and config.model_verify == "full":
+        from worker.model_warm import ahead
+
+        reading_ahead = ahead(_hash_order(lock, roots), stop_ahead)
+    try:
+        # blake3 alone: the image build and update-locks checked that each pin's sha256 and
+        # blake3 describe the same bytes, and blake3 proves the bytes are those; sha256 on one
+        # core would set the pace of every cold start (docs/models.md, "One file, one identity")
+        report = verify_models(
+            lock,
+            config.comfyui_dir,
+            volumes,
+            mode=config.model_verify,
+            hf_cache_roots=hf_roots,
+            sha256=False,
+        )
+    finally:
+        stop_ahead.set()
+        if reading_ahead is not None:
+            reading_ahead.join()  # at most one chunk more: no read left to compete with a job
     # The identity of each file as it was hashed: taken from the descriptor that was read
     # (bake.models.verify), never from a second stat by path, so no swap during the check can
     # bind a good hash to another file.
@@ -205,6 +219,26 @@ def check_models(config: Config, env: Mapping[str, str] | None = None) -> ModelC
     result.ok = not result.errors
     result.seconds = time.monotonic() - started
     return result
+
+
+def _hash_order(lock: ModelsLock, roots: list[Path]) -> list[tuple[str, int]]:
+    """The large image and volume files a full check will hash one after another, in its
+    order (bake.models.verify.verify_models), with their sizes; a file whose size is not the
+    pin's is not read by the check, so it is left out. Cache entries are left out too."""
+    from bake.models.verify import LARGE_FILE
+
+    files: list[tuple[str, int]] = []
+    for entry in lock.entries():
+        if entry.locked is None or entry.placement == "cache" or entry.locked.size < LARGE_FILE:
+            continue
+        for root in roots:
+            path = root / entry.dest
+            try:
+                if path.is_file() and path.stat().st_size == entry.locked.size:
+                    files.append((str(path), entry.locked.size))
+            except OSError:
+                continue
+    return files
 
 
 def _identity(path: Path) -> tuple[int, int, int, int, int] | None:
