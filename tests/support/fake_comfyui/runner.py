@@ -4,11 +4,16 @@
         worker.wait_ready()
         answer = worker.runsync({"workflow": {...}})   # RunPod's local /runsync, real HTTP
 
+    with RunPodAPI() as api, WorkerProcess(tmp_path, runpod_api=api) as worker:
+        worker.wait_ready()                            # its first poll of RunPod's job-take
+        body = api.result(api.queue({"workflow": {...}}))   # the SDK's production loop
+
 Every process it starts is stopped by PID in `stop()`; ports are free loopback ports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,11 +21,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from support.fake_comfyui import free_port, install
+
+if TYPE_CHECKING:
+    from support.runpod_api import RunPodAPI
 
 REPO = Path(__file__).resolve().parents[3]
 # The fake's hooks (FakeCrash, ...) and the real tier's test node pack (comfy_test_nodes)
@@ -41,10 +49,13 @@ class WorkerProcess:
         comfyui_dir: Path | None = None,
         comfyui_python: str | None = None,
         prefix: tuple[str, ...] = (),
+        runpod_api: RunPodAPI | None = None,
     ):
         # comfyui_dir/comfyui_python: a real ComfyUI and its interpreter instead of the fake
         self.tmp = Path(tmp)
         self.prefix = prefix  # a command the worker runs under (tests/support/no_landlock.py)
+        # runpod_api: started as on RunPod (no SDK arguments), taking jobs from this stand-in
+        self.runpod_api = runpod_api
         self.comfyui_dir = comfyui_dir or install(self.tmp / "comfyui")
         self.comfy_port = free_port()
         self.api_port = free_port()
@@ -73,6 +84,7 @@ class WorkerProcess:
             # The test hooks' node classes, which no reviewed table lists: allowed by name, as
             # an operator allows a class of their own
             "ALLOW_NODE_CLASSES": TEST_CLASSES,
+            **(self._production_env() if runpod_api is not None else {}),
             **(env or {}),
         }
         # The worker hands ComfyUI only an allow-list of its environment
@@ -90,12 +102,23 @@ class WorkerProcess:
                     "--rp_api_host",
                     "127.0.0.1",
                 )
-                if serve_api
+                if serve_api and runpod_api is None
                 else ()
             )
         self.args = args
         self.log_path = self.tmp / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # The SDK's heartbeat process (production loop): forked by the worker, it pings on its
+        # own and outlives a worker that is killed or exits through os._exit; pid -> cmdline
+        self._forks: dict[int, bytes] = {}
+
+    def _production_env(self) -> dict[str, str]:
+        assert self.runpod_api is not None
+        # A HOME without the RunPod CLI's ~/.runpod/config.toml, as in the image: the SDK would
+        # send that file's key to the job API instead of RUNPOD_AI_API_KEY.
+        home = self.tmp / "home"
+        home.mkdir(exist_ok=True)
+        return {**self.runpod_api.env(), "HOME": str(home)}
 
     def start(self) -> WorkerProcess:
         self._log = self.log_path.open("wb")
@@ -112,11 +135,18 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Until RunPod's local API answers; fails with the worker's log if it exits."""
+        """Until RunPod's local API answers (with `runpod_api`: until the worker first asks it
+        for a job); fails with the worker's log if it exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 raise AssertionError(f"worker exited early:\n{self.log()}")
+            if self.runpod_api is not None:
+                if self.runpod_api.arrived("job-take"):
+                    self._forks.update(_forks(self.proc.pid))  # started before the first poll
+                    return
+                time.sleep(0.05)
+                continue
             try:
                 requests.get(self.url + "/docs", timeout=1, allow_redirects=False)
                 return
@@ -155,6 +185,7 @@ class WorkerProcess:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             comfy = self.comfy_pid()
+            self._forks.update(_forks(self.proc.pid))
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
@@ -163,6 +194,10 @@ class WorkerProcess:
                 self.proc.wait()
             if comfy is not None:
                 _kill_if_alive(comfy)
+        for pid, cmdline in self._forks.items():
+            with contextlib.suppress(OSError):  # gone, or its PID now names another process
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
+                    _kill_if_alive(pid)
         if hasattr(self, "_log"):
             self._log.close()
 
@@ -180,6 +215,19 @@ def _children(pid: int) -> list[int]:
         for child in map(int, children):
             found.append(child)
             found.extend(_children(child))
+    return found
+
+
+def _forks(pid: int) -> dict[int, bytes]:
+    """The children of `pid` running its own command line (forked, not exec'd), with it."""
+    found: dict[int, bytes] = {}
+    with contextlib.suppress(OSError):  # exited while its tree was read
+        own = Path(f"/proc/{pid}/cmdline").read_bytes()
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in map(int, (task / "children").read_text().split()):
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                if cmdline == own:
+                    found[child] = cmdline
     return found
 
 

@@ -1,0 +1,142 @@
+"""What RunPod's SIGTERM does to the worker, through the SDK's production loop.
+
+RunPod sends SIGTERM when it takes a worker away and kills it some seconds later. Each test
+starts a worker as the image does (no SDK arguments, RunPod's job API stood in on loopback,
+the fake ComfyUI behind it), signals it as RunPod would, and asserts what the client gets
+through job-done and that nothing outlives the worker. See worker/shutdown.py.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support.fake_comfyui import stub_models
+from support.fake_comfyui.runner import WorkerProcess, pid_alive
+from support.runpod_api import RunPodAPI
+from support.runpod_jobs import invert_job, pixel, wait_running
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def api() -> Iterator[RunPodAPI]:
+    # RunPod holds job-take and job-stop open for a long time when it has nothing to say
+    with RunPodAPI(take_hold=60, stop_hold=60) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def make_worker(tmp_path, api) -> Iterator[Any]:
+    started: list[WorkerProcess] = []
+
+    def make(grace: float) -> WorkerProcess:
+        w = WorkerProcess(
+            tmp_path / f"w{len(started)}",
+            runpod_api=api,
+            env={"SHUTDOWN_GRACE": str(grace), "JOB_TIMEOUT": "60", "INTERRUPT_GRACE": "5"},
+        )
+        started.append(w)  # before it starts: stopped by the fixture whatever happens next
+        stub_models(w.comfyui_dir)
+        w.start()
+        w.wait_ready()
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
+
+
+def sigterm(w: WorkerProcess) -> float:
+    assert w.proc is not None
+    w.proc.send_signal(signal.SIGTERM)
+    return time.monotonic()
+
+
+def assert_gone(w: WorkerProcess, comfy: int | None, timeout: float = 15) -> int:
+    """The worker exited by itself, and ComfyUI with it; returns the worker's exit code."""
+    code = w.wait_exit(timeout)
+    assert comfy is not None and not pid_alive(comfy), "ComfyUI outlived the worker"
+    return code
+
+
+def test_an_idle_worker_stops_at_once_and_takes_no_job_after_sigterm(api, make_worker):
+    w = make_worker(grace=5)
+    comfy = w.comfy_pid()
+    signalled = sigterm(w)
+    time.sleep(0.3)
+    # A job RunPod routes here now would be handed over by the SDK's job-take long-poll,
+    # still held open, and never run: the worker has let go of that poll.
+    late = api.queue(invert_job())
+    assert assert_gone(w, comfy) == 0
+    assert time.monotonic() - signalled < 5  # not once the long-poll returns
+    assert api.taken(late) == 0
+    assert "SIGTERM: no job is running; stopping" in w.log()
+
+
+def test_a_job_that_finishes_within_the_grace_posts_its_result(api, make_worker):
+    w = make_worker(grace=30)
+    comfy = w.comfy_pid()
+    job = api.queue(invert_job(hang=True))
+    wait_running(w)
+    sigterm(w)
+    queued_after = api.queue(invert_job())  # RunPod may still route a job here
+    time.sleep(0.5)
+    w.comfy_post("/fake/release", timeout=5)  # the job's last node finishes
+    body = api.result(job, timeout=15)
+    assert set(body) == {"output"}, body
+    assert pixel(body["output"]) == (245, 55, 225)
+    assert assert_gone(w, comfy) == 0
+    assert api.taken(queued_after) == 0  # left for another worker
+
+
+def test_a_job_past_the_grace_fails_saying_why_and_its_prompt_is_stopped(api, make_worker):
+    w = make_worker(grace=1)
+    comfy = w.comfy_pid()
+    job = api.queue(invert_job(hang=True))
+    wait_running(w)
+    signalled = sigterm(w)
+    body = api.result(job, timeout=15)
+    posted = time.monotonic() - signalled
+    assert set(body) == {"error"}, body
+    assert body["error"] == (
+        "the worker is shutting down (RunPod sent SIGTERM) and the job did not finish within "
+        "1 s of it (SHUTDOWN_GRACE=1); its prompt was stopped. Send the job again: another "
+        "worker will run it."
+    )
+    assert 1 <= posted < 5, posted  # the grace, then at once: inside a 10 s kill
+    assert assert_gone(w, comfy) == 0
+    assert len(api.done_attempts(job)) == 1
+
+
+def test_a_cancel_during_the_grace_stops_the_job(api, make_worker):
+    w = make_worker(grace=60)
+    comfy = w.comfy_pid()
+    job = api.queue(invert_job(hang=True))
+    wait_running(w)
+    sigterm(w)
+    time.sleep(1)  # the SDK's own stop poll has ended by now
+    api.stop(job)
+    stopped = time.monotonic()
+    # the prompt is stopped and the worker exits: long before the 60 s grace would end it
+    assert assert_gone(w, comfy) == 0
+    assert time.monotonic() - stopped < 5
+    assert api.done_attempts(job) == []  # as any cancel: RunPod already knows
+    assert f"job {job} was stopped by RunPod during the shutdown" in w.log()
+
+
+def test_a_second_sigterm_stops_the_job_at_once(api, make_worker):
+    w = make_worker(grace=600)
+    comfy = w.comfy_pid()
+    job = api.queue(invert_job(hang=True))
+    wait_running(w)
+    sigterm(w)
+    time.sleep(0.5)
+    again = sigterm(w)
+    body = api.result(job, timeout=15)
+    assert time.monotonic() - again < 5
+    assert body["error"].startswith("the worker is shutting down (RunPod sent SIGTERM)")
+    assert assert_gone(w, comfy) == 0
