@@ -175,6 +175,25 @@ def test_invalid_input_is_one_clear_error(api, worker, job_input, expected):
     assert len(api.done_attempts(job)) == 1
 
 
+def test_a_workflow_sent_as_a_5_mb_json_string_gets_a_short_error(api, worker):
+    # the workflow serialised twice, near RunPod's request limit: what RunPod stores and
+    # returns is the posted error, which must not echo the 5 MB back
+    workflow = invert_job()
+    workflow["workflow"]["1"]["_meta"] = {"title": "x" * 5_000_000}
+    text = json.dumps(workflow["workflow"])
+    job = api.queue({**workflow, "workflow": text})
+    body = api.result(job, timeout=60)
+    assert body == {
+        "error": (
+            f"invalid input: input.workflow is a JSON string ({len(text):,} characters) holding "
+            "a workflow: send the workflow as an object, not a JSON string"
+        )
+    }
+    [posted] = api.done_attempts(job)
+    assert len(json.dumps(posted.body)) < 300
+    run_ok(api, invert_job())
+
+
 def test_comfyui_killed_mid_job_is_reported_at_once_and_the_next_job_works(api, worker):
     job = api.queue(invert_job(hang=True))
     wait_running(worker)
