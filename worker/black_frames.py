@@ -89,7 +89,9 @@ def _pillow_frames(data: bytes | BinaryIO) -> Iterator[Image.Image]:
 def _pyav_frames(data: bytes | BinaryIO) -> Iterator[Image.Image]:
     import av  # in the image: ComfyUI's requirements install PyAV
 
-    with av.open(_source(data)) as container:
+    # mode "r" said outright: PyAV takes it from a file object's `mode`, and a spool file in
+    # memory says "w+b", which would open the video for writing and decode nothing
+    with av.open(_source(data), mode="r") as container:
         stream = container.streams.video[0]
         step = max(1, -(-(stream.frames or 0) // MAX_FRAMES))
         for index, frame in enumerate(container.decode(stream)):

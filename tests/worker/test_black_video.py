@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 
 import av
 import pytest
@@ -28,8 +29,26 @@ def _black(count: int = 8) -> list[Image.Image]:
     return [Image.new("RGB", (96, 64)) for _ in range(count)]
 
 
+def _as_the_handler_reads_it(data: bytes, on_disk: bool):
+    """The output as the handler holds it: a spool file, in memory (mode "w+b") or rolled over
+    to disk, positioned at its end as after the read from ComfyUI."""
+    spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115
+    spool.write(data)
+    if on_disk:
+        spool.rollover()
+    return spool
+
+
 def test_an_all_black_video_is_caught():
     assert output_is_black(_mp4(_black()), "x_00001.mp4", threshold=8) is True
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_black_video_in_the_handlers_spool_file_is_caught(on_disk):
+    with _as_the_handler_reads_it(_mp4(_black()), on_disk) as spool:
+        assert output_is_black(spool, "x_00001.mp4", threshold=8) is True
+        spool.seek(0)
+        assert spool.read() == _mp4(_black())  # left readable for the upload
 
 
 @pytest.mark.parametrize("where", [0, 7])
