@@ -125,7 +125,10 @@ def test_a_cancel_during_the_grace_stops_the_job(api, make_worker):
     assert assert_gone(w, comfy) == 0
     assert time.monotonic() - stopped < 5
     assert api.done_attempts(job) == []  # as any cancel: RunPod already knows
-    assert f"job {job} was stopped by RunPod during the shutdown" in w.log()
+    # Ours or the SDK's: a stop long-poll the SDK had in flight at SIGTERM may still deliver it
+    # (on a loaded machine); either way the job is cancelled, not run on or posted.
+    log = w.log()
+    assert f"job {job} was stopped by RunPod during the shutdown" in log or "Job stopped." in log
 
 
 def test_a_second_sigterm_stops_the_job_at_once(api, make_worker):
