@@ -183,7 +183,7 @@ def main() -> int:
         if sage_check is not None and sage_check.poll() is None:
             sage_check.kill()
             sage_check.wait()
-        comfy.stop()
+        comfy.close()
 
 
 def _models_ok(check: ModelCheck) -> bool:

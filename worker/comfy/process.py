@@ -143,6 +143,10 @@ class ComfyProcess:
         self.last_lines: deque[str] = deque(maxlen=log_lines)
         self._pump: threading.Thread | None = None
         self.restarts = 0
+        # Once closed (the worker is stopping), no restart may start another ComfyUI: one
+        # started on a restart thread after the final stop would outlive the worker.
+        self._starting = threading.Lock()
+        self._closed = False
 
     @property
     def command(self) -> list[str]:
@@ -151,6 +155,12 @@ class ComfyProcess:
         return self.setup.wrap(command) if self.setup else command
 
     def start(self) -> None:
+        with self._starting:
+            if self._closed:
+                raise ComfyStartError("not started: the worker is stopping")
+            self._start()
+
+    def _start(self) -> None:
         self.last_lines.clear()
         as_user = f" as {self.user.name} (uid {self.user.uid})" if self.user else ""
         guarded = self.setup is not None and self.setup.api_key is not None
@@ -290,6 +300,12 @@ class ComfyProcess:
         if self._pump is not None:
             self._pump.join(timeout=2)
         return proc.returncode
+
+    def close(self) -> int | None:
+        """The final stop: ComfyUI is stopped and never started again by this object."""
+        with self._starting:
+            self._closed = True
+        return self.stop()
 
     def restart(self) -> None:
         self.stop()
