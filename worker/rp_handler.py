@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -75,7 +77,7 @@ from worker.policy.models import (
     node_checkpoint_uses,
 )
 from worker.policy.paths import FILE_NAMES, PathInputError, check_file_names, confine_paths
-from worker.shutdown import Shutdown, StopPoll
+from worker.shutdown import STOP_WAIT, Shutdown, StopPoll
 
 log = logging.getLogger("worker")
 
@@ -163,22 +165,34 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         return work.result()
     if stopping.result() == "cancel":
         log.warning("job %s was stopped by RunPod during the shutdown; stopping its prompt", job_id)
-        await _stop_prompt(work, cancel)
+        await _stop_prompt(work, cancel, limit=STOP_WAIT)
         raise asyncio.CancelledError  # as the SDK's own stop: RunPod already knows
-    seconds = _shutdown.elapsed()
     log.warning("job %s: stopping its prompt, the worker is shutting down", job_id)
-    await _stop_prompt(work, cancel)
+    if not await _stop_prompt(work, cancel, limit=STOP_WAIT):
+        log.warning(
+            "job %s still holds ComfyUI %g s after the stop; posting its error", job_id, STOP_WAIT
+        )
+    elif work.exception() is None and "error" not in work.result():
+        return work.result()  # it finished while it was being stopped: the result stands
+    grace = _shutdown.grace
+    why = (
+        "a second SIGTERM came before the job finished"
+        if _shutdown.hurried
+        else f"the job did not finish within {grace:g} s of it (SHUTDOWN_GRACE={grace:g})"
+    )
     return {
         "error": (
-            f"the worker is shutting down (RunPod sent SIGTERM) and the job did not finish "
-            f"within {seconds:.0f} s of it (SHUTDOWN_GRACE={_shutdown.grace:g}); its prompt "
-            "was stopped. Send the job again: another worker will run it."
+            f"the worker is shutting down (RunPod sent SIGTERM) and {why}; its prompt was "
+            "stopped. Send the job again: another worker will run it."
         )
     }
 
 
-async def _stop_prompt(work: asyncio.Future[Any], cancel: CancelToken) -> None:
-    """Stops the job's prompt and waits until its thread has let go of ComfyUI."""
+async def _stop_prompt(
+    work: asyncio.Future[Any], cancel: CancelToken, limit: float | None = None
+) -> bool:
+    """Stops the job's prompt and waits until its thread has let go of ComfyUI, or at most
+    `limit` seconds; whether it did."""
     cancel.cancel()
     pending = {work}
     rt = _runtime
@@ -187,11 +201,17 @@ async def _stop_prompt(work: asyncio.Future[Any], cancel: CancelToken) -> None:
         pending.add(
             asyncio.ensure_future(asyncio.to_thread(rt.client.interrupt_now, cancel.prompt_id))
         )
+    loop = asyncio.get_running_loop()
+    deadline = None if limit is None else loop.time() + limit
     while not all(task.done() for task in pending):
+        timeout = None if deadline is None else deadline - loop.time()
+        if timeout is not None and timeout <= 0:
+            return False
         try:  # a second stop signal for the same job must not cut this wait short
-            await asyncio.wait(pending)
+            await asyncio.wait(pending, timeout=timeout)
         except asyncio.CancelledError:
             continue
+    return True
 
 
 def run_job(job: dict[str, Any], cancel: CancelToken | None = None) -> dict[str, Any]:
@@ -511,8 +531,36 @@ def _on_loop(concurrency: int) -> int:
     return concurrency
 
 
+# How long the normal exit (the SDK's tasks cancelled, its threads joined, ComfyUI stopped by
+# the boot) may take before the worker leaves without it.
+EXIT_WAIT = 3.0
+
+
+def _exit_guard() -> None:
+    """Called as the shutdown leaves the SDK's loop: if the worker is still here EXIT_WAIT
+    seconds later (a job thread stuck in a blocking call holds asyncio's and the interpreter's
+    joins), ComfyUI is stopped, and never restarted by a thread still running, the SDK's ping
+    process is ended, the log flushed, and the process exits without unwinding further."""
+
+    def exit_later() -> None:
+        time.sleep(EXIT_WAIT)
+        log.warning("the exit is held by a thread that does not end; leaving without it")
+        if _runtime is not None:
+            _runtime.comfy.close()
+        for child in multiprocessing.active_children():
+            child.terminate()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    threading.Thread(target=exit_later, name="exit-guard", daemon=True).start()
+
+
 def serve() -> None:
     global _shutdown
     grace = _runtime.config.shutdown_grace if _runtime is not None else 0.0
-    _shutdown = Shutdown(grace=grace, jobs_running=_jobs_running, stop_poll=_stop_poll())
+    _shutdown = Shutdown(
+        grace=grace, jobs_running=_jobs_running, stop_poll=_stop_poll(), on_exit=_exit_guard
+    )
     runpod.serverless.start({"handler": handler, "concurrency_modifier": _on_loop})

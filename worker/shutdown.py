@@ -13,11 +13,18 @@ So, in the SDK's production loop (`install` chains onto its SIGTERM handler):
 - a job running: it has SHUTDOWN_GRACE seconds to finish; a cancel for it is honoured (the
   stop channel is polled again); past the grace, or at a second SIGTERM, its prompt is stopped
   and the job fails with an error that says so; the worker stops once its result is posted.
+
+The stop itself is bounded (STOP_WAIT): a prompt that will not stop does not hold the error
+back until the host kills the container. The worker then leaves by unwinding (SystemExit out of
+the SDK's loop, which closes its long-polls before anything else, so no job is handed over on
+a connection nobody reads) with `on_exit` called first: a job thread still inside a blocking
+call would otherwise hold that exit (asyncio and the interpreter join their threads).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -28,6 +35,10 @@ from typing import Any, Literal
 log = logging.getLogger("worker")
 
 Reason = Literal["cancel", "deadline"]
+
+# How long a job stopped by the shutdown may take to let go of ComfyUI before its error is
+# posted anyway: inside Docker's default 10 s kill grace together with a short SHUTDOWN_GRACE.
+STOP_WAIT = 2.0
 StopPoll = Callable[[Any], Awaitable[list[str]]]
 
 
@@ -40,10 +51,13 @@ class Shutdown:
         grace: float,
         jobs_running: Callable[[], int],
         stop_poll: StopPoll | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.grace = grace
         self._jobs_running = jobs_running
         self._stop_poll = stop_poll
+        self._on_exit = on_exit
+        self.hurried = False  # a second SIGTERM came
         self._loop: asyncio.AbstractEventLoop | None = None
         self._requested: asyncio.Event | None = None
         self._hurry: asyncio.Event | None = None
@@ -72,7 +86,9 @@ class Shutdown:
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
             # Signal handlers run between two bytecodes of the main thread, which may be in
             # the middle of the SDK's loop: the decision runs as a loop callback instead.
-            loop.call_soon_threadsafe(self._on_signal)
+            # once the loop has closed, the worker is already on its way out
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._on_signal)
             if callable(previous):
                 previous(signum, frame)
 
@@ -82,6 +98,7 @@ class Shutdown:
         assert self._requested is not None and self._hurry is not None
         if self._since is not None:
             log.warning("a second SIGTERM: the running job is stopped now")
+            self.hurried = True
             self._hurry.set()
             return
         self._since = time.monotonic()
@@ -101,9 +118,10 @@ class Shutdown:
         while self._jobs_running():
             await asyncio.sleep(0.05)
         log.info("stopping: no job left to finish")
+        if self._on_exit is not None:
+            self._on_exit()  # the worker's own guard on its exit (rp_handler)
         # Out of the SDK's loop (asyncio propagates SystemExit from a task), which cancels its
-        # pending long-polls; the boot then stops ComfyUI. The SDK's own SIGINT handler exits
-        # the same way.
+        # pending long-polls. The SDK's own SIGINT handler exits the same way.
         raise SystemExit(0)
 
     async def stopping(self, job_id: str) -> Reason:

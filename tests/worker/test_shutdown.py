@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,6 +62,18 @@ def assert_gone(w: WorkerProcess, comfy: int | None, timeout: float = 15) -> int
     code = w.wait_exit(timeout)
     assert comfy is not None and not pid_alive(comfy), "ComfyUI outlived the worker"
     return code
+
+
+def comfyuis_in(comfyui_dir: Path) -> list[int]:
+    """The processes running in `comfyui_dir` (as ComfyUI does): after the worker, none."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cwd").resolve() == comfyui_dir.resolve():
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return found
 
 
 def test_an_idle_worker_stops_at_once_and_takes_no_job_after_sigterm(api, make_worker):
@@ -143,3 +156,23 @@ def test_a_second_sigterm_stops_the_job_at_once(api, make_worker):
     assert time.monotonic() - again < 5
     assert body["error"].startswith("the worker is shutting down (RunPod sent SIGTERM)")
     assert assert_gone(w, comfy) == 0
+
+
+def test_a_prompt_that_will_not_stop_does_not_hold_back_the_error_or_the_exit(api, make_worker):
+    # A node that ignores ComfyUI's interrupt: the job's thread would wait INTERRUPT_GRACE (5 s)
+    # and then restart ComfyUI. The error goes out STOP_WAIT (2 s) after the grace instead,
+    # and the worker leaves with ComfyUI stopped and no second ComfyUI started behind it.
+    w = make_worker(grace=1)
+    comfy = w.comfy_pid()
+    job = invert_job(hang=True)
+    job["workflow"]["4"]["class_type"] = "FakeIgnoreInterrupt"
+    job["workflow"]["4"]["inputs"]["seconds"] = 60
+    queued = api.queue(job)
+    wait_running(w)
+    signalled = sigterm(w)
+    body = api.result(queued, timeout=15)
+    posted = time.monotonic() - signalled
+    assert body["error"].startswith("the worker is shutting down (RunPod sent SIGTERM)"), body
+    assert 3 <= posted < 5.5, posted  # grace + STOP_WAIT, not grace + INTERRUPT_GRACE + restart
+    assert assert_gone(w, comfy) == 0
+    assert comfyuis_in(w.comfyui_dir) == []  # not even one the job's thread restarted
