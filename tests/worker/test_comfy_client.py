@@ -5,6 +5,7 @@ running."""
 from __future__ import annotations
 
 import io
+import os
 import socket
 import threading
 import time
@@ -314,3 +315,19 @@ def test_a_prompt_level_refusal_names_its_node(error, expected):
     assert format_validation_error(body, {"7": "Upscale"}) == "Workflow validation failed: " + (
         expected
     )
+
+
+def test_an_output_read_only_up_to_its_limit_is_not_the_next_calls_answer(clients):
+    # The client keeps its connections to ComfyUI between calls; a /view cut short at its limit
+    # leaves the rest of the file on that connection, which must never be read as an answer.
+    client = clients()
+    noise = Image.frombytes("RGB", (1024, 1024), os.urandom(1024 * 1024 * 3))  # > one 1 MiB read
+    buf = io.BytesIO()
+    noise.save(buf, "PNG")
+    client.upload_image("noise.png", buf.getvalue())
+    cut = io.BytesIO()
+    assert client.view_into("noise.png", "", "input", cut, limit=100) > 100
+    whole = io.BytesIO()
+    assert client.view_into("noise.png", "", "input", whole) == len(buf.getvalue())
+    assert whole.getvalue() == buf.getvalue()
+    assert client.history("no-such-prompt") is None

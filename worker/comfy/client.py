@@ -18,16 +18,20 @@ import json
 import logging
 import queue
 import re
+import select
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 import websocket
+from requests.utils import requote_uri
+from urllib3.fields import RequestField
+from urllib3.filepost import encode_multipart_formdata
 
 log = logging.getLogger("worker")
 
@@ -123,6 +127,21 @@ def format_validation_error(body: Any, titles: dict[str, str] | None = None) -> 
     return "Workflow validation failed: " + "; ".join(lines)
 
 
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept connection was closed by the other end (it reads as readable:
+    the end of the stream, or bytes nobody asked for); one that never connected is not."""
+    if conn.sock is None:
+        return False
+    poll = select.poll()
+    poll.register(conn.sock, select.POLLIN)
+    return bool(poll.poll(0))
+
+
+def _text(body: bytes) -> str:
+    """An answer's body for a message (ComfyUI writes UTF-8)."""
+    return body.decode("utf-8", "replace")
+
+
 def format_execution_error(data: dict[str, Any], titles: dict[str, str] | None = None) -> str:
     node_id = str(data.get("node_id"))
     title = (titles or {}).get(node_id)
@@ -158,6 +177,11 @@ class ComfyClient:
         # Loopback only: no proxy or netrc lookups (they walk the environment on every call).
         self.session.trust_env = False
         self.session.headers.update(self.headers)
+        # Kept connections for the calls every job makes (see _call), one per concurrent caller
+        url = urlsplit(self.base_url)
+        self._host, self._port = url.hostname or "127.0.0.1", url.port
+        self._idle: list[http.client.HTTPConnection] = []
+        self._idle_lock = threading.Lock()
         self.ws: websocket.WebSocket | None = None
         # Prompts whose /history entry is still to be deleted (see forget)
         self._to_forget: queue.Queue[str] = queue.Queue()
@@ -175,12 +199,90 @@ class ComfyClient:
                 raise ComfyGone("ComfyUI is not running") from exc
             raise ComfyError(f"ComfyUI did not answer {method} {path}: {exc}") from exc
 
-    def _alive_after_drop(self, exc: requests.RequestException) -> bool:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Send one request on a kept connection; the connection and its answer, the body
+        unread (`_keep` takes the connection back). The calls every job makes (upload, /prompt,
+        /history, /view) go through here, not `requests`: on loopback its per-call work
+        (preparing, merging settings and hooks, urllib3's pool and retry objects) costs a few
+        times what http.client does. Failures are reported as `_request` reports them; no
+        request is ever sent twice (like `requests`, which does not retry either)."""
+        timeout = self.request_timeout if timeout is None else timeout
+        with self._idle_lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is not None and _dropped(conn):
+            conn.close()  # ComfyUI closed it while idle (keep-alive timeout, a restart)
+            conn = None
+        if conn is None:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        else:
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+        headers = dict(self.headers)
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        # encoded and quoted as `requests` does, so every URL reaches ComfyUI as it did
+        target = requote_uri(f"{path}?{urlencode(query)}" if query else path)
+        try:
+            conn.request(method, target, body, headers)
+            return conn, conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, ...
+            conn.close()  # never reused: a late answer would be read as the next call's
+            raise self._failure(f"did not answer {method} {path}", exc) from exc
+
+    def _keep(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+        """Take a connection back for the next call if its answer was read to the end (else
+        the rest of it would be read as the next answer) and ComfyUI keeps it open."""
+        if resp.isclosed() and not resp.will_close:
+            with self._idle_lock:
+                self._idle.append(conn)
+        else:
+            conn.close()
+
+    def _failure(self, what: str, exc: Exception) -> ComfyError:
+        """The error for a request that failed in transport: ComfyGone if ComfyUI exited."""
+        if not self._alive_after_drop(exc):
+            return ComfyGone("ComfyUI is not running")
+        why = str(exc) or type(exc).__name__  # some of http.client's carry no message
+        return ComfyError(f"ComfyUI {what}: {why}")
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, bytes]:
+        """One request on a kept connection (see _send), its answer read whole: (status, body)."""
+        conn, resp = self._send(method, path, body=body, content_type=content_type, timeout=timeout)
+        try:
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._failure(f"did not answer {method} {path}", exc) from exc
+        self._keep(conn, resp)
+        return resp.status, data
+
+    def _alive_after_drop(self, exc: Exception) -> bool:
         """Whether ComfyUI is still running after a request failed. A process killed while it
         answers (a node that crashes it right after POST /prompt queued the prompt) closes the
         connection a moment before it can be reaped: a dropped connection gets a second to
         show which it was, so the job reports the exit, not a transport error."""
-        if not isinstance(exc, requests.ConnectionError):
+        if isinstance(exc, requests.RequestException):
+            dropped = isinstance(exc, requests.ConnectionError)
+        else:  # http.client's (see _call): anything but a timeout is a connection that broke
+            dropped = not isinstance(exc, TimeoutError)
+        if not dropped:
             return self.alive()
         deadline = time.monotonic() + 1.0
         while self.alive():
@@ -191,25 +293,26 @@ class ComfyClient:
 
     def get_json(self, path: str) -> Any:
         """GET a JSON answer (/object_info, /models, /models/<folder>)."""
-        resp = self._request("GET", path)
-        if resp.status_code != 200:
-            raise ComfyError(f"ComfyUI answered GET {path} with HTTP {resp.status_code}")
-        return resp.json()
+        status, body = self._call("GET", path)
+        if status != 200:
+            raise ComfyError(f"ComfyUI answered GET {path} with HTTP {status}")
+        return json.loads(body)
 
     def upload_image(self, name: str, data: bytes, subfolder: str = "") -> str:
         """Upload to input/<subfolder>; returns the name to give LoadImage (ComfyUI may
         store it under another name)."""
-        resp = self._request(
-            "POST",
-            "/upload/image",
-            files={"image": (name, data)},
-            data={"type": "input", "overwrite": "true", "subfolder": subfolder},
+        # The form `requests` sent (its encoder is urllib3's): the fields, then the file
+        image = RequestField(name="image", data=data, filename=name)
+        image.make_multipart()
+        form, content_type = encode_multipart_formdata(
+            [("type", "input"), ("overwrite", "true"), ("subfolder", subfolder), image]
         )
-        if resp.status_code != 200:
+        status, raw = self._call("POST", "/upload/image", form, content_type)
+        if status != 200:
             raise ComfyError(
-                f"ComfyUI refused the upload of {name!r}: HTTP {resp.status_code} {resp.text[:200]}"
+                f"ComfyUI refused the upload of {name!r}: HTTP {status} {_text(raw)[:200]}"
             )
-        body = resp.json()
+        body = json.loads(raw)
         return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
 
     def queue_prompt(
@@ -222,19 +325,23 @@ class ComfyClient:
         payload: dict[str, Any] = {"prompt": prompt, "client_id": self.client_id}
         if extra_data:
             payload["extra_data"] = extra_data
-        resp = self._request("POST", "/prompt", json=payload)
-        if resp.status_code == 400:
+        try:
+            # as `requests` encoded it: NaN and infinities are not JSON, and never sent
+            encoded = json.dumps(payload, allow_nan=False).encode()
+        except ValueError as exc:
+            raise ComfyError(f"the workflow cannot be sent to ComfyUI as JSON: {exc}") from None
+        status, raw = self._call("POST", "/prompt", encoded, "application/json")
+        if status == 400:
             try:
-                body = resp.json()
+                body = json.loads(raw)
             except ValueError:
-                body = resp.text
+                body = _text(raw)
             raise ComfyError(format_validation_error(body, titles))
-        if resp.status_code != 200:
+        if status != 200:
             raise ComfyError(
-                f"ComfyUI could not queue the workflow: HTTP {resp.status_code} "
-                f"{resp.text[:300].strip()}"
+                f"ComfyUI could not queue the workflow: HTTP {status} {_text(raw)[:300].strip()}"
             )
-        body = resp.json()
+        body = json.loads(raw)
         if body.get("node_errors"):
             log.warning(
                 "ComfyUI queued the prompt but reported node errors: %s",
@@ -244,15 +351,15 @@ class ComfyClient:
 
     def history(self, prompt_id: str, timeout: float | None = None) -> dict[str, Any] | None:
         path = f"/history/{prompt_id}"
-        resp = self._request("GET", path, timeout=timeout or self.request_timeout)
-        if resp.status_code != 200:
-            raise ComfyError(f"ComfyUI answered GET {path} with HTTP {resp.status_code}")
+        status, raw = self._call("GET", path, timeout=timeout or self.request_timeout)
+        if status != 200:
+            raise ComfyError(f"ComfyUI answered GET {path} with HTTP {status}")
         try:
-            return resp.json().get(prompt_id)
+            return json.loads(raw).get(prompt_id)
         except (ValueError, AttributeError) as exc:
             raise ComfyError(
                 f"ComfyUI answered GET {path} with something other than a "
-                f"history: {resp.text[:200]!r}"
+                f"history: {_text(raw)[:200]!r}"
             ) from exc
 
     def view(self, filename: str, subfolder: str, type_: str) -> bytes:
@@ -272,31 +379,30 @@ class ComfyClient:
         """Stream an output file into `dest`; returns its size. With `limit`, reading stops
         once more than `limit` bytes came (the size returned is then over it): an output of
         gigabytes is never held whole in the worker's memory to learn it is too large."""
-        resp = self._request(
-            "GET",
-            "/view",
-            params={"filename": filename, "subfolder": subfolder, "type": type_},
-            stream=True,
+        conn, resp = self._send(
+            "GET", "/view", query={"filename": filename, "subfolder": subfolder, "type": type_}
         )
-        with resp:
-            if resp.status_code != 200:
+        try:
+            if resp.status != 200:
                 raise ComfyError(
                     f"ComfyUI could not return the output {subfolder}/{filename} "
-                    f"({type_}): HTTP {resp.status_code}"
+                    f"({type_}): HTTP {resp.status}"
                 )
             size = 0
-            try:
-                for chunk in resp.iter_content(chunk_size=1 << 20):
-                    dest.write(chunk)
-                    size += len(chunk)
-                    if limit is not None and size > limit:
-                        break
-            except requests.RequestException as exc:
-                if not self._alive_after_drop(exc):
-                    raise ComfyGone("ComfyUI is not running") from exc
-                raise ComfyError(
-                    f"ComfyUI broke off sending {subfolder}/{filename}: {exc}"
-                ) from exc
+            while True:
+                try:
+                    chunk = resp.read(1 << 20)
+                except (OSError, http.client.HTTPException) as exc:
+                    what = f"broke off sending {subfolder}/{filename}"
+                    raise self._failure(what, exc) from exc
+                if not chunk:
+                    break
+                dest.write(chunk)
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    break
+        finally:
+            self._keep(conn, resp)  # closed unless the file was read to its end
         return size
 
     def forget(self, prompt_id: str) -> None:
@@ -411,6 +517,10 @@ class ComfyClient:
     def close(self) -> None:
         self._drop_socket()
         self.session.close()
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def run(
         self,
