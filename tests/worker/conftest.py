@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from support import real_comfyui
-from support.fake_comfyui.runner import WorkerProcess
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -22,18 +21,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def real_worker(tmp_path_factory: pytest.TempPathFactory):
     """One worker (RunPod local API) on one real ComfyUI with VideoHelperSuite and the test
     node pack, shared by the tier: ComfyUI takes seconds to start on the CPU."""
-    src, python = real_comfyui.source_and_interpreter()
-    tmp = tmp_path_factory.mktemp("real-worker")
-    comfyui_dir = real_comfyui.make_comfyui(tmp / "comfyui", src, ["ComfyUI-VideoHelperSuite"])
-    worker = WorkerProcess(
-        tmp,
-        comfyui_dir=comfyui_dir,
-        comfyui_python=python,
-        env={
-            **real_comfyui.REAL_ENV,
-            "JOB_TIMEOUT": str(real_comfyui.REAL_JOB_TIMEOUT),
-            "INTERRUPT_GRACE": "3",
-        },
+    worker = real_comfyui.worker_process(
+        tmp_path_factory.mktemp("real-worker"),
+        env={"JOB_TIMEOUT": str(real_comfyui.REAL_JOB_TIMEOUT), "INTERRUPT_GRACE": "3"},
     )
     worker.start()
     try:

@@ -4,6 +4,7 @@
     comfyui_dir = make_comfyui(tmp / "comfyui", src, nodes=("ComfyUI-VideoHelperSuite",))
     with WorkerProcess(tmp, comfyui_dir=comfyui_dir, comfyui_python=python,
                        env=REAL_ENV) as worker: ...
+    with worker_process(tmp) as worker: ...   # the same, with the tier's shared node set
 
 `$COMFYUI_SRC` is a folder holding `ComfyUI/` and `custom_nodes/<name>/` for the nodes the tests
 use (what `python -m bake nodes install --comfyui-dir DIR` lays out is accepted too: `DIR` with
@@ -28,6 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from support.fake_comfyui.runner import WorkerProcess
 from support.real_comfyui.venv import ensure_venv
 
 SOURCE_ENV = "COMFYUI_SRC"
@@ -193,6 +195,20 @@ def make_comfyui(
 
 
 _STARTED: dict[tuple, Path] = {}  # node set -> a tree after its first start
+
+# The node set of the tier's shared worker (`real_worker`, tests/worker/conftest.py), which
+# benchmarks/handler_overhead.py runs too: one definition, so both measure the same ComfyUI.
+WORKER_NODES = ("ComfyUI-VideoHelperSuite",)
+
+
+def worker_process(tmp: Path, env: dict[str, str] | None = None) -> WorkerProcess:
+    """The worker (RunPod's local API) on a copy of the real ComfyUI with WORKER_NODES and the
+    test node pack, after its first start, started with REAL_ENV and `env`; not started yet."""
+    src, python = source_and_interpreter()
+    comfyui_dir = make_comfyui(Path(tmp) / "comfyui", src, WORKER_NODES)
+    return WorkerProcess(
+        Path(tmp), comfyui_dir=comfyui_dir, comfyui_python=python, env={**REAL_ENV, **(env or {})}
+    )
 
 
 def _copy(src: Path, dest: Path) -> None:
