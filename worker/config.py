@@ -7,6 +7,7 @@ typo'd value fails at boot with the variable named instead of misbehaving later.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -214,19 +215,20 @@ def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
     if not endpoint:
         return None
     name = env.get("BUCKET_NAME", "").strip()
-    if not name:
-        # worker-comfyui's convention: https://<bucket>.s3.<region>.amazonaws.com
-        from urllib.parse import urlparse
-
-        host = urlparse(endpoint).hostname or ""
-        is_ip = host.replace(".", "").isdigit() or ":" in host
-        name = host.split(".")[0] if host.count(".") >= 2 and not is_ip else ""
+    endpoint, style, named = _service_endpoint(endpoint, name)
+    if name and named and name != named:
+        raise ConfigError(
+            f"BUCKET_NAME={name!r} but BUCKET_ENDPOINT_URL names the bucket {named!r} in its "
+            "host: leave BUCKET_NAME unset, or give the region's endpoint "
+            "(https://s3.<region>.amazonaws.com)"
+        )
+    name = name or named
     if not name:
         raise ConfigError(
-            "BUCKET_ENDPOINT_URL is set but BUCKET_NAME is not, and the endpoint "
-            "does not start with the bucket name: set BUCKET_NAME"
+            "BUCKET_ENDPOINT_URL is set but BUCKET_NAME is not, and the endpoint is not an "
+            "AWS virtual-host endpoint (https://<bucket>.s3.<region>.amazonaws.com) that names "
+            "the bucket: set BUCKET_NAME"
         )
-    endpoint, style = _service_endpoint(endpoint, name)
     prefix = env.get("BUCKET_PREFIX", "outputs").strip().strip("/")
     parts = prefix.split("/") if prefix else []
     if any(p in ("", ".", "..") or ".." in p or not p.isprintable() for p in parts):
@@ -254,16 +256,33 @@ def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
     )
 
 
-def _service_endpoint(endpoint: str, bucket: str) -> tuple[str, str]:
-    """A virtual-hosted endpoint (`https://<bucket>.s3.<region>.amazonaws.com`) already names
-    the bucket: addressed path-style, every key would land under `<bucket>/` in it, outside
-    BUCKET_PREFIX. It becomes the service endpoint, addressed virtual-host style."""
+# AWS's virtual-host names: <bucket>.s3.amazonaws.com, .s3.<region>., the legacy .s3-<region>.,
+# .s3.dualstack.<region>., .s3-accelerate[.dualstack]., and the China regions' .amazonaws.com.cn.
+_AWS_VIRTUAL_HOST = re.compile(
+    r"(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?P<service>s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?)"
+)
+
+
+def _service_endpoint(endpoint: str, bucket: str) -> tuple[str, str, str]:
+    """(endpoint, addressing style, the bucket the host names or ""). An endpoint that names
+    the bucket in its host, addressed path-style, would put every key under `<bucket>/` inside
+    the bucket, outside BUCKET_PREFIX: it becomes the service endpoint. Only AWS's own
+    virtual-host names are read as naming a bucket (elsewhere the first label is an account,
+    a region, a server name: R2's `<account>.r2.cloudflarestorage.com`); another provider's
+    host is read so only when it starts with BUCKET_NAME. A bucket name with dots is addressed
+    path-style on the service host: under HTTPS a virtual host with dots does not match the
+    provider's wildcard certificate."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(endpoint)
-    host = parts.hostname or ""
-    if not host.lower().startswith(bucket.lower() + ".") or host.count(".") < 2:
-        return endpoint, "path"
-    service = host[len(bucket) + 1 :]
+    host = (parts.hostname or "").lower()
+    aws = _AWS_VIRTUAL_HOST.fullmatch(host)
+    if aws is not None:
+        named, service = aws["bucket"], aws["service"]
+    elif bucket and host.startswith(bucket.lower() + ".") and host.count(".") >= 2:
+        named, service = "", host[len(bucket) + 1 :]
+    else:
+        return endpoint, "path", ""
     netloc = service if parts.port is None else f"{service}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", "")), "virtual"
+    style = "path" if "." in (named or bucket) else "virtual"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")), style, named

@@ -114,12 +114,20 @@ def test_same_file_names_in_different_folders_get_different_keys(s3):
     ]
 
 
-@pytest.mark.parametrize("name", ["", "outs"])
-def test_a_virtual_host_endpoint_keeps_every_object_under_the_prefix(name):
+@pytest.mark.parametrize(
+    ("host", "name", "expected"),
+    [
+        ("outs", "", "https://outs.s3.eu-west-1.amazonaws.com/runs"),
+        ("outs", "outs", "https://outs.s3.eu-west-1.amazonaws.com/runs"),
+        ("my.outs", "", "https://s3.eu-west-1.amazonaws.com/my.outs/runs"),
+    ],
+)
+def test_a_virtual_host_endpoint_keeps_every_object_under_the_prefix(host, name, expected):
     # worker-comfyui's convention names the bucket in the endpoint's host. Addressed
     # path-style, the key would become outs/runs/... inside the bucket, outside BUCKET_PREFIX.
+    # A bucket with dots in its name goes path-style to the region's host instead.
     env = {
-        "BUCKET_ENDPOINT_URL": "https://outs.s3.eu-west-1.amazonaws.com",
+        "BUCKET_ENDPOINT_URL": f"https://{host}.s3.eu-west-1.amazonaws.com",
         "BUCKET_ACCESS_KEY_ID": "testing",
         "BUCKET_SECRET_ACCESS_KEY": "test-secret",
         "BUCKET_REGION": "eu-west-1",
@@ -147,7 +155,7 @@ def test_a_virtual_host_endpoint_keeps_every_object_under_the_prefix(name):
     entry = uploader.upload(
         OutputFile("9", "images", "img_00001_.png", "job-1", "output"), b"x", "j1", "job-1"
     )
-    expected = "https://outs.s3.eu-west-1.amazonaws.com/runs/j1/img_00001_.png"
+    expected += "/j1/img_00001_.png"
     assert sent == [expected]
     assert entry["data"].startswith(expected + "?")
 

@@ -107,6 +107,81 @@ def test_bucket_name_from_a_virtual_host_endpoint():
     assert bucket is not None and bucket.bucket == "outs" and bucket.access_key_id == "testing"
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "name", "expected"),
+    [
+        # AWS's virtual-host names: the bucket read from the host, the service host addressed
+        (
+            "https://outs.s3.eu-west-1.amazonaws.com",
+            "",
+            ("outs", "https://s3.eu-west-1.amazonaws.com", "virtual"),
+        ),
+        ("https://outs.s3.amazonaws.com", "outs", ("outs", "https://s3.amazonaws.com", "virtual")),
+        (
+            "https://outs.s3-eu-west-1.amazonaws.com",
+            "",
+            ("outs", "https://s3-eu-west-1.amazonaws.com", "virtual"),
+        ),
+        (
+            "https://outs.s3.dualstack.us-east-2.amazonaws.com",
+            "",
+            ("outs", "https://s3.dualstack.us-east-2.amazonaws.com", "virtual"),
+        ),
+        # dots in the bucket's name: path-style on the service host (the wildcard certificate)
+        (
+            "https://my.outs.s3.us-east-1.amazonaws.com",
+            "",
+            ("my.outs", "https://s3.us-east-1.amazonaws.com", "path"),
+        ),
+        # R2's first label is the account, not a bucket: the endpoint stays, path-style
+        (
+            "https://0123abcd.r2.cloudflarestorage.com",
+            "outs",
+            ("outs", "https://0123abcd.r2.cloudflarestorage.com", "path"),
+        ),
+        ("http://127.0.0.1:9000", "outs", ("outs", "http://127.0.0.1:9000", "path")),
+        (
+            "https://s3.us-east-1.amazonaws.com",
+            "outs",
+            ("outs", "https://s3.us-east-1.amazonaws.com", "path"),
+        ),
+        # another provider's host that starts with the bucket named: its service host
+        (
+            "https://outs.nyc3.digitaloceanspaces.com",
+            "outs",
+            ("outs", "https://nyc3.digitaloceanspaces.com", "virtual"),
+        ),
+    ],
+)
+def test_the_bucket_endpoint_as_given_by_the_operator(endpoint, name, expected):
+    env = {"BUCKET_ENDPOINT_URL": endpoint}
+    if name:
+        env["BUCKET_NAME"] = name
+    bucket = Config.from_env(env).bucket
+    assert bucket is not None
+    assert (bucket.bucket, bucket.endpoint_url, bucket.addressing_style) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        # R2's account id is not a bucket: never guessed from it
+        ({"BUCKET_ENDPOINT_URL": "https://0123abcd.r2.cloudflarestorage.com"}, "set BUCKET_NAME"),
+        (
+            {
+                "BUCKET_ENDPOINT_URL": "https://outs.s3.eu-west-1.amazonaws.com",
+                "BUCKET_NAME": "other",
+            },
+            "BUCKET_NAME='other' but BUCKET_ENDPOINT_URL names the bucket 'outs'",
+        ),
+    ],
+)
+def test_a_bucket_endpoint_that_contradicts_itself_is_refused(env, expected):
+    with pytest.raises(ConfigError) as info:
+        Config.from_env(env)
+    assert expected in str(info.value)
+
+
 def test_what_keeps_a_volume_model_from_being_fetched():
 
     s3 = entry("m", S3Source("b", "k"), "models/vae/m.safetensors", b"x", placement="volume")
