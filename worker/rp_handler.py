@@ -363,9 +363,18 @@ def _run(
     return output
 
 
-# An output up to this size is read into memory; a larger one goes to a temporary file, so
-# a job's gigabyte video reaches the bucket without being held whole by the worker.
+# A job's outputs are held in memory up to this many bytes in all; past it they go to
+# temporary files, so a gigabyte video, or a thousand frames, reach the bucket without being
+# held whole by the worker (all are read before any is uploaded: the black-frame guard may
+# still fail the job).
 SPOOL_IN_MEMORY = 16 << 20
+
+
+def _spool(memory: int) -> BinaryIO:
+    """A spool for one output: in memory up to `memory` bytes, else (or past it) on disk."""
+    if memory:
+        return tempfile.SpooledTemporaryFile(max_size=memory)
+    return tempfile.TemporaryFile()
 
 
 def _read_outputs(
@@ -377,11 +386,14 @@ def _read_outputs(
     inline = rt.uploader is None
     contents: list[tuple[OutputFile, BinaryIO]] = []
     used = 0  # base64 characters of the outputs read so far
+    memory = SPOOL_IN_MEMORY  # bytes the next outputs may still hold in memory
     for f in files:
         # closed (and a file on disk removed) when the job's `spools` stack closes
-        body = spools.enter_context(tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY))  # noqa: SIM115
+        body = spools.enter_context(_spool(memory))
         allowed = raw_budget(limit - used) if inline else None
         size = rt.client.view_into(f.filename, f.subfolder, f.type, body, allowed)
+        if memory and size <= memory:  # still in memory (a spool rolls over once past it)
+            memory -= size
         used += base64_size(size)
         if inline and used > limit:
             raise too_large(f"the outputs are more than {used:,} bytes as base64", limit)

@@ -188,3 +188,45 @@ def test_a_large_output_is_streamed_to_the_bucket_in_parts(s3):
     assert hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
     head = s3.client().head_object(Bucket="large", Key="runs/j2/v_00001.mp4")
     assert "-" in head["ETag"]  # a multipart upload's ETag: the parts went one by one
+
+
+def test_a_jobs_outputs_hold_at_most_16_mib_of_the_workers_memory(tmp_path):
+    # A job bound for the bucket may save many large files; all are read (the black-frame
+    # guard sees every one before any is uploaded), but past 16 MiB in all they wait on disk.
+    import contextlib
+    import os
+    import tracemalloc
+    from types import SimpleNamespace
+
+    from support.fake_comfyui import FakeComfy
+
+    from worker import rp_handler
+    from worker.comfy.client import ComfyClient
+
+    fake = FakeComfy(tmp_path / "comfyui")
+    client = ComfyClient(fake.url)
+    try:
+        folder = fake.dir / "output" / "job-x"
+        folder.mkdir(parents=True)
+        files = []
+        for n in range(6):  # 6 x 6 MiB: 36 MiB read, each output under the 16 MiB spool size
+            name = f"frames_{n:05}.bin"
+            (folder / name).write_bytes(os.urandom(6 << 20))
+            files.append(OutputFile("9", "files", name, "job-x", "output"))
+        rt = SimpleNamespace(
+            client=client, uploader=object(), config=SimpleNamespace(max_inline_bytes=10_000_000)
+        )
+        tracemalloc.start()
+        try:
+            with contextlib.ExitStack() as spools:
+                contents = rp_handler._read_outputs(rt, files, spools)
+                _, peak = tracemalloc.get_traced_memory()
+                assert [body.read() for _, body in contents] == [
+                    (folder / f.filename).read_bytes() for f in files
+                ]
+        finally:
+            tracemalloc.stop()
+        assert peak < (16 << 20) + (4 << 20), peak  # the budget, one read's chunk, overhead
+    finally:
+        client.close()
+        fake.stop()
