@@ -117,12 +117,16 @@ def raw_budget(base64_budget: int) -> int:
     return 3 * (max(0, base64_budget) // 4)
 
 
-def too_large(what: str, limit: int) -> OutputError:
+def too_large(what: str, limit: int, bucket: bool = False) -> OutputError:
+    advice = (
+        "The outputs already go to the bucket as URLs: save fewer files per job."
+        if bucket
+        else "Configure an S3/R2 bucket (BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, "
+        "BUCKET_SECRET_ACCESS_KEY, BUCKET_NAME) so that outputs are returned as URLs."
+    )
     return OutputError(
         f"{what}, over the {limit:,} bytes a response may carry (MAX_INLINE_BYTES; RunPod "
-        "accepts 10 MB from /run and 20 MB from /runsync). Configure an S3/R2 bucket "
-        "(BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY, "
-        "BUCKET_NAME) so that outputs are returned as URLs."
+        f"accepts 10 MB from /run and 20 MB from /runsync). {advice}"
     )
 
 
@@ -144,10 +148,12 @@ def response_size(output: dict[str, Any]) -> int:
     return data + len(json.dumps({"output": light}, ensure_ascii=False).encode())
 
 
-def check_response_size(output: dict[str, Any], limit: int) -> None:
+def check_response_size(output: dict[str, Any], limit: int, bucket: bool = False) -> None:
+    """OutputError if the whole response is over `limit` bytes (`bucket`: the outputs were
+    uploaded, which changes the advice)."""
     size = response_size(output)
     if size > limit:
-        raise too_large(f"the response is {size:,} bytes", limit)
+        raise too_large(f"the response is {size:,} bytes", limit, bucket)
 
 
 def inline_entry(file: OutputFile, data: bytes) -> dict[str, Any]:

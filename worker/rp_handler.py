@@ -359,7 +359,7 @@ def _run(
     if (build := provenance.record()) is not None:
         output["provenance"] = build  # which image served this job (worker/provenance.py)
     # the whole response, not only its files: names, timings and provenance count too
-    check_response_size(output, config.max_inline_bytes)
+    check_response_size(output, config.max_inline_bytes, bucket=rt.uploader is not None)
     return output
 
 

@@ -83,6 +83,19 @@ def test_the_whole_response_counts_against_the_payload_limit():
         check_response_size(output, len(posted) - 1)
 
 
+def test_a_response_too_large_with_a_bucket_does_not_advise_a_bucket():
+    # thousands of saved files are thousands of URLs: a bucket is no cure for that
+    urls = [
+        {"filename": f"f_{n:05}_.png", "type": "s3_url", "data": "https://b.example/" + "k" * 200}
+        for n in range(100)
+    ]
+    output = {"images": urls, "prompt_id": "p"}
+    with pytest.raises(OutputError) as info:
+        check_response_size(output, 10_000, bucket=True)
+    assert "save fewer files per job" in str(info.value)
+    assert "Configure an S3/R2 bucket" not in str(info.value)
+
+
 def test_only_files_the_jobs_own_saving_nodes_wrote_are_results():
     # a loader/preview pair reported a file of ComfyUI's input root, which the job did not make
     outputs = {
