@@ -33,6 +33,8 @@ from requests.utils import requote_uri
 from urllib3.fields import RequestField
 from urllib3.filepost import encode_multipart_formdata
 
+from worker.log_text import excerpt
+
 log = logging.getLogger("worker")
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -368,7 +370,7 @@ class ComfyClient:
         )
         if resp.status_code != 200:
             raise ComfyError(
-                f"ComfyUI could not return the output {subfolder}/{filename} "
+                f"ComfyUI could not return the output {excerpt(f'{subfolder}/{filename}')} "
                 f"({type_}): HTTP {resp.status_code}"
             )
         return resp.content
@@ -385,7 +387,7 @@ class ComfyClient:
         try:
             if resp.status != 200:
                 raise ComfyError(
-                    f"ComfyUI could not return the output {subfolder}/{filename} "
+                    f"ComfyUI could not return the output {excerpt(f'{subfolder}/{filename}')} "
                     f"({type_}): HTTP {resp.status}"
                 )
             size = 0
@@ -393,7 +395,7 @@ class ComfyClient:
                 try:
                     chunk = resp.read(1 << 20)
                 except (OSError, http.client.HTTPException) as exc:
-                    what = f"broke off sending {subfolder}/{filename}"
+                    what = f"broke off sending {excerpt(f'{subfolder}/{filename}')}"
                     raise self._failure(what, exc) from exc
                 if not chunk:
                     break
