@@ -331,3 +331,32 @@ def test_an_output_read_only_up_to_its_limit_is_not_the_next_calls_answer(client
     assert client.view_into("noise.png", "", "input", whole) == len(buf.getvalue())
     assert whole.getvalue() == buf.getvalue()
     assert client.history("no-such-prompt") is None
+
+
+def test_an_output_cut_short_by_comfyui_is_an_error_not_a_smaller_file():
+    # ComfyUI killed while it sends a file: the answer announces its length and ends early.
+    # A truncated image or video must never be returned or uploaded as the job's result.
+    announced, sent = 3_000_000, 1_500_000
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_once() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n"
+                + f"Content-Length: {announced}\r\n\r\n".encode()
+                + b"\x89" * sent
+            )
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    client = ComfyClient(f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(ComfyError, match=r"broke off sending 'job-1/out_00001_\.png'"):
+            client.view_into("out_00001_.png", "job-1", "output", io.BytesIO())
+    finally:
+        client.close()
+        server.close()
+        thread.join(5)

@@ -398,6 +398,10 @@ class ComfyClient:
                     what = f"broke off sending {excerpt(f'{subfolder}/{filename}')}"
                     raise self._failure(what, exc) from exc
                 if not chunk:
+                    if resp.length:  # http.client reads a short body as its end: it is not
+                        what = f"broke off sending {excerpt(f'{subfolder}/{filename}')}"
+                        short = http.client.IncompleteRead(b"", resp.length)
+                        raise self._failure(what, short)
                     break
                 dest.write(chunk)
                 size += len(chunk)
@@ -435,6 +439,9 @@ class ComfyClient:
             try:
                 if not self.alive():  # a ComfyUI that is gone has no history left to delete
                     continue
+                if conn is not None and _dropped(conn):
+                    conn.close()  # ComfyUI closed it while idle (a restart, its keep-alive)
+                    conn = None
                 if conn is None:
                     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
                 body = json.dumps({"delete": [prompt_id]})
