@@ -157,13 +157,15 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
         await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         log.warning("job %s was stopped by RunPod; stopping its prompt", job_id)
-        await _stop_prompt(work, cancel)
+        # during a shutdown no next job needs an idle ComfyUI: the wait is bounded as below
+        await _stop_prompt(work, cancel, limit=STOP_WAIT if _shutdown.requested else None)
         raise
     finally:
         stopping.cancel()
     if work.done():
         return work.result()
-    if stopping.result() == "cancel":
+    reason = stopping.result()
+    if reason == "cancel":
         log.warning("job %s was stopped by RunPod during the shutdown; stopping its prompt", job_id)
         await _stop_prompt(work, cancel, limit=STOP_WAIT)
         raise asyncio.CancelledError  # as the SDK's own stop: RunPod already knows
@@ -177,7 +179,7 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     grace = _shutdown.grace
     why = (
         "a second SIGTERM came before the job finished"
-        if _shutdown.hurried
+        if reason == "second-sigterm"
         else f"the job did not finish within {grace:g} s of it (SHUTDOWN_GRACE={grace:g})"
     )
     return {
@@ -191,8 +193,9 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 async def _stop_prompt(
     work: asyncio.Future[Any], cancel: CancelToken, limit: float | None = None
 ) -> bool:
-    """Stops the job's prompt and waits until its thread has let go of ComfyUI, or at most
-    `limit` seconds; whether it did."""
+    """Stops the job's prompt and waits until its thread has let go of ComfyUI; whether it
+    did. With `limit`, at most that many seconds, and only for the job's thread (the interrupt
+    call, if still going, finishes on its own)."""
     cancel.cancel()
     pending = {work}
     rt = _runtime
@@ -203,12 +206,13 @@ async def _stop_prompt(
         )
     loop = asyncio.get_running_loop()
     deadline = None if limit is None else loop.time() + limit
-    while not all(task.done() for task in pending):
+    while not (work.done() if deadline is not None else all(t.done() for t in pending)):
         timeout = None if deadline is None else deadline - loop.time()
         if timeout is not None and timeout <= 0:
             return False
         try:  # a second stop signal for the same job must not cut this wait short
-            await asyncio.wait(pending, timeout=timeout)
+            waiting = {task for task in pending if not task.done()}
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             continue
     return True
@@ -556,7 +560,11 @@ def _exit_guard() -> None:
 
     def exit_later() -> None:
         time.sleep(EXIT_WAIT)
-        log.warning("the exit is held by a thread that does not end; leaving without it")
+        log.warning(
+            "the exit took over %g s (a thread that does not end, or ComfyUI slow to stop); "
+            "stopping ComfyUI and leaving",
+            EXIT_WAIT,
+        )
         if _runtime is not None:
             _runtime.comfy.close()
         for child in multiprocessing.active_children():

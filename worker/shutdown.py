@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 log = logging.getLogger("worker")
 
-Reason = Literal["cancel", "deadline"]
+Reason = Literal["cancel", "grace", "second-sigterm"]
 
 # How long a job stopped by the shutdown may take to let go of ComfyUI before its error is
 # posted anyway: inside Docker's default 10 s kill grace together with a short SHUTDOWN_GRACE.
@@ -57,7 +57,6 @@ class Shutdown:
         self._jobs_running = jobs_running
         self._stop_poll = stop_poll
         self._on_exit = on_exit
-        self.hurried = False  # a second SIGTERM came
         self._loop: asyncio.AbstractEventLoop | None = None
         self._requested: asyncio.Event | None = None
         self._hurry: asyncio.Event | None = None
@@ -98,7 +97,6 @@ class Shutdown:
         assert self._requested is not None and self._hurry is not None
         if self._since is not None:
             log.warning("a second SIGTERM: the running job is stopped now")
-            self.hurried = True
             self._hurry.set()
             return
         self._since = time.monotonic()
@@ -126,17 +124,16 @@ class Shutdown:
 
     async def stopping(self, job_id: str) -> Reason:
         """Returns once the shutdown must end the job `job_id`: "cancel" when RunPod's stop
-        channel names it, "deadline" when SHUTDOWN_GRACE has passed or a second SIGTERM came.
-        Without a shutdown it never returns (the caller cancels it when the job ends)."""
+        channel names it, "grace" when SHUTDOWN_GRACE has passed, "second-sigterm" when another
+        SIGTERM came first. Without a shutdown it never returns (the caller cancels it when
+        the job ends)."""
         if self._requested is None or self._hurry is None:
             await asyncio.Future()  # never set: this worker runs outside the SDK's loop
         assert self._requested is not None and self._hurry is not None
         await self._requested.wait()
         waits: dict[asyncio.Future[Any], Reason] = {
-            asyncio.ensure_future(asyncio.sleep(max(0.0, self.grace - self.elapsed()))): (
-                "deadline"
-            ),
-            asyncio.ensure_future(self._hurry.wait()): "deadline",
+            asyncio.ensure_future(asyncio.sleep(max(0.0, self.grace - self.elapsed()))): "grace",
+            asyncio.ensure_future(self._hurry.wait()): "second-sigterm",
         }
         if self._stop_poll is not None:
             waits[asyncio.ensure_future(self._stopped(job_id))] = "cancel"
@@ -145,7 +142,9 @@ class Shutdown:
         finally:
             for task in waits:
                 task.cancel()
-        return "cancel" if any(waits[t] == "cancel" for t in done) else "deadline"
+        reasons = {waits[task] for task in done}
+        # a cancel wins (nothing is posted for it); then whichever came, the grace first
+        return next(r for r in ("cancel", "grace", "second-sigterm") if r in reasons)
 
     async def _stopped(self, job_id: str) -> None:
         """Long-polls the stop channel until it names `job_id`: the SDK stopped polling it."""

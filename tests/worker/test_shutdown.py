@@ -176,3 +176,35 @@ def test_a_prompt_that_will_not_stop_does_not_hold_back_the_error_or_the_exit(ap
     assert 3 <= posted < 5.5, posted  # grace + STOP_WAIT, not grace + INTERRUPT_GRACE + restart
     assert assert_gone(w, comfy) == 0
     assert comfyuis_in(w.comfyui_dir) == []  # not even one the job's thread restarted
+
+
+def test_the_bounded_stop_waits_for_the_jobs_thread_not_for_a_slow_interrupt(monkeypatch):
+    # A job that finishes while its prompt is being stopped keeps its result even when ComfyUI
+    # is slow to answer the interrupt (the handler posts the result when the stop returns True).
+    import asyncio
+    from types import SimpleNamespace
+
+    from worker import rp_handler
+    from worker.comfy.client import CancelToken
+
+    class SlowInterrupt:
+        def interrupt_now(self, prompt_id: str) -> None:
+            time.sleep(3)
+
+    monkeypatch.setattr(rp_handler, "_runtime", SimpleNamespace(client=SlowInterrupt()))
+
+    def job() -> dict[str, Any]:
+        time.sleep(0.2)
+        return {"images": ["ok"]}
+
+    async def stop() -> tuple[bool, float]:
+        cancel = CancelToken()
+        cancel.prompt_id = "p1"
+        work = asyncio.ensure_future(asyncio.to_thread(job))
+        started = time.monotonic()
+        stopped = await rp_handler._stop_prompt(work, cancel, limit=2.0)
+        return stopped, time.monotonic() - started
+
+    stopped, took = asyncio.run(stop())
+    assert stopped is True
+    assert took < 1.5, took
