@@ -256,10 +256,16 @@ def _bucket_from_env(env: Mapping[str, str]) -> BucketConfig | None:
     )
 
 
-# AWS's virtual-host names: <bucket>.s3.amazonaws.com, .s3.<region>., the legacy .s3-<region>.,
-# .s3.dualstack.<region>., .s3-accelerate[.dualstack]., and the China regions' .amazonaws.com.cn.
+# AWS's virtual-host names for S3's API, each form spelled out (a pattern open to any label
+# after "s3" read "company.s3-backups.s3...." as the bucket "company"): <bucket>.s3.amazonaws.com,
+# .s3.<region>., the legacy .s3-<region>., .s3-external-1., -fips, .dualstack.,
+# .s3-accelerate[.dualstack]., and the China regions' .amazonaws.com.cn. Other AWS hosts
+# (PrivateLink's vpce-..., website, access-point and control endpoints) are not read as a bucket.
+_AWS_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d"
 _AWS_VIRTUAL_HOST = re.compile(
-    r"(?P<bucket>[a-z0-9][a-z0-9.-]*?)\.(?P<service>s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?)"
+    r"(?P<bucket>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)\."
+    r"(?P<service>(?:s3(?:-fips)?(?:[.-]dualstack)?(?:[.-](?:" + _AWS_REGION + r"|external-1))?"
+    r"|s3-accelerate(?:\.dualstack)?)\.amazonaws\.com(?:\.cn)?)"
 )
 
 
@@ -275,7 +281,7 @@ def _service_endpoint(endpoint: str, bucket: str) -> tuple[str, str, str]:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(endpoint)
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().rstrip(".")  # a fully qualified name's final dot
     aws = _AWS_VIRTUAL_HOST.fullmatch(host)
     if aws is not None:
         named, service = aws["bucket"], aws["service"]

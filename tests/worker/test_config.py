@@ -145,6 +145,20 @@ def test_bucket_name_from_a_virtual_host_endpoint():
             "outs",
             ("outs", "https://s3.us-east-1.amazonaws.com", "path"),
         ),
+        # a bucket whose own name holds ".s3-" or ".s3.": the last s3 label is the service's
+        (
+            "https://company.s3-backups.s3.eu-west-1.amazonaws.com",
+            "company.s3-backups",
+            ("company.s3-backups", "https://s3.eu-west-1.amazonaws.com", "path"),
+        ),
+        # a fully qualified name's final dot
+        ("https://outs.s3.amazonaws.com.", "", ("outs", "https://s3.amazonaws.com", "virtual")),
+        # PrivateLink's endpoint names an endpoint, not a bucket: used as given
+        (
+            "https://vpce-1a2b3c4d-5e6f.s3.us-east-1.vpce.amazonaws.com",
+            "outs",
+            ("outs", "https://vpce-1a2b3c4d-5e6f.s3.us-east-1.vpce.amazonaws.com", "path"),
+        ),
         # another provider's host that starts with the bucket named: its service host
         (
             "https://outs.nyc3.digitaloceanspaces.com",
