@@ -129,6 +129,13 @@ def format_validation_error(body: Any, titles: dict[str, str] | None = None) -> 
     return "Workflow validation failed: " + "; ".join(lines)
 
 
+# A kept connection idle longer than this is not reused: an HTTP server closes an idle one
+# after its keep-alive timeout (aiohttp's is 75 s under web.run_app, an hour under the runner
+# ComfyUI uses), and a request sent at that instant would fail on a healthy ComfyUI. A new
+# connection on loopback costs a fraction of a millisecond.
+KEEP_IDLE = 60.0
+
+
 def _dropped(conn: http.client.HTTPConnection) -> bool:
     """Whether an idle kept connection was closed by the other end (it reads as readable:
     the end of the stream, or bytes nobody asked for); one that never connected is not."""
@@ -182,7 +189,7 @@ class ComfyClient:
         # Kept connections for the calls every job makes (see _call), one per concurrent caller
         url = urlsplit(self.base_url)
         self._host, self._port = url.hostname or "127.0.0.1", url.port
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []  # and when kept
         self._idle_lock = threading.Lock()
         self.ws: websocket.WebSocket | None = None
         # Prompts whose /history entry is still to be deleted (see forget)
@@ -219,9 +226,10 @@ class ComfyClient:
         request is ever sent twice (like `requests`, which does not retry either)."""
         timeout = self.request_timeout if timeout is None else timeout
         with self._idle_lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is not None and _dropped(conn):
-            conn.close()  # ComfyUI closed it while idle (keep-alive timeout, a restart)
+            conn, kept = self._idle.pop() if self._idle else (None, 0.0)
+        if conn is not None and (time.monotonic() - kept > KEEP_IDLE or _dropped(conn)):
+            # ComfyUI closed it while idle (a restart), or may be closing it right now
+            conn.close()
             conn = None
         if conn is None:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
@@ -246,7 +254,7 @@ class ComfyClient:
         the rest of it would be read as the next answer) and ComfyUI keeps it open."""
         if resp.isclosed() and not resp.will_close:
             with self._idle_lock:
-                self._idle.append(conn)
+                self._idle.append((conn, time.monotonic()))
         else:
             conn.close()
 
@@ -528,7 +536,7 @@ class ComfyClient:
         self.session.close()
         with self._idle_lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.close()
 
     def run(
