@@ -157,6 +157,15 @@ def build_wheel(
                     f"{label}: the tree at {rev[:12]} is {tree}, the lock says "
                     f"{entry.locked.tree}; refusing to build other source than the lock pins"
                 )
+        # The tree hash pins a link's text, not what it reaches: a link out of the source
+        # would put a file of the build machine into the wheel, or run one as build code.
+        escaping = git.escaping_links(src, entry=label)
+        if escaping:
+            raise VerificationError(
+                f"{label}: commit {rev[:12]} holds symlinks that lead outside its source: "
+                f"{'; '.join(escaping)}; refusing to build it: pin another commit "
+                "(scripts/update-locks.py --nodes) or ask upstream"
+            )
         env = build_env(entry)
         cmd = build_command(src, wheel_dir, python, frontend)
         shown = " ".join(f"{k}={env[k]}" for k in sorted({*entry.env, "EXT_PARALLEL", "MAX_JOBS"}))

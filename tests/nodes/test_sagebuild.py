@@ -220,3 +220,33 @@ def test_cli_builds_one_wheel(sage, tmp_path, world):
     assert done.returncode == 0, done.stderr
     (wheel,) = out.glob("*.whl")
     assert f"{wheel.name} sha256={hashlib.sha256(wheel.read_bytes()).hexdigest()}" in done.stdout
+
+
+def test_a_source_with_a_link_out_of_it_is_not_built(world, tmp_path):
+    # update-locks refuses such a commit; a lock written by hand (its rev and tree hash right:
+    # the tree hash pins the link's text, not what it reaches) must not get it built either,
+    # or setup.py would read a file of the build machine (or package it) as its own.
+    from bake.locks.nodes import GitPin
+    from bake.nodes import git
+
+    secret = tmp_path / "build-machine-secret.txt"
+    secret.write_text("not for the wheel\n")
+    repo = world.repo("SageAttention")
+    rev = repo.commit(
+        {"pyproject.toml": PYPROJECT, "fake_backend.py": BACKEND, "README.md": "# x\n"},
+        "v2.2.0",
+        symlinks={"csrc/notes.txt": str(secret)},
+    )
+    checkout = tmp_path / "checkout"
+    git.fetch_checkout(checkout, repo.url, rev, entry="sageattention")
+    tree = git.worktree_tree_hash(checkout, entry="sageattention")
+    entry = NodeEntry(
+        "sageattention",
+        "source_build",
+        GitSource(repo.url, "v2.2.0"),
+        locked=GitPin(rev, "2026-01-01T00:00:00+00:00", tree),
+    )
+    with pytest.raises(VerificationError) as info:
+        build_wheel(entry, tmp_path / "w", frontend="uv", log=lambda _: None)
+    assert f"csrc/notes.txt -> {secret} (an absolute link)" in str(info.value)
+    assert not list((tmp_path / "w").glob("*.whl"))
