@@ -310,13 +310,18 @@ ARG BAKE_COMMIT=
 # its locked wheels' RECORDs hash (checked by the system's Python, from outside the venv, after
 # the start that ran every node's code), then every baked model is hashed against the lock.
 # Without models (WITH_MODELS=0) the image-placement models under models/ are absent by design.
+# Each RECORD of the environment must also be the one the `runtime` stage installed, mounted
+# read-only below (a stage the start cannot write): code that ran at the start could have
+# rewritten a RECORD together with the files it hashes.
 # Last, the provenance record: every input of this image with its hash, the SageAttention wheel
 # that was installed included (docs/image.md, "Provenance"); the worker reports its sha256.
 RUN --mount=type=bind,from=sage,source=/wheels,target=/wheels \
+    --mount=type=bind,from=runtime,source=/opt/venv,target=/opt/venv-installed \
     python -m bake nodes smoke --comfyui-dir /comfyui \
         --record /opt/bake/node-classes.installed.json \
     && python -m bake nodes verify --comfyui-dir /comfyui \
     && /usr/bin/python3.12 -E -s -B -m bake python verify --prefix /opt/venv \
+        --reference /opt/venv-installed \
     && if [ "$WITH_MODELS" = 1 ]; then \
         python -m bake models verify --comfyui-dir /comfyui --mode full --placement image; \
     fi \

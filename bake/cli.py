@@ -231,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the venv to check, named by its interpreter (DIR/bin/python); the path is read, "
         "the interpreter is not run",
     )
+    pyverify.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DIR",
+        help="a copy of the same venv as installed, before anything else ran (the image "
+        "bind-mounts its earlier stage): every RECORD must be byte for byte its copy's, so a "
+        "RECORD rewritten together with the files it hashes is found",
+    )
     pyverify.set_defaults(handler="python verify")
 
     build = sub.add_parser("build", help="source builds pinned in nodes.lock.yaml")

@@ -24,9 +24,12 @@ added to a package, a script in bin/), `changed` (a file whose bytes are not the
 `unlocked` (a file of a distribution that is not accepted), `unverifiable` (listed with no
 hash) or `missing` (listed, absent; byte-code may be absent).
 
-What it cannot see: a RECORD rewritten together with the files it lists. RECORD is written by
-the installer from the wheel whose sha256 the lock pins (pip and uv check it before anything
-lands), so it proves the files are the wheel's as long as nothing rewrote both afterwards.
+What it cannot see on its own: a RECORD rewritten together with the files it lists. RECORD is
+written by the installer from the wheel whose sha256 the lock pins (pip and uv check it before
+anything lands), so it proves the files are the wheel's as long as nothing rewrote both
+afterwards. `rewritten_records` closes that: every RECORD must equal the one in a reference
+copy of the environment taken before any untrusted code ran (the image bind-mounts the
+environment's earlier stage, which nothing of the later steps can write).
 """
 
 from __future__ import annotations
@@ -713,3 +716,34 @@ def _check_byte_code(
             report.findings.append(
                 Finding(pyc, "changed", f"byte-code that is not the compile of {shown(source)}")
             )
+
+
+def rewritten_records(dists: Iterable[Dist], prefix: Path, reference: Path) -> list[str]:
+    """A line for every distribution whose RECORD is not byte for byte the one at the same
+    path under `reference`: the environment as installed, before anything that ran later could
+    have rewritten a RECORD together with the files it hashes."""
+    lines = []
+    for dist in dists:
+        try:
+            ours = (prefix / dist.record).read_bytes()
+        except OSError as exc:
+            lines.append(f"{dist.record}: cannot be read ({exc.strerror})")
+            continue
+        try:
+            theirs = (reference / dist.record).read_bytes()
+        except FileNotFoundError:
+            lines.append(
+                f"{dist.record}: {dist.label} is not in the reference environment "
+                f"{shown(str(reference))}: installed after it"
+            )
+            continue
+        except OSError as exc:
+            lines.append(f"{shown(str(reference / dist.record))}: cannot be read ({exc.strerror})")
+            continue
+        if ours != theirs:
+            lines.append(
+                f"{dist.record}: rewritten: not the RECORD {dist.label} was installed with "
+                f"(the reference environment {shown(str(reference))} holds another), so the files "
+                "it hashes prove nothing"
+            )
+    return lines

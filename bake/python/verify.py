@@ -38,7 +38,16 @@ from packaging.version import InvalidVersion, Version
 from bake.errors import PythonEnvError
 from bake.locks.lockfile import REQUIREMENTS_LOCK, default_lock
 from bake.locks.requirements import RequirementsLock, load_requirements_lock
-from bake.python.record import Dist, Report, Venv, account, read_venv, scan_venv, venv_of_python
+from bake.python.record import (
+    Dist,
+    Report,
+    Venv,
+    account,
+    read_venv,
+    rewritten_records,
+    scan_venv,
+    venv_of_python,
+)
 
 # Allowed beside the lock without asking: our own project (installed with --no-deps), the
 # SageAttention wheel built in the image, and pip, which `python -m venv` puts in every venv.
@@ -271,10 +280,13 @@ def check_environment(
     lock_name: str = REQUIREMENTS_LOCK,
     jobs: int | None = None,
     torch: bool = True,
+    reference: Path | None = None,
 ) -> Verdict:
     """The venv at `prefix` (or the one whose interpreter is `python`, else this interpreter's)
     against `lock`: distributions by name and version, then every file against the RECORDs of
-    the accepted distributions, then (only when all of that passed) torch's CUDA and arch."""
+    the accepted distributions, then (only when all of that passed) torch's CUDA and arch. With
+    `reference` (a copy of the same environment as installed), every RECORD must be its copy's
+    (see `rewritten_records`)."""
     venv = read_venv(_resolve_prefix(python, prefix))
     scan = scan_venv(venv)
     env = _environment(venv, scan.dists, None)
@@ -288,6 +300,8 @@ def check_environment(
         return pin is not None and _same_version(dist.version, pin.version)
 
     problems = compare(lock, env, allow_extra, lock_name)
+    if reference is not None:
+        problems += rewritten_records(scan.dists, venv.prefix, reference)
     report = account(scan, accepted, jobs=jobs)
     problems += report.lines()
     if torch and not problems and any(d.name == "torch" and accepted(d) for d in scan.dists):
@@ -303,10 +317,11 @@ def verify_environment(
     prefix: str | Path | None = None,
     allow_extra: Iterable[str] = (),
     jobs: int | None = None,
+    reference: Path | None = None,
 ) -> list[str]:
     """Problem lines for the venv (see `check_environment`) against `lock` (empty: it matches)."""
     verdict = check_environment(
-        lock, python=python, prefix=prefix, allow_extra=allow_extra, jobs=jobs
+        lock, python=python, prefix=prefix, allow_extra=allow_extra, jobs=jobs, reference=reference
     )
     return verdict.problems
 
@@ -326,8 +341,14 @@ def cli(args: argparse.Namespace) -> int:
     lock = load_requirements_lock(path)
     prefix = getattr(args, "prefix", None)
     python = getattr(args, "python", None)
+    reference = getattr(args, "reference", None)
     verdict = check_environment(
-        lock, python=python, prefix=prefix, allow_extra=args.allow_extra, lock_name=path.name
+        lock,
+        python=python,
+        prefix=prefix,
+        allow_extra=args.allow_extra,
+        lock_name=path.name,
+        reference=reference,
     )
     if _inside(verdict.venv):
         venv = verdict.venv
@@ -346,6 +367,8 @@ def cli(args: argparse.Namespace) -> int:
         f"is theirs ({report.hashed} by their RECORDs' digests, {report.compiled} byte-code files "
         "by compiling their sources)"
     )
+    if reference is not None:
+        summary += f"; every RECORD is the one in {reference}"
     if env.torch is not None:
         summary += f"; torch {env.torch.version} for CUDA {env.torch.cuda} with {REQUIRED_ARCH}"
     print(summary)

@@ -252,6 +252,16 @@ def test_the_build_checks_the_locks_and_the_environment(dockerfile):
     assert verify in " ".join(last.value.split())
     words = " ".join(last.value.split())
     assert words.index("nodes smoke") < words.index(verify)
+    # ... against the RECORDs as the runtime stage installed them, mounted read-only: the start
+    # could rewrite a RECORD with the files it hashes, but not a stage that is already built
+    (mount,) = [m for m in last.mounts() if m.get("target") == "/opt/venv-installed"]
+    assert mount == {
+        "type": "bind",
+        "from": "runtime",
+        "source": "/opt/venv",
+        "target": "/opt/venv-installed",
+    }
+    assert f"{verify} --reference /opt/venv-installed" in words
 
 
 def test_the_locks_are_checked_before_anything_is_installed(dockerfile):

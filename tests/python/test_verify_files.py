@@ -514,3 +514,46 @@ def test_byte_code_is_checked_the_same_over_several_processes(lock, venv, tmp_pa
         f"{SITE}/alpha/__pycache__/cli.{TAG}.pyc: changed: byte-code that is not the compile "
         f"of {SITE}/alpha/cli.py"
     ]
+
+
+def test_a_record_rewritten_with_the_files_it_hashes_is_found_against_the_installed_copy(
+    world, lock, venv, capsys
+):
+    # A build step running as root (a node's code at ComfyUI's build-time start) changes a
+    # module, drops its byte-code and rewrites the module's RECORD line to match: every file
+    # then agrees with its RECORD. Only a copy of the environment as installed tells.
+    init = site(venv) / "alpha" / "__init__.py"
+    planted = b'import os; GREETING = os.environ.get("HF_TOKEN")\n'
+    init.write_bytes(planted)
+    for pyc in (site(venv) / "alpha" / "__pycache__").glob("__init__.*.pyc"):
+        pyc.unlink()
+    record = site(venv) / "alpha-1.0.dist-info" / "RECORD"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(planted).digest()).rstrip(b"=").decode()
+    lines = [
+        f"alpha/__init__.py,sha256={digest},{len(planted)}"
+        if line.startswith("alpha/__init__.py,")
+        else line
+        for line in record.read_text().splitlines()
+    ]
+    record.write_text("\n".join(lines) + "\n")
+    assert problems_of(lock, venv) == []  # what the RECORDs alone can prove
+
+    reference = world["pristine"]  # the venv as pip installed it
+    assert problems_of(lock, venv, reference=reference) == [
+        f"{SITE}/alpha-1.0.dist-info/RECORD: rewritten: not the RECORD alpha 1.0 was installed "
+        f"with (the reference environment {reference} holds another), so the files it hashes "
+        "prove nothing"
+    ]
+    args = argparse.Namespace(
+        lock=world["lock"], allow_extra=[], prefix=venv, python=None, reference=reference
+    )
+    with pytest.raises(PythonEnvError, match=r"alpha-1\.0\.dist-info/RECORD: rewritten"):
+        verify.cli(args)
+
+
+def test_the_clean_environment_passes_against_its_installed_copy(world, venv, capsys):
+    args = argparse.Namespace(
+        lock=world["lock"], allow_extra=[], prefix=venv, python=None, reference=world["pristine"]
+    )
+    assert verify.cli(args) == 0
+    assert f"every RECORD is the one in {world['pristine']}" in capsys.readouterr().out
