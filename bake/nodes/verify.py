@@ -14,9 +14,10 @@ Every path under an entry's folder (except its `.git`) is one of:
 - a `.pyc` under `__pycache__/`, for this interpreter, next to a tracked `.py`, whose code object
   equals what compiling that source gives (so only the build's own byte-code passes, whatever
   its invalidation mode);
-- generated data: a file that is not code (no code suffix, not executable, not a symlink) and
-  that the entry's committed `.gitignore` files ignore, such as the configs nodes write at first
-  start. Only committed `.gitignore` files count, read from git's objects;
+- generated data: a file that is not code (no code suffix, not executable, not a symlink, not
+  pickled weights: PICKLE_SUFFIXES) and that the entry's committed `.gitignore` files ignore,
+  such as the configs nodes write at first start. Only committed `.gitignore` files count,
+  read from git's objects;
 - bake's own records: the empty `.<name>.lock` that `models fetch` leaves beside a model, and
   in ComfyUI's root the folders `.bake/` and `.bake-stamps/` (not code).
 Anything else is `unexpected`, and so is every file in ComfyUI's `custom_nodes/` and `models/`
@@ -92,6 +93,13 @@ CODE_SUFFIXES = frozenset(
         ".svg",
         ".ipynb",
     ]
+)
+# Suffixes of pickled weights and objects: torch.load, pickle, joblib and numpy (allow_pickle)
+# run code while reading them, so an untracked one in a node's folder is code, not data,
+# however a .gitignore ignores it (a checkpoint folder is commonly ignored). A model a node
+# keeps in its folder is a models-lock destination, checked by its hash instead.
+PICKLE_SUFFIXES = frozenset(
+    [".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".joblib", ".npy", ".npz", ".tar"]
 )
 BAKE_DATA = (".bake", ".bake-stamps")  # bake's own records at ComfyUI's root
 STRICT = ("custom_nodes", "models")  # ComfyUI folders where only pinned files may lie
@@ -433,6 +441,15 @@ class _Scan:
         if is_code(name, mode):
             self.untracked[rel] = False
             self.add(rel, "unexpected", "code the commit does not hold")
+            return
+        if name.lower().endswith(tuple(PICKLE_SUFFIXES)):
+            self.untracked[rel] = False
+            self.add(
+                rel,
+                "unexpected",
+                "pickled data the commit does not hold (loading it runs code); a model a node "
+                "keeps in its folder belongs in models.lock.yaml",
+            )
             return
         if self.is_comfyui and top in BAKE_DATA:
             self.untracked[rel] = True

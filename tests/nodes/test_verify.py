@@ -276,11 +276,18 @@ def test_first_start_data_and_model_files_are_kept_but_code_among_them_is_not(tr
 
     # ignored by the node's .gitignore, but code: foreign all the same
     (node / "styles" / "loader.py").write_text("import os\n")
+    # ... and so is a pickled checkpoint in the folder the node ignores for its weights: a
+    # torch.load of it runs whatever its pickle says
+    (node / "ckpts").mkdir(exist_ok=True)
+    (node / "ckpts" / "flownet.pkl").write_bytes(b"\x80\x04cos\nsystem\n.")
     # a model file the models lock does not name, in ComfyUI's models/
     (comfy / "models" / "vae" / "other.safetensors").write_bytes(b"x")
     done = verify(lock, models, comfy)
-    assert set(errors(done)[:2]) == {
+    assert set(errors(done)[:3]) == {
         f"error: custom_nodes/{KJ}/styles/loader.py: unexpected: code the commit does not hold",
+        f"error: custom_nodes/{KJ}/ckpts/flownet.pkl: unexpected: pickled data the commit does "
+        "not hold (loading it runs code); a model a node keeps in its folder belongs in "
+        "models.lock.yaml",
         "error: models/vae/other.safetensors: unexpected: models/ holds only ComfyUI's own "
         "files and the models-lock files",
     }
@@ -288,6 +295,7 @@ def test_first_start_data_and_model_files_are_kept_but_code_among_them_is_not(tr
     assert rife.read_bytes() == b"weights" and vae.read_bytes() == b"vae"
     assert (node / "pysssss.json").exists() and (comfy / "output" / "frame.png").exists()
     assert not (node / "styles" / "loader.py").exists()
+    assert not (node / "ckpts" / "flownet.pkl").exists()
     assert verify(lock, models, comfy).returncode == 0
 
 
