@@ -98,6 +98,9 @@ CODE_SUFFIXES = frozenset(
 # run code while reading them, so an untracked one in a node's folder is code, not data,
 # however a .gitignore ignores it (a checkpoint folder is commonly ignored). A model a node
 # keeps in its folder is a models-lock destination, checked by its hash instead.
+# A deny-list inside the allow-list of generated data: what nodes write at first start
+# (settings, caches, their names chosen by each node) cannot be listed ahead of the start,
+# so the files a .gitignore ignores are accepted unless their kind is one a loader executes.
 PICKLE_SUFFIXES = frozenset(
     [".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".joblib", ".npy", ".npz", ".tar"]
 )
