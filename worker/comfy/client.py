@@ -438,32 +438,19 @@ class ComfyClient:
             return self._forgotten.wait_for(lambda: self._forgetting == 0, timeout)
 
     def _forget_loop(self) -> None:
-        # Plain http.client on a kept connection: a fraction of the CPU that requests spends
-        # per call, which counts when jobs come back to back on a few cores.
-        url = urlsplit(self.base_url)
-        conn: http.client.HTTPConnection | None = None
+        # On the kept connections every job's calls use (_call): a fraction of the CPU that
+        # requests spends per call, which counts when jobs come back to back on a few cores.
         while True:
             prompt_id = self._to_forget.get()
             try:
                 if not self.alive():  # a ComfyUI that is gone has no history left to delete
                     continue
-                if conn is not None and _dropped(conn):
-                    conn.close()  # ComfyUI closed it while idle (a restart, its keep-alive)
-                    conn = None
-                if conn is None:
-                    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-                body = json.dumps({"delete": [prompt_id]})
-                headers = {"Content-Type": "application/json", **self.headers}
-                conn.request("POST", "/history", body, headers)
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status != 200:
-                    raise ComfyError(f"HTTP {resp.status}")
-            except (OSError, http.client.HTTPException, ComfyError) as exc:
+                body = json.dumps({"delete": [prompt_id]}).encode()
+                status, _ = self._call("POST", "/history", body, "application/json", timeout=10)
+                if status != 200:
+                    raise ComfyError(f"HTTP {status}")
+            except ComfyError as exc:
                 log.warning("could not delete prompt %s from ComfyUI's history: %s", prompt_id, exc)
-                if conn is not None:
-                    conn.close()
-                conn = None
             finally:
                 with self._forgotten:
                     self._forgetting -= 1
