@@ -121,6 +121,13 @@ def lock(world):
     return load_requirements_lock(world["lock"])
 
 
+def cli_args(world, **given) -> argparse.Namespace:
+    """The arguments `bake python verify` parses, for `verify.cli`: the world's lock, then
+    `given` (prefix, python, reference)."""
+    args = {"lock": world["lock"], "allow_extra": [], "prefix": None, "python": None}
+    return argparse.Namespace(**{**args, **given})
+
+
 def problems_of(lock, venv: Path, **kwargs) -> list[str]:
     return verify_environment(lock, prefix=venv, **kwargs)
 
@@ -445,16 +452,14 @@ def test_the_environment_is_found_from_its_python_without_running_it(venv):
 
 
 def test_the_command_prints_a_summary_and_one_error_line_per_problem(world, venv, capsys):
-    args = argparse.Namespace(lock=world["lock"], allow_extra=[], prefix=venv, python=None)
+    args = cli_args(world, prefix=venv)
     assert verify.cli(args) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{venv}: 3 distributions match requirements.lock, and every file")
     assert "torch 2.0 for CUDA 12.8 with sm_120" in out
 
     (site(venv) / "evil.pth").write_text("import os\n")
-    args = argparse.Namespace(
-        lock=world["lock"], allow_extra=[], prefix=None, python=str(venv / "bin" / "python")
-    )
+    args = cli_args(world, python=str(venv / "bin" / "python"))
     with pytest.raises(PythonEnvError) as info:
         verify.cli(args)
     assert info.value.lines() == [
@@ -492,7 +497,7 @@ def test_checking_from_inside_the_environment_warns_and_names_the_outside_form(
     """Run with the venv's own `python`, its .pth files ran before the check did: it still
     checks, and says how to run it so that nothing of the venv is in the checking process."""
     monkeypatch.setattr(sys, "prefix", str(venv))
-    args = argparse.Namespace(lock=world["lock"], allow_extra=[], prefix=venv, python=None)
+    args = cli_args(world, prefix=venv)
     assert verify.cli(args) == 0
     err = capsys.readouterr().err
     assert err.startswith(f"warning: this check runs from the environment it checks ({venv})")
@@ -544,16 +549,12 @@ def test_a_record_rewritten_with_the_files_it_hashes_is_found_against_the_instal
         f"with (the reference environment {reference} holds another), so the files it hashes "
         "prove nothing"
     ]
-    args = argparse.Namespace(
-        lock=world["lock"], allow_extra=[], prefix=venv, python=None, reference=reference
-    )
+    args = cli_args(world, prefix=venv, reference=reference)
     with pytest.raises(PythonEnvError, match=r"alpha-1\.0\.dist-info/RECORD: rewritten"):
         verify.cli(args)
 
 
 def test_the_clean_environment_passes_against_its_installed_copy(world, venv, capsys):
-    args = argparse.Namespace(
-        lock=world["lock"], allow_extra=[], prefix=venv, python=None, reference=world["pristine"]
-    )
+    args = cli_args(world, prefix=venv, reference=world["pristine"])
     assert verify.cli(args) == 0
     assert f"every RECORD is the one in {world['pristine']}" in capsys.readouterr().out
